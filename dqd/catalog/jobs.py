@@ -1,0 +1,261 @@
+"""The persistent job queue: enqueue, claim with a lease, renew, finish.
+
+A job is one (model version, host class). Workers claim only jobs of their own
+class. A running job whose lease expired (its worker died) is claimable again.
+On Postgres the claim uses ``FOR UPDATE SKIP LOCKED`` so concurrent daemons
+never take the same job; on SQLite the ``BEGIN IMMEDIATE`` write lock
+serializes claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from dqd.catalog.db import Transactions, is_sqlite, utcnow
+from dqd.catalog.rows import job_from_row
+from dqd.catalog.tables import JobRow
+from dqd.domain import Job, JobKind, JobState
+from dqd.errors import NotFound
+
+ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+class JobStore:
+    tx: Transactions
+
+    def enqueue(
+        self,
+        sha256: str,
+        host_class: str,
+        *,
+        kind: JobKind = JobKind.QUANTIZE,
+        source_path: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """Queue a job; None when its idempotency key, or an active job for the same work, exists.
+
+        The default key is the (model version, host class) pair for a first
+        quantization: a content is quantized once per class however many paths hold it.
+        """
+        now = now or utcnow()
+        key = idempotency_key or f"{kind.value}:{sha256}:{host_class}"
+        with self.tx.write() as session:
+            if session.scalar(select(JobRow.id).where(JobRow.idempotency_key == key)) is not None:
+                return None
+            active = session.scalar(
+                select(JobRow.id).where(
+                    JobRow.sha256 == sha256,
+                    JobRow.host_class == host_class,
+                    JobRow.state.in_(ACTIVE_STATES),
+                )
+            )
+            if active is not None:
+                return None
+            row = JobRow(
+                kind=kind.value,
+                sha256=sha256,
+                host_class=host_class,
+                state=JobState.QUEUED.value,
+                attempts=0,
+                max_attempts=max_attempts,
+                priority=priority,
+                idempotency_key=key,
+                source_path=source_path,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return job_from_row(row)
+
+    def claim_next_job(
+        self, host_class: str, owner: str, lease_seconds: float, *, now: datetime | None = None
+    ) -> Job | None:
+        now = now or utcnow()
+        with self.tx.write() as session:
+            while True:
+                row = session.scalars(self._claimable(session, host_class, now)).first()
+                if row is None:
+                    return None
+                if row.state == JobState.RUNNING.value and row.attempts >= row.max_attempts:
+                    # Its worker died on every attempt: likely this model kills workers.
+                    row.state = JobState.FAILED.value
+                    row.last_error = (
+                        f"worker lost (lease expired) on all {row.attempts} attempts; "
+                        f"last error: {row.last_error or 'none recorded'}"
+                    )
+                    row.finished_at = row.updated_at = now
+                    row.lease_owner = row.lease_expires_at = None
+                    session.flush()
+                    continue
+                if row.state == JobState.RUNNING.value:
+                    row.last_error = f"lease of {row.lease_owner} expired; job returned to the queue"
+                row.state = JobState.RUNNING.value
+                row.attempts += 1
+                row.lease_owner = owner
+                row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+                row.started_at = now
+                row.updated_at = now
+                session.flush()
+                return job_from_row(row)
+
+    def _claimable(self, session: Session, host_class: str, now: datetime):  # type: ignore[no-untyped-def]
+        stmt = (
+            select(JobRow)
+            .where(
+                JobRow.host_class == host_class,
+                or_(
+                    and_(
+                        JobRow.state == JobState.QUEUED.value,
+                        or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
+                    ),
+                    and_(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at < now),
+                ),
+            )
+            .order_by(JobRow.priority.desc(), JobRow.id)
+            .limit(1)
+        )
+        if not is_sqlite(self.tx.engine):
+            stmt = stmt.with_for_update(skip_locked=True)
+        return stmt
+
+    def renew_lease(self, job_id: int, owner: str, lease_seconds: float, *, now: datetime | None = None) -> bool:
+        """Extend a lease; False when the job is no longer ours (expired and re-claimed, cancelled)."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = session.get(JobRow, job_id)
+            if row is None or row.lease_owner != owner or row.state != JobState.RUNNING.value:
+                return False
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            row.updated_at = now
+            return True
+
+    def complete_job(self, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = self._owned(session, job_id, owner)
+            if row is None:
+                return False
+            row.state = JobState.DONE.value
+            row.finished_at = row.updated_at = now
+            row.lease_owner = row.lease_expires_at = None
+            return True
+
+    def fail_job(
+        self,
+        job_id: int,
+        owner: str,
+        error: str,
+        *,
+        permanent: bool,
+        backoff_seconds: float = 30.0,
+        now: datetime | None = None,
+    ) -> JobState | None:
+        """Record an error: permanent or out of attempts → failed; else requeued with backoff."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = self._owned(session, job_id, owner)
+            if row is None:
+                return None
+            row.last_error = error
+            row.lease_owner = row.lease_expires_at = None
+            row.updated_at = now
+            if permanent or row.attempts >= row.max_attempts:
+                row.state = JobState.FAILED.value
+                row.finished_at = now
+            else:
+                row.state = JobState.QUEUED.value
+                # Exponential backoff: 1x, 2x, 4x ... the base delay.
+                row.not_before = now + timedelta(seconds=backoff_seconds * 2 ** max(0, row.attempts - 1))
+            return JobState(row.state)
+
+    def release_job(self, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
+        """Give a job back unfinished (shutdown): the attempt does not count."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = self._owned(session, job_id, owner)
+            if row is None:
+                return False
+            row.state = JobState.QUEUED.value
+            row.attempts = max(0, row.attempts - 1)
+            row.lease_owner = row.lease_expires_at = None
+            row.updated_at = now
+            return True
+
+    def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
+        """Put a failed or cancelled job back in the queue with fresh attempts."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            if row.state in ACTIVE_STATES:
+                return job_from_row(row)
+            row.state = JobState.QUEUED.value
+            row.attempts = 0
+            row.not_before = None
+            row.finished_at = None
+            row.updated_at = now
+            session.flush()
+            return job_from_row(row)
+
+    def cancel_job(self, job_id: int, *, now: datetime | None = None) -> Job:
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            if row.state in ACTIVE_STATES:
+                row.state = JobState.CANCELLED.value
+                row.lease_owner = row.lease_expires_at = None
+                row.finished_at = row.updated_at = now
+            session.flush()
+            return job_from_row(row)
+
+    def get_job(self, job_id: int) -> Job:
+        with self.tx.read() as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            return job_from_row(row)
+
+    def list_jobs(
+        self,
+        *,
+        states: Iterable[JobState] = (),
+        host_class: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Job]:
+        stmt = select(JobRow).order_by(JobRow.id.desc()).offset(offset)
+        wanted = [state.value for state in states]
+        if wanted:
+            stmt = stmt.where(JobRow.state.in_(wanted))
+        if host_class:
+            stmt = stmt.where(JobRow.host_class == host_class)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.tx.read() as session:
+            return [job_from_row(row) for row in session.scalars(stmt)]
+
+    def queue_depth(self) -> dict[str, int]:
+        """Job count by state (every state present, zero when empty)."""
+        counts = {state.value: 0 for state in JobState}
+        with self.tx.read() as session:
+            for state, count in session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)):
+                counts[state] = count
+        return counts
+
+    @staticmethod
+    def _owned(session: Session, job_id: int, owner: str) -> JobRow | None:
+        row = session.get(JobRow, job_id)
+        if row is None or row.lease_owner != owner or row.state != JobState.RUNNING.value:
+            return None
+        return row

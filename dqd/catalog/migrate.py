@@ -1,0 +1,67 @@
+"""Schema migrations, run from the migrations shipped inside the installed package."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from dqd.catalog.db import Transactions
+from dqd.errors import SchemaMismatch
+
+
+def migrations_dir() -> Path:
+    return Path(str(files("dqd.migrations")))
+
+
+def _config(engine: Engine | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if engine is not None:
+        config.set_main_option(
+            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "no migrations shipped"
+    return head
+
+
+def known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def current_revision(engine: Engine) -> str | None:
+    with Transactions(engine).read() as session:
+        return MigrationContext.configure(session.connection()).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply pending migrations; returns the revision the catalog is now at."""
+    current = current_revision(engine)
+    if current is not None and current not in known_revisions():
+        raise SchemaMismatch(current, head_revision(), "the catalog is newer than this dqd; upgrade dqd")
+    config = _config(engine)
+    with Transactions(engine).write() as session:
+        config.attributes["connection"] = session.connection()
+        command.upgrade(config, revision)
+    return current_revision(engine) or ""
+
+
+def ensure_current(engine: Engine) -> None:
+    """Refuse to run on a catalog that is behind or ahead of the code."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is not None and current not in known_revisions():
+        raise SchemaMismatch(current, head, "the catalog is newer than this dqd; upgrade dqd")
+    raise SchemaMismatch(current, head, "run `dqd db upgrade`")

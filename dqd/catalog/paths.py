@@ -1,0 +1,157 @@
+"""Hosts, model paths and model versions (content by sha256)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from dqd.catalog.db import Transactions, utcnow
+from dqd.catalog.rows import host_from_row, path_from_row
+from dqd.catalog.tables import HostRow, ModelPathRow, ModelVersionRow, PathVersionRow
+from dqd.domain import HostInfo, ModelPath
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What registering a file found."""
+
+    path: ModelPath
+    new_content: bool  # this sha256 was never seen at any path
+    changed: bool  # the path holds content it did not hold before (new path, new version, or back from removal)
+
+
+class PathStore:
+    tx: Transactions
+
+    # --- hosts ---
+
+    def upsert_host(self, host: HostInfo, *, now: datetime | None = None) -> None:
+        """Register this host or refresh its facts and heartbeat."""
+        now = now or utcnow()
+        facts: dict[str, Any] = {
+            "hostname": host.hostname,
+            "host_class": host.host_class,
+            "arch": host.arch,
+            "cpu_model": host.cpu_model,
+            "isa_flags": list(host.isa_flags),
+            "usable_cores": host.usable_cores,
+            "os": host.os,
+            "ort_version": host.ort_version,
+            "onnx_version": host.onnx_version,
+            "dqd_version": host.dqd_version,
+            "last_heartbeat_at": now,
+        }
+        with self.tx.write() as session:
+            row = session.get(HostRow, host.host_id)
+            if row is None:
+                session.add(HostRow(id=host.host_id, first_seen_at=now, **facts))
+            else:
+                for key, value in facts.items():
+                    setattr(row, key, value)
+
+    def heartbeat(self, host_id: str, *, now: datetime | None = None) -> None:
+        with self.tx.write() as session:
+            row = session.get(HostRow, host_id)
+            if row is not None:
+                row.last_heartbeat_at = now or utcnow()
+
+    def live_host_classes(self, ttl_seconds: float, *, now: datetime | None = None) -> list[str]:
+        cutoff = (now or utcnow()) - timedelta(seconds=ttl_seconds)
+        with self.tx.read() as session:
+            stmt = select(HostRow.host_class).where(HostRow.last_heartbeat_at >= cutoff).distinct()
+            return sorted(session.scalars(stmt))
+
+    def list_hosts(self) -> list[tuple[HostInfo, datetime, datetime]]:
+        """Every host with its first-seen and last-heartbeat times."""
+        from dqd.catalog.db import as_utc
+
+        with self.tx.read() as session:
+            rows = session.scalars(select(HostRow).order_by(HostRow.host_class, HostRow.hostname))
+            return [
+                (host_from_row(r), as_utc(r.first_seen_at), as_utc(r.last_heartbeat_at))  # type: ignore[misc]
+                for r in rows
+            ]
+
+    # --- paths and versions ---
+
+    def observe_file(
+        self,
+        rel_path: str,
+        sha256: str,
+        size_bytes: int,
+        mtime_ns: int | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> Observation:
+        """Record that ``rel_path`` holds content ``sha256`` now; keeps the path's history."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            new_content = session.get(ModelVersionRow, sha256) is None
+            if new_content:
+                session.add(ModelVersionRow(sha256=sha256, size_bytes=size_bytes, first_seen_at=now))
+                session.flush()
+            row = session.scalar(select(ModelPathRow).where(ModelPathRow.path == rel_path))
+            if row is None:
+                row = ModelPathRow(path=rel_path, first_seen_at=now, last_seen_at=now)
+                session.add(row)
+            changed = row.sha256 != sha256 or row.removed_at is not None
+            row.sha256 = sha256
+            row.size_bytes = size_bytes
+            row.mtime_ns = mtime_ns
+            row.last_seen_at = now
+            row.removed_at = None
+            row.refused_reason = None
+            session.flush()
+            seen = session.scalar(
+                select(PathVersionRow.id).where(PathVersionRow.path_id == row.id, PathVersionRow.sha256 == sha256)
+            )
+            if seen is None:
+                session.add(PathVersionRow(path_id=row.id, sha256=sha256, seen_at=now))
+            session.flush()
+            return Observation(path=path_from_row(row), new_content=new_content, changed=changed)
+
+    def mark_removed(self, rel_path: str, *, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = session.scalar(select(ModelPathRow).where(ModelPathRow.path == rel_path))
+            if row is None or row.removed_at is not None:
+                return False
+            row.removed_at = now
+            return True
+
+    def mark_refused(self, rel_path: str, reason: str, *, now: datetime | None = None) -> None:
+        """Record a path dqd will not process (e.g. a symlink leaving the watched root)."""
+        now = now or utcnow()
+        with self.tx.write() as session:
+            row = session.scalar(select(ModelPathRow).where(ModelPathRow.path == rel_path))
+            if row is None:
+                row = ModelPathRow(path=rel_path, first_seen_at=now, last_seen_at=now)
+                session.add(row)
+            row.refused_reason = reason
+            row.last_seen_at = now
+
+    def known_paths(self, *, include_removed: bool = False) -> dict[str, ModelPath]:
+        stmt = select(ModelPathRow)
+        if not include_removed:
+            stmt = stmt.where(ModelPathRow.removed_at.is_(None))
+        with self.tx.read() as session:
+            return {row.path: path_from_row(row) for row in session.scalars(stmt)}
+
+    def paths_for_content(self, sha256: str) -> list[str]:
+        with self.tx.read() as session:
+            stmt = (
+                select(ModelPathRow.path)
+                .where(ModelPathRow.sha256 == sha256, ModelPathRow.removed_at.is_(None))
+                .order_by(ModelPathRow.path)
+            )
+            return list(session.scalars(stmt))
+
+    def set_summary(self, sha256: str, summary: Mapping[str, Any]) -> None:
+        with self.tx.write() as session:
+            row = session.get(ModelVersionRow, sha256)
+            if row is not None:
+                row.summary = dict(summary)

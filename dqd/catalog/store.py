@@ -1,0 +1,36 @@
+"""The catalog: the only object that talks SQL. Everything else gets domain objects."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from dqd.catalog.db import Transactions, is_sqlite, make_engine
+from dqd.catalog.jobs import JobStore
+from dqd.catalog.paths import PathStore
+from dqd.catalog.queries import QueryStore
+from dqd.catalog.records import RecordStore
+
+
+class Catalog(JobStore, PathStore, RecordStore, QueryStore):
+    def __init__(self, engine: Engine) -> None:
+        self.tx = Transactions(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> Catalog:
+        return cls(make_engine(url))
+
+    @property
+    def engine(self) -> Engine:
+        return self.tx.engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.tx.engine)
+
+    def ping(self) -> None:
+        """Raise CatalogUnavailable when the database cannot be reached."""
+        with self.tx.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.tx.engine.dispose()

@@ -1,0 +1,216 @@
+"""The catalog schema (SQLAlchemy 2 typed ORM). Alembic migrations must match it.
+
+Identity rules:
+- a *model path* is a path relative to the watched root; it keeps the history
+  of the contents it has held (``path_versions``) and is marked removed, never
+  deleted;
+- a *model version* is content, keyed by sha256; the same content at two paths
+  is one model version, so its quantization work is shared;
+- *variants* depend on content, spec and onnxruntime version, not on the host;
+- *benchmarks* and *decisions* are per host class and onnxruntime version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SHA256 = String(64)
+UTCDateTime = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    host_class: Mapped[str] = mapped_column(String(64), index=True)
+    arch: Mapped[str] = mapped_column(String(32))
+    cpu_model: Mapped[str] = mapped_column(String(255))
+    isa_flags: Mapped[list[Any]]
+    usable_cores: Mapped[int] = mapped_column(Integer)
+    os: Mapped[str] = mapped_column(String(255))
+    ort_version: Mapped[str] = mapped_column(String(32))
+    onnx_version: Mapped[str] = mapped_column(String(32))
+    dqd_version: Mapped[str] = mapped_column(String(32))
+    first_seen_at: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ModelVersionRow(Base):
+    """Content, keyed by sha256."""
+
+    __tablename__ = "model_versions"
+
+    sha256: Mapped[str] = mapped_column(SHA256, primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime]
+    summary: Mapped[dict[str, Any] | None]  # preflight facts: opsets, IR, inputs, op histogram
+
+
+class ModelPathRow(Base):
+    __tablename__ = "model_paths"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    sha256: Mapped[str | None] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+    refused_reason: Mapped[str | None] = mapped_column(Text)  # e.g. a symlink leaving the root
+
+
+class PathVersionRow(Base):
+    """History: which content a path held, and since when."""
+
+    __tablename__ = "path_versions"
+    __table_args__ = (UniqueConstraint("path_id", "sha256", name="uq_path_versions_path_sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("model_paths.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
+    seen_at: Mapped[datetime]
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "host_class", "state", "priority", "id"),
+        Index("ix_jobs_sha_class", "sha256", "host_class"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"))
+    host_class: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    source_path: Mapped[str | None] = mapped_column(String(1024))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class VariantRow(Base):
+    __tablename__ = "variants"
+    __table_args__ = (UniqueConstraint("source_sha256", "spec_key", name="uq_variants_source_spec"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
+    spec_key: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    weight_type: Mapped[str | None] = mapped_column(String(8))
+    per_channel: Mapped[bool] = mapped_column(Boolean, default=False)
+    reduce_range: Mapped[bool] = mapped_column(Boolean, default=False)
+    op_types: Mapped[list[Any]]
+    nodes_to_exclude: Mapped[list[Any]]
+    extra_options: Mapped[dict[str, Any]]
+    preprocess: Mapped[str] = mapped_column(String(64))
+    ort_version: Mapped[str] = mapped_column(String(32))
+    output_path: Mapped[str | None] = mapped_column(String(2048))
+    output_sha256: Mapped[str | None] = mapped_column(SHA256)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quantize_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_latest", "sha256", "host_class", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"))
+    host_class: Mapped[str] = mapped_column(String(64), index=True)
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    ort_version: Mapped[str] = mapped_column(String(32))
+    search_mode: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))
+    speedup: Mapped[float | None] = mapped_column(Float)
+    speedup_ci_low: Mapped[float | None] = mapped_column(Float)
+    speedup_ci_high: Mapped[float | None] = mapped_column(Float)
+    reasons: Mapped[list[Any]]
+    details: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class BenchmarkRow(Base):
+    __tablename__ = "benchmark_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))  # None: shipped FP32
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"))
+    host_class: Mapped[str] = mapped_column(String(64))
+    ort_version: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    rounds: Mapped[int] = mapped_column(Integer)
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+    speedup: Mapped[float | None] = mapped_column(Float)
+    speedup_ci_low: Mapped[float | None] = mapped_column(Float)
+    speedup_ci_high: Mapped[float | None] = mapped_column(Float)
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    samples_ms: Mapped[list[Any]]
+    created_at: Mapped[datetime]
+
+
+class AccuracyRow(Base):
+    __tablename__ = "accuracy_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), index=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
+    input_source: Mapped[str] = mapped_column(String(16))
+    metrics: Mapped[dict[str, Any]]
+    passed: Mapped[bool] = mapped_column(Boolean)
+    decisive: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -1,0 +1,131 @@
+"""The Typer application, global options, exit codes and logging set-up.
+
+Exit codes everywhere: 0 ok; 1 no result (not found, no decision yet, a
+processed model ended in ``error``); 2 usage or configuration error;
+3 environment unavailable (catalog unreachable, folder unreadable).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from dqd import __version__
+from dqd.errors import DqdError
+from dqd.settings import Settings, load
+
+EXIT_OK = 0
+EXIT_NO_RESULT = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+app = typer.Typer(
+    name="dqd",
+    help="Dynamic-quantization daemon for ONNX model repositories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Catalog schema migrations.", no_args_is_help=True)
+config_app = typer.Typer(help="Effective configuration.", no_args_is_help=True)
+jobs_app = typer.Typer(help="The job queue (plain `dqd jobs` lists jobs).")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(jobs_app, name="jobs")
+
+# Command modules, each owning one area; imported for their registrations.
+_COMMAND_MODULES = (
+    "dqd.cli.admin",
+    "dqd.cli.process",
+    "dqd.cli.daemon",
+    "dqd.cli.query",
+)
+
+
+class State:
+    """Options given before the command, resolved lazily into settings."""
+
+    def __init__(self) -> None:
+        self.config_file: Path | None = None
+        self.overrides: dict[str, Any] = {}
+        self._settings: Settings | None = None
+
+    def settings(self, **overrides: Any) -> Settings:
+        if overrides:
+            return load(self.config_file, {**self.overrides, **overrides})
+        if self._settings is None:
+            self._settings = load(self.config_file, self.overrides)
+        return self._settings
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"dqd {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (also DQD_CONFIG).", show_default=False),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Catalog URL (also DQD_DATABASE_URL).", show_default=False)
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error.")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="text or json.")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    st = state(ctx)
+    st.config_file = config
+    st.overrides.update(
+        {"database_url": database_url, "log_level": log_level, "log_format": log_format}
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Only the CLI configures handlers; library code just logs."""
+    from dqd.logs import configure
+
+    configure(settings.log_level, settings.log_format)
+
+
+def main(argv: list[str] | None = None) -> None:
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module)
+    try:
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except DqdError as exc:
+        typer.echo(f"dqd: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name)

@@ -1,0 +1,267 @@
+"""Plain domain objects shared by the catalog, the pipeline and the daemon.
+
+Frozen dataclasses and enums only: no I/O here. The catalog builds these from
+rows; the pipeline builds them from measurements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    QUANTIZED = "quantized"
+    OPTIMIZED_FP32 = "optimized_fp32"
+    KEPT_FP32 = "kept_fp32"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobKind(StrEnum):
+    QUANTIZE = "quantize"
+    REQUANTIZE = "requantize"
+
+
+class WeightType(StrEnum):
+    """Activation/weight integer types of a dynamic variant."""
+
+    U8U8 = "U8U8"  # uint8 activations, uint8 weights
+    U8S8 = "U8S8"  # uint8 activations, int8 weights
+
+
+class SearchMode(StrEnum):
+    DESIGN = "design"
+    THOROUGH = "thorough"
+
+
+class InputSource(StrEnum):
+    SAMPLES = "samples"
+    SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Everything that determines a quantized file, given the source content.
+
+    ``weight_type=None`` is the pre-processed FP32 model (no quantization).
+    ``preprocess`` is the pre-processing path that produced the quantizer's
+    input; it is part of the identity because it changes the output file.
+    """
+
+    weight_type: WeightType | None
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: tuple[str, ...] = ()  # empty: onnxruntime's default op set
+    nodes_to_exclude: tuple[str, ...] = ()
+    extra_options: Mapping[str, Any] = field(default_factory=dict)
+    preprocess: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["weight_type"] = self.weight_type.value if self.weight_type else None
+        data["op_types"] = list(self.op_types)
+        data["nodes_to_exclude"] = list(self.nodes_to_exclude)
+        data["extra_options"] = dict(sorted(self.extra_options.items()))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VariantSpec:
+        weight = data.get("weight_type")
+        return cls(
+            weight_type=WeightType(weight) if weight else None,
+            per_channel=bool(data.get("per_channel", False)),
+            reduce_range=bool(data.get("reduce_range", False)),
+            op_types=tuple(data.get("op_types") or ()),
+            nodes_to_exclude=tuple(data.get("nodes_to_exclude") or ()),
+            extra_options=dict(data.get("extra_options") or {}),
+            preprocess=str(data.get("preprocess", "")),
+        )
+
+    def key(self, ort_version: str) -> str:
+        """Stable identity of the file this spec makes under ``ort_version``."""
+        payload = json.dumps({"spec": self.to_dict(), "ort": ort_version}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        """A short human name, also used in output file names: ``u8s8-pc-matmul``."""
+        if self.weight_type is None:
+            return "fp32-opt"
+        parts = [self.weight_type.value.lower()]
+        if self.per_channel:
+            parts.append("pc")
+        if self.reduce_range:
+            parts.append("rr")
+        if self.op_types:
+            parts.append("+".join(sorted(t.lower() for t in self.op_types)))
+        if self.extra_options.get("EnableSubgraph"):
+            parts.append("sub")
+        if self.nodes_to_exclude:
+            parts.append(f"x{len(self.nodes_to_exclude)}")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    host_id: str
+    hostname: str
+    host_class: str
+    arch: str
+    cpu_model: str
+    isa_flags: tuple[str, ...]
+    usable_cores: int
+    os: str
+    ort_version: str
+    onnx_version: str
+    dqd_version: str
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: JobKind
+    sha256: str
+    host_class: str
+    state: JobState
+    attempts: int
+    max_attempts: int
+    priority: int
+    idempotency_key: str
+    source_path: str | None
+    last_error: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    not_before: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ModelPath:
+    id: int
+    path: str
+    sha256: str | None
+    removed_at: datetime | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    size_bytes: int | None
+    mtime_ns: int | None
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    id: int
+    source_sha256: str
+    spec: VariantSpec
+    spec_key: str
+    ort_version: str
+    output_path: str | None
+    output_sha256: str | None
+    size_bytes: int | None
+    quantize_seconds: float | None
+    error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    id: int
+    sha256: str
+    host_class: str
+    host_id: str | None
+    ort_version: str
+    search_mode: str
+    policy_version: str
+    outcome: Outcome
+    variant_id: int | None
+    speedup: float | None
+    speedup_ci: tuple[float, float] | None
+    reasons: tuple[str, ...]
+    details: Mapping[str, Any]
+    error: str | None
+    seconds: float | None
+    created_at: datetime
+
+
+# --- What the engine measured and decided for one model (recorded by the catalog) ---
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    rounds: int
+    samples_ms: tuple[float, ...] = ()  # kept (capped) for the report's distributions
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One interleaved timing of ``spec`` (None: the shipped FP32) against the shipped FP32."""
+
+    spec: VariantSpec | None
+    threads: int
+    latency: LatencyStats
+    speedup: float | None  # FP32 latency / this latency; > 1 is faster
+    speedup_ci: tuple[float, float] | None
+    peak_rss_bytes: int | None = None
+    step: str = ""  # which comparison this belongs to, e.g. "u8u8" or "ladder"
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    spec: VariantSpec
+    input_source: InputSource
+    metrics: Mapping[str, Mapping[str, float]]  # output name -> metric name -> value
+    passed: bool
+    reason: str
+    decisive: bool  # True for the source that decides the gate
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    spec: VariantSpec
+    ort_version: str
+    output_path: str | None
+    output_sha256: str | None
+    size_bytes: int | None
+    quantize_seconds: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    path: str
+    sha256: str
+    outcome: Outcome
+    selected: VariantSpec | None
+    speedup: float | None
+    speedup_ci: tuple[float, float] | None
+    reasons: tuple[str, ...]
+    error: str | None
+    seconds: float
+    search_mode: str
+    policy_version: str
+    ort_version: str
+    source_size_bytes: int | None = None
+    variants: tuple[VariantResult, ...] = ()
+    accuracy: tuple[AccuracyResult, ...] = ()
+    benchmarks: tuple[BenchmarkResult, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)  # preflight summary, rungs, rules
+    permanent_error: bool = True  # for the queue: retry only transient errors

@@ -1,0 +1,320 @@
+"""The only place that reads configuration.
+
+Precedence, lowest to highest: built-in defaults, a TOML file (``--config`` or
+``DQD_CONFIG``), ``DQD_*`` environment variables (nested keys with ``__``, e.g.
+``DQD_BENCHMARK__THREADS=2``), then command-line flags passed as overrides.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dqd.errors import ConfigError
+
+ENV_PREFIX = "DQD_"
+DEFAULT_DATABASE_URL = "sqlite:///./dqd.db"
+
+
+def usable_cores() -> int:
+    """Cores this process may actually use: CPU affinity, capped by a cgroup v2/v1 quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota + 0.999)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return quota / period
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BenchmarkSettings(_Section):
+    threads: int = Field(default_factory=usable_cores, ge=1, le=1024)
+    margin: float = Field(0.05, ge=0.0, lt=1.0, description="speed-up must clear 1 + margin")
+    warmup_runs: int = Field(3, ge=0)
+    min_seconds: float = Field(1.0, gt=0)
+    max_seconds: float = Field(20.0, gt=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class AccuracySettings(_Section):
+    min_cosine_mean: float = Field(0.98, ge=-1.0, le=1.0)
+    min_cosine_worst: float = Field(0.90, ge=-1.0, le=1.0)
+    max_relative_l2: float = Field(0.25, gt=0.0)
+    min_top1_agreement: float = Field(0.95, ge=0.0, le=1.0)
+    synthetic_batch: int = Field(4, ge=1)
+    default_dim: int = Field(16, ge=1, description="size of a symbolic dim with no better guess")
+    sequence_length: int = Field(16, ge=1, description="calls in a stateful stream")
+    float_distribution: Literal["normal", "uniform"] = "normal"
+    seed: int = 0
+    input_shapes: dict[str, list[int]] = Field(default_factory=dict)
+
+
+class LimitSettings(_Section):
+    timeout_seconds: float = Field(1800.0, gt=0)
+    memory_mb: int = Field(8192, ge=64)
+
+
+class WatchSettings(_Section):
+    observer: Literal["auto", "native", "polling"] = "auto"
+    poll_interval: float = Field(2.0, gt=0)
+    settle_seconds: float = Field(2.0, ge=0)
+    include: list[str] = Field(default_factory=lambda: ["*.onnx"])
+    exclude: list[str] = Field(
+        default_factory=lambda: [".*", "*.tmp", "*.part", "*.partial", "*.crdownload"]
+    )
+    reconcile_interval: float = Field(300.0, gt=0)
+
+
+class WorkerSettings(_Section):
+    concurrency: int = Field(1, ge=1, le=64)
+    lease_seconds: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    backoff_seconds: float = Field(30.0, ge=0)
+    grace_seconds: float = Field(30.0, ge=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    host_ttl_seconds: float = Field(300.0, gt=0)
+
+
+class ScheduleSettings(_Section):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    max_age_days: float = Field(30.0, gt=0)
+    enabled: bool = True
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+
+class ModelOverrides(_Section):
+    """Per-model settings: a ``[models."<glob>"]`` section or a ``<stem>.dqd.toml`` sidecar."""
+
+    exclude: bool = False
+    pin: dict[str, Any] | Literal["fp32"] | None = None
+    search: Literal["design", "thorough"] | None = None
+    nodes_to_exclude: list[str] = Field(default_factory=list)
+    input_shapes: dict[str, list[int]] = Field(default_factory=dict)
+    accuracy: dict[str, float] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    watch_dir: Path = Path("./models")
+    output_dir: Path = Path("./dqd-out")
+    publish_dir: Path | None = None
+    search: Literal["design", "thorough"] = "design"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    auto_migrate: bool | None = None  # default: on for SQLite, off for Postgres
+
+    benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    accuracy: AccuracySettings = Field(default_factory=AccuracySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    models: dict[str, ModelOverrides] = Field(default_factory=dict)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load() merges file, environment and flags itself, so precedence is explicit.
+        return (init_settings,)
+
+    @property
+    def database_url_plain(self) -> str:
+        return self.database_url.get_secret_value()
+
+    def api_token(self) -> str | None:
+        if self.api.token is not None:
+            return self.api.token.get_secret_value()
+        if self.api.token_file is not None:
+            try:
+                return self.api.token_file.read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError("api.token_file", str(self.api.token_file), f"a readable file ({exc.strerror})") from exc
+        return None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as JSON-able data, secrets replaced."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = redact_url(self.database_url_plain)
+        data["api"]["token"] = "********" if self.api.token else None
+        return data
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user, has_password, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if has_password else ''}@{location}"
+
+
+def load(config_file: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the effective settings; raise :class:`ConfigError` naming the bad key."""
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG") or None
+    file_data: dict[str, Any] = {}
+    if path:
+        file_data = _read_toml(Path(path))
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged: dict[str, Any] = {}
+    try:
+        merged = _deep_merge(file_data, _env_as_dict())
+        merged = _deep_merge(merged, _nest(flags))
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, merged) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("config", str(path), "an existing TOML file") from None
+    except OSError as exc:
+        raise ConfigError("config", str(path), f"a readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", str(path), f"valid TOML ({exc})") from None
+
+
+def _env_as_dict() -> dict[str, Any]:
+    """``DQD_*`` variables as nested data, so they merge over the file section by section."""
+    result: dict[str, Any] = {}
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if keys[0] not in Settings.model_fields:
+            continue  # other tools' DQD_* variables (tests, wrappers) are not ours to reject
+        node = result
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[keys[-1]] = _maybe_json(value)
+    return result
+
+
+def _maybe_json(value: str) -> Any:
+    stripped = value.strip()
+    if stripped[:1] in "[{":
+        import json
+
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return value
+    return value
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"benchmark.threads": 2}`` → ``{"benchmark": {"threads": 2}}``."""
+    result: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        keys = dotted.split(".")
+        node = result
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return result
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    value = error.get("input", _lookup(data, error["loc"]))
+    if "database_url" in key or "token" in key:
+        value = "(redacted)"
+    allowed = _allowed_text(error)
+    return ConfigError(key, value, allowed)
+
+
+def _lookup(data: Mapping[str, Any], loc: tuple[Any, ...]) -> Any:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _allowed_text(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "literal_error":
+        return str(ctx.get("expected", "one of the listed values"))
+    if kind == "extra_forbidden":
+        return "no such key (see `dqd config show` for the known keys)"
+    if kind in {"greater_than_equal", "greater_than", "less_than", "less_than_equal"}:
+        return f"a number {error['msg'].removeprefix('Input should be ')}"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return str(error["msg"]).removeprefix("Input should be ")
