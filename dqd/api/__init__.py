@@ -1,0 +1,1 @@
+"""Read-only HTTP API and report."""

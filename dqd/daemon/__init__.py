@@ -1,0 +1,1 @@
+"""dqd daemon: watch, queue, work, schedule."""
