@@ -1,0 +1,133 @@
+"""Administrative commands: `dqd db ...`, `dqd config show`, `dqd doctor`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dqd.catalog import Catalog
+from dqd.catalog.migrate import current_revision, head_revision, upgrade
+from dqd.cli.app import EXIT_UNAVAILABLE, app, config_app, db_app, state
+from dqd.errors import DqdError
+from dqd.settings import redact_url
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply pending catalog migrations (SQLite file or Postgres)."""
+    settings = state(ctx).settings()
+    catalog = Catalog.from_url(settings.database_url_plain)
+    try:
+        revision = upgrade(catalog.engine)
+    finally:
+        catalog.close()
+    typer.echo(f"catalog {redact_url(settings.database_url_plain)} at revision {revision}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Show the catalog's schema revision and whether it is current."""
+    settings = state(ctx).settings()
+    catalog = Catalog.from_url(settings.database_url_plain)
+    try:
+        current = current_revision(catalog.engine)
+    finally:
+        catalog.close()
+    head = head_revision()
+    if as_json:
+        typer.echo(json.dumps({"current": current, "head": head, "up_to_date": current == head}))
+    else:
+        note = "up to date" if current == head else "run `dqd db upgrade`"
+        typer.echo(f"{current or '(empty)'} (head {head}: {note})")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Print the effective configuration, secrets redacted."""
+    data = state(ctx).settings().redacted()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for key, value in _flatten(data):
+        typer.echo(f"{key} = {json.dumps(value)}")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "models":
+            rows.extend(_flatten(value, name + "."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+@app.command("doctor")
+def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check this host: CPU class and ISA flags, onnxruntime, catalog, watch folder."""
+    from dqd.hostinfo import detect_host
+
+    settings = state(ctx).settings()
+    host = detect_host()
+    checks: dict[str, Any] = {
+        "host_class": host.host_class,
+        "cpu_model": host.cpu_model,
+        "isa_flags": list(host.isa_flags),
+        "usable_cores": host.usable_cores,
+        "benchmark_threads": settings.benchmark.threads,
+        "onnxruntime": host.ort_version,
+        "onnx": host.onnx_version,
+        "dqd": host.dqd_version,
+    }
+    problems: list[str] = []
+    checks["catalog"] = _check_catalog(settings.database_url_plain, problems)
+    checks["watch_dir"] = _check_watch_dir(settings.watch_dir, problems)
+    checks["problems"] = problems
+    if as_json:
+        typer.echo(json.dumps(checks, indent=2))
+    else:
+        for key, value in checks.items():
+            if key != "problems":
+                typer.echo(f"{key:18} {value if not isinstance(value, list | dict) else json.dumps(value)}")
+        for problem in problems:
+            typer.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _check_catalog(url: str, problems: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {"url": redact_url(url)}
+    catalog = None
+    try:
+        catalog = Catalog.from_url(url)
+        catalog.ping()
+        current, head = current_revision(catalog.engine), head_revision()
+        report.update(reachable=True, revision=current, head=head, schema_current=current == head)
+        if current != head:
+            problems.append(f"catalog schema at {current or 'nothing'}, expected {head}: run `dqd db upgrade`")
+    except DqdError as exc:
+        report.update(reachable=False, error=str(exc))
+        problems.append(str(exc))
+    finally:
+        if catalog is not None:
+            catalog.close()
+    return report
+
+
+def _check_watch_dir(path: Path, problems: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {"path": str(path), "exists": path.is_dir()}
+    try:
+        from dqd.daemon.mounts import observer_kind_for
+    except ImportError:  # the daemon package is optional for this check
+        observer_kind_for = None
+    if observer_kind_for is not None:
+        report["observer"] = observer_kind_for(path)
+    if path.exists() and not path.is_dir():
+        problems.append(f"watch_dir {path} exists but is not a folder")
+    return report

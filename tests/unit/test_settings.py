@@ -1,0 +1,130 @@
+"""Configuration: defaults, TOML file, DQD_* environment, flags, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dqd.errors import ConfigError
+from dqd.settings import load, redact_url, usable_cores
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DQD_") and name != "DQD_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+def test_zero_config_defaults() -> None:
+    settings = load()
+    assert settings.database_url_plain == "sqlite:///./dqd.db"
+    assert settings.watch_dir == Path("./models")
+    assert settings.output_dir == Path("./dqd-out")
+    assert settings.search == "design"
+    assert settings.benchmark.threads == usable_cores()
+
+
+def test_usable_cores_follows_affinity() -> None:
+    import os
+
+    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "dqd.toml"
+    config.write_text(
+        'watch_dir = "/srv/models"\nsearch = "thorough"\n[benchmark]\nthreads = 3\nmargin = 0.1\n'
+    )
+    settings = load(config)
+    assert settings.watch_dir == Path("/srv/models")
+    assert settings.benchmark.threads == 3
+    monkeypatch.setenv("DQD_BENCHMARK__THREADS", "5")
+    monkeypatch.setenv("DQD_SEARCH", "design")
+    settings = load(config)
+    assert settings.benchmark.threads == 5
+    assert settings.benchmark.margin == 0.1  # the file's other keys in that section survive
+    assert settings.search == "design"
+    settings = load(config, {"benchmark.threads": 7, "search": None})
+    assert settings.benchmark.threads == 7
+    assert settings.search == "design"
+
+
+def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('output_dir = "/data/out"\n')
+    monkeypatch.setenv("DQD_CONFIG", str(config))
+    assert load().output_dir == Path("/data/out")
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "allowed_fragment"),
+    [
+        ('search = "fast"', "search", "'design' or 'thorough'"),
+        ("[benchmark]\nthreads = 0", "benchmark.threads", "greater than or equal to 1"),
+        ('database_url = "mysql://x"', "database_url", "postgresql"),
+        ("colour = 3", "colour", "no such key"),
+        ('[watch]\nobserver = "kqueue"', "watch.observer", "'auto', 'native' or 'polling'"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(
+    tmp_path: Path, toml: str, key: str, allowed_fragment: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert caught.value.key == key
+    assert allowed_fragment in caught.value.allowed
+    assert caught.value.exit_code == 2
+
+
+def test_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DQD_BENCHMARK__MARGIN", "lots")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.key == "benchmark.margin"
+    assert caught.value.value == "lots"
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="an existing TOML file"):
+        load(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("search = \n")
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load(broken)
+
+
+def test_secrets_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DQD_DATABASE_URL", "postgresql+psycopg://dqd:hunter2@db:5432/dqd")
+    monkeypatch.setenv("DQD_API__TOKEN", "s3cret-token")
+    settings = load()
+    shown = str(settings.redacted()) + repr(settings) + str(settings)
+    assert "hunter2" not in shown
+    assert "s3cret-token" not in shown
+    assert settings.redacted()["database_url"] == "postgresql+psycopg://dqd:***@db:5432/dqd"
+    assert settings.api_token() == "s3cret-token"
+
+
+def test_bad_database_url_value_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DQD_DATABASE_URL", "mysql://root:hunter2@db/x")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("sqlite:///./dqd.db", "sqlite:///./dqd.db"),
+        ("postgresql://u:p@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
