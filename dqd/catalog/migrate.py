@@ -16,7 +16,12 @@ from dqd.errors import SchemaMismatch
 
 
 def migrations_dir() -> Path:
-    return Path(str(files("dqd.migrations")))
+    """The Alembic scripts: shipped as ``dqd.migrations`` in the wheel, ``migrations/`` in a checkout."""
+    try:
+        return Path(str(files("dqd.migrations")))
+    except ModuleNotFoundError:
+        # A checkout imported ahead of the installed package (e.g. tests run from the repo root).
+        return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def _config(engine: Engine | None = None) -> Config:
