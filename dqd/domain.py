@@ -243,6 +243,7 @@ class VariantResult:
     size_bytes: int | None
     quantize_seconds: float | None
     error: str | None = None
+    notes: tuple[str, ...] = ()  # e.g. a quantizer retry with DefaultTensorType, or a reused file
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,341 @@
+"""Preflight: read a model once, describe it, and decide whether there is anything to do.
+
+Every model gets a recorded outcome before any quantization attempt: an ``error``
+for input we cannot or must not process, ``skipped`` for valid models with
+nothing to quantize, otherwise ``None`` (go on).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import GraphProto, ModelProto, TensorProto
+
+from dqd.domain import Outcome
+
+MIN_AI_ONNX_OPSET = 10
+PROTOBUF_LIMIT_BYTES = 2 * 1024**3
+AI_ONNX_DOMAINS = ("", "ai.onnx")
+CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
+
+# The ops onnxruntime's dynamic (IntegerOps) quantizer rewrites, and which input
+# holds the weight it needs as a constant float tensor.  Gemm is not among them.
+QUANTIZABLE_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "MatMul": (1,),
+    "Conv": (1,),
+    "Gather": (0,),
+    "LSTM": (1, 2),
+    "Attention": (1,),
+    "EmbedLayerNormalization": (2, 3, 4),
+}
+QUANTIZED_OPS = frozenset(
+    {
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeLinear",
+        "DynamicQuantizeLSTM",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "MatMulNBits",
+        "QAttention",
+        "QGemm",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
+)
+_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # numpy-style name ("float32", "int64", "bool") or the ONNX type text for non-tensors
+    shape: tuple[int | str | None, ...] | None  # None: not a tensor or unknown rank
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.shape is not None
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    path: str
+    size_bytes: int
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    op_histogram: dict[str, int]  # all graphs, subgraphs included
+    quantizable_top_level: dict[str, int]
+    quantizable_in_subgraphs: dict[str, int]
+    control_flow: dict[str, int]
+    initializer_types: dict[str, int]
+    constant_node_weights: int  # Constant nodes holding float tensors (weights outside initializers)
+    external_data: bool
+    vocab_sizes: dict[str, int] = field(default_factory=dict)  # integer input -> rows of the table it indexes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    summary: ModelSummary | None
+    outcome: Outcome | None  # None: go on and quantize
+    reasons: tuple[str, ...] = ()
+
+
+def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
+    """Load and check ``path``; ``reach_subgraphs`` says whether the search can quantize If/Loop/Scan bodies."""
+    try:
+        model, uses_external = _load(path)
+    except _Refused as refusal:
+        return Preflight(None, Outcome.ERROR, (str(refusal),))
+    summary = summarize(model, path, uses_external)
+    verdict = _rules(model, summary, reach_subgraphs)
+    if verdict is not None:
+        return Preflight(summary, verdict[0], verdict[1])
+    try:
+        # The path form reads external data itself and copes with > 2 GB models.
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Preflight(summary, Outcome.ERROR, (f"onnx.checker rejected the model: {first_line}",))
+    return Preflight(summary, None, ())
+
+
+class _Refused(Exception):
+    pass
+
+
+def _load(path: Path) -> tuple[ModelProto, bool]:
+    try:
+        size = path.stat().st_size
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise _Refused(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise _Refused(
+            f"not a readable ONNX model (not ONNX, or truncated/corrupt): {type(exc).__name__}: {exc}"
+        ) from exc
+    if not model.HasField("graph") or model.ir_version == 0:
+        raise _Refused("not an ONNX model: the file parses but has no graph or IR version (truncated or not ONNX)")
+    external = [t for t in _all_tensors(model) if t.data_location == TensorProto.EXTERNAL]
+    if size > PROTOBUF_LIMIT_BYTES and not external:
+        raise _Refused("the model is over 2 GB without external data; re-save it with external data")
+    base = path.parent.resolve()
+    for tensor in external:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if not target.is_relative_to(base):
+            raise _Refused(
+                f"refused external data location {location!r} of tensor {tensor.name!r}: "
+                "it resolves outside the model's folder"
+            )
+        if not target.is_file():
+            raise _Refused(f"external data file {location!r} of tensor {tensor.name!r} is missing")
+    return model, bool(external)
+
+
+def _rules(model: ModelProto, summary: ModelSummary, reach_subgraphs: bool) -> tuple[Outcome, tuple[str, ...]] | None:
+    ai_onnx = [summary.opsets[d] for d in AI_ONNX_DOMAINS if d in summary.opsets]
+    if not ai_onnx:
+        domains = ", ".join(sorted(summary.opsets)) or "none"
+        return Outcome.SKIPPED, (f"no ai.onnx domain (opsets: {domains}): onnxruntime's quantizer has nothing to work on",)
+    if max(ai_onnx) < MIN_AI_ONNX_OPSET:
+        return Outcome.ERROR, (
+            f"ai.onnx opset {max(ai_onnx)} is below {MIN_AI_ONNX_OPSET}; "
+            "convert it with onnx.version_converter to a newer opset first",
+        )
+    float16 = summary.initializer_types.get("float16", 0) + _constant_float16(model)
+    if float16 and float16 >= summary.initializer_types.get("float32", 0):
+        return Outcome.ERROR, ("FP16 weights: dynamic quantization needs an FP32 model; convert to FP32 first",)
+    quantized_ops = sorted(op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear"))
+    int8_weights = summary.initializer_types.get("int8", 0)
+    if quantized_ops or int8_weights:
+        found = ", ".join(quantized_ops) if quantized_ops else f"{int8_weights} int8 initializers"
+        return Outcome.SKIPPED, (f"already quantized ({found})",)
+    top = sum(summary.quantizable_top_level.values())
+    nested = sum(summary.quantizable_in_subgraphs.values())
+    if top == 0 and nested == 0:
+        return Outcome.SKIPPED, (
+            "nothing quantizable: no MatMul/Conv/Gather/LSTM/Attention with constant float weights",
+        )
+    if top == 0 and not reach_subgraphs:
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(summary.quantizable_in_subgraphs.items()))
+        flow = ", ".join(f"{op} {n}" for op, n in sorted(summary.control_flow.items()))
+        return Outcome.SKIPPED, (
+            f"its quantizable ops ({ops}) sit only inside If/Loop/Scan subgraphs ({flow}); "
+            "design mode does not quantize subgraphs; `--search thorough` can reach them (EnableSubgraph)",
+        )
+    return None
+
+
+def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> ModelSummary:
+    constants = _constant_derived_names(model)
+    histogram: Counter[str] = Counter()
+    top: Counter[str] = Counter()
+    nested: Counter[str] = Counter()
+    for graph, depth in _graphs(model.graph):
+        for node in graph.node:
+            histogram[node.op_type] += 1
+            if _is_quantizable(node, constants):
+                (top if depth == 0 else nested)[node.op_type] += 1
+    init_types = Counter(_dtype_name(t.data_type) for g, _ in _graphs(model.graph) for t in g.initializer)
+    constant_nodes = sum(
+        1
+        for g, _ in _graphs(model.graph)
+        for n in g.node
+        if n.op_type == "Constant" and any(a.name == "value" and a.t.data_type in _FLOAT_TYPES for a in n.attribute)
+    )
+    return ModelSummary(
+        path=str(path),
+        size_bytes=path.stat().st_size if path.exists() else model.ByteSize(),
+        ir_version=model.ir_version,
+        opsets={op.domain: op.version for op in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        inputs=tuple(_tensor_info(v) for v in _graph_inputs(model.graph)),
+        outputs=tuple(_tensor_info(v) for v in model.graph.output),
+        op_histogram=dict(histogram.most_common()),
+        quantizable_top_level=dict(top),
+        quantizable_in_subgraphs=dict(nested),
+        control_flow={op: histogram[op] for op in CONTROL_FLOW_OPS if histogram[op]},
+        initializer_types=dict(init_types),
+        constant_node_weights=constant_nodes,
+        external_data=uses_external,
+        vocab_sizes=embedding_table_sizes(model),
+    )
+
+
+def _graphs(graph: GraphProto, depth: int = 0) -> Iterator[tuple[GraphProto, int]]:
+    yield graph, depth
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g, depth + 1)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _graphs(sub, depth + 1)
+
+
+def _all_tensors(model: ModelProto) -> Iterator[TensorProto]:
+    for graph, _ in _graphs(model.graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+
+
+def _constant_float_tensors(model: ModelProto) -> dict[str, TensorProto]:
+    """Float tensors known before run time: initializers and Constant-node outputs, in any graph."""
+    found: dict[str, TensorProto] = {}
+    for graph, _ in _graphs(model.graph):
+        for tensor in graph.initializer:
+            if tensor.data_type in _FLOAT_TYPES:
+                found[tensor.name] = tensor
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value" and attr.t.data_type in _FLOAT_TYPES:
+                        found[node.output[0]] = attr.t
+    return found
+
+
+_NON_FOLDABLE = frozenset({*CONTROL_FLOW_OPS, "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"})
+
+
+def _constant_derived_names(model: ModelProto) -> set[str]:
+    """Constant float tensors plus what simple ops compute from constants alone (``Unsqueeze(Constant)``):
+    onnxruntime's optimizer folds those into initializers before the quantizer sees them."""
+    known = set(_constant_float_tensors(model))
+    for graph, _ in _graphs(model.graph):
+        known.update(t.name for t in graph.initializer)
+        for node in graph.node:
+            if node.op_type == "Constant":
+                known.update(node.output)  # integer constants too: axes and shapes of folded ops
+                continue
+            if node.op_type in _NON_FOLDABLE:
+                continue
+            inputs = [name for name in node.input if name]
+            if inputs and all(name in known for name in inputs):
+                known.update(node.output)
+    return known
+
+
+def _constant_float16(model: ModelProto) -> int:
+    return sum(1 for t in _constant_float_tensors(model).values() if t.data_type == TensorProto.FLOAT16)
+
+
+def _is_quantizable(node: onnx.NodeProto, constants: set[str]) -> bool:
+    if node.domain not in ("", "ai.onnx", "com.microsoft"):
+        return False
+    weight_inputs = QUANTIZABLE_WEIGHT_INPUTS.get(node.op_type)
+    if not weight_inputs:
+        return False
+    return any(i < len(node.input) and node.input[i] in constants for i in weight_inputs)
+
+
+# Ops an integer id may pass through on its way to the embedding table it indexes.
+_ID_PASSTHROUGH = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Transpose"})
+
+
+def embedding_table_sizes(model: ModelProto) -> dict[str, int]:
+    """Integer graph input -> row count of the smallest Gather table it indexes (token ids must stay below it)."""
+    tables = _constant_float_tensors(model)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    sizes: dict[str, int] = {}
+    for value in model.graph.input:
+        frontier, seen = [value.name], set()
+        while frontier:
+            tensor = frontier.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            for node in consumers.get(tensor, ()):
+                if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == tensor:
+                    table = tables.get(node.input[0])
+                    if table is not None and table.dims:
+                        sizes[value.name] = min(sizes.get(value.name, table.dims[0]), table.dims[0])
+                elif node.op_type in _ID_PASSTHROUGH:
+                    frontier.extend(node.output)
+    return sizes
+
+
+def _graph_inputs(graph: GraphProto) -> list[onnx.ValueInfoProto]:
+    # IR < 4 lists initializers among the inputs; those are weights, not feeds.
+    initializers = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in initializers]
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return TensorInfo(value.name, kind or "unknown", None)
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return TensorInfo(value.name, _dtype_name(tensor.elem_type), None)
+    dims: list[int | str | None] = []
+    for dim in tensor.shape.dim:
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            dims.append(dim.dim_value)
+        else:
+            dims.append(dim.dim_param or None)
+    return TensorInfo(value.name, _dtype_name(tensor.elem_type), tuple(dims))
+
+
+def _dtype_name(elem_type: int) -> str:
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return TensorProto.DataType.Name(elem_type).lower()

@@ -1,0 +1,162 @@
+"""Run a function in a child process with a wall-clock timeout and a memory limit.
+
+A crash, hang or memory blow-up in onnxruntime kills the child, not the caller.
+Memory is policed by the parent watching the child's resident set size:
+``RLIMIT_AS`` would trip on the large virtual reservations onnxruntime makes
+that never become resident.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+import psutil
+
+from dqd.errors import ModelError
+
+T = TypeVar("T")
+POLL_SECONDS = 0.1
+ProgressCallback = Callable[[str], None]
+
+
+class IsolationError(ModelError):
+    """The child process failed: crashed, hung, exceeded its memory or raised."""
+
+    def __init__(self, message: str, *, kind: str, permanent: bool, path: str | None = None) -> None:
+        self.kind = kind  # "timeout", "memory", "crash", "exception"
+        super().__init__(message, path=path, permanent=permanent)
+
+
+class ChildReporter:
+    """Handed to the child function: sends progress lines to the parent's callback."""
+
+    def __init__(self, conn: Connection | None) -> None:
+        self._conn = conn
+
+    def __call__(self, message: str) -> None:
+        if self._conn is not None:
+            self._conn.send(("progress", message))
+
+
+def run_isolated(
+    function: Callable[..., T],
+    *args: Any,
+    timeout_seconds: float,
+    memory_mb: int,
+    progress: ProgressCallback | None = None,
+    label: str = "",
+) -> T:
+    """``function(ChildReporter, *args)`` in a spawned child; its return value must pickle.
+
+    Raises :class:`IsolationError` on timeout, memory limit, crash or an
+    exception in the child; a :class:`ModelError` raised by the child keeps its
+    ``permanent`` flag.
+    """
+    context = multiprocessing.get_context("spawn")  # fork would copy the caller's threads and sessions
+    parent_conn, child_conn = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(child_conn, function, args), daemon=True)
+    process.start()
+    child_conn.close()
+    deadline = time.monotonic() + timeout_seconds
+    limit = memory_mb * 1024 * 1024
+    peak = 0
+    what = f" for {label}" if label else ""
+    try:
+        while True:
+            if parent_conn.poll(POLL_SECONDS):
+                try:
+                    kind, payload = parent_conn.recv()
+                except EOFError:
+                    break
+                if kind == "progress":
+                    if progress is not None:
+                        progress(payload)
+                    continue
+                process.join(timeout=10)
+                return _unwrap(kind, payload, label)
+            if not process.is_alive() and not parent_conn.poll(0):
+                break
+            rss = _tree_rss(process.pid)
+            peak = max(peak, rss)
+            if rss > limit:
+                _kill(process)
+                raise IsolationError(
+                    f"worker exceeded the memory limit{what}: {rss / 2**20:.0f} MiB resident > "
+                    f"{memory_mb} MiB (raise limits.memory_mb if the model needs more)",
+                    kind="memory",
+                    permanent=True,
+                )
+            if time.monotonic() > deadline:
+                _kill(process)
+                raise IsolationError(
+                    f"worker timed out{what} after {timeout_seconds:.0f} s (raise limits.timeout_seconds, "
+                    "or lower benchmark.max_seconds)",
+                    kind="timeout",
+                    permanent=False,
+                )
+    finally:
+        parent_conn.close()
+        if process.is_alive():
+            _kill(process)
+    process.join(timeout=10)
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
+        transient = -code == signal.SIGKILL
+        cause = "killed (likely out of memory)" if transient else f"crashed with {name}"
+        raise IsolationError(f"worker {cause}{what}", kind="crash", permanent=not transient)
+    raise IsolationError(f"worker exited with code {code}{what} without a result", kind="crash", permanent=True)
+
+
+def _unwrap(kind: str, payload: Any, label: str) -> Any:
+    if kind == "result":
+        return payload
+    message, permanent, trace = payload
+    what = f" ({label})" if label else ""
+    raise IsolationError(f"{message}{what}", kind="exception", permanent=permanent) from _RemoteTraceback(trace)
+
+
+class _RemoteTraceback(Exception):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _child_main(conn: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        result = function(ChildReporter(conn), *args)
+        conn.send(("result", result))
+    except BaseException as exc:
+        permanent = exc.permanent if isinstance(exc, ModelError) else True
+        message = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+        conn.send(("error", (message, permanent, traceback.format_exc())))
+    finally:
+        conn.close()
+
+
+def _tree_rss(pid: int | None) -> int:
+    if pid is None:
+        return 0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def _kill(process: multiprocessing.process.BaseProcess) -> None:
+    process.kill()
+    process.join(timeout=10)

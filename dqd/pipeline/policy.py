@@ -1,0 +1,168 @@
+"""Which file to ship: a pure function of measurements and thresholds (no I/O, no clock).
+
+Design mode, the two-step: U8U8 first; if it passes the gate and is
+significantly faster than FP32, ship it.  Otherwise U8S8 under the same test.
+Otherwise keep FP32, saying what each variant measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from dqd.domain import Outcome, VariantSpec, WeightType
+
+POLICY_VERSION = "design-two-step/1"
+
+
+class Speed(StrEnum):
+    FASTER = "significantly faster"  # slow end of the interval beats FP32 by the margin
+    UNRESOLVED = "not significantly faster"  # the interval straddles 1 + margin
+    NOT_FASTER = "not faster by the margin"  # whole interval below 1 + margin, at least as fast as FP32
+    SLOWER = "slower"  # whole interval below 1
+
+
+@dataclass(frozen=True)
+class VariantMeasurement:
+    """What the engine measured for one candidate; ``None`` fields were not measured."""
+
+    spec: VariantSpec
+    quantize_error: str | None = None
+    gate_passed: bool | None = None
+    gate_reason: str = ""
+    gate_source: str = ""  # "samples" or "synthetic": the source that decided
+    speedup: float | None = None
+    speedup_ci: tuple[float, float] | None = None
+    benchmark_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    selected: VariantSpec | None
+    speedup: float | None
+    speedup_ci: tuple[float, float] | None
+    reasons: tuple[str, ...]
+    numbers: dict[str, Any] = field(default_factory=dict)
+    policy_version: str = POLICY_VERSION
+
+
+def design_specs(preprocess: str) -> tuple[VariantSpec, VariantSpec]:
+    """The two steps with onnxruntime's default options, in order."""
+    return (
+        VariantSpec(WeightType.U8U8, preprocess=preprocess),
+        VariantSpec(WeightType.U8S8, preprocess=preprocess),
+    )
+
+
+def classify_speed(ci: tuple[float, float], margin: float) -> Speed:
+    low, high = ci
+    if low >= 1.0 + margin:
+        return Speed.FASTER
+    if high < 1.0:
+        return Speed.SLOWER
+    if high < 1.0 + margin:
+        return Speed.NOT_FASTER
+    return Speed.UNRESOLVED
+
+
+def is_acceptable(measurement: VariantMeasurement, margin: float) -> bool:
+    """Passes the gate and is significantly faster than FP32."""
+    return (
+        measurement.quantize_error is None
+        and measurement.gate_passed is True
+        and measurement.speedup_ci is not None
+        and classify_speed(measurement.speedup_ci, margin) is Speed.FASTER
+    )
+
+
+def describe(measurement: VariantMeasurement, margin: float) -> str:
+    """One sentence a person can act on: what this variant measured and why it does or does not qualify."""
+    name = measurement.spec.name.upper() if measurement.spec.weight_type else measurement.spec.name
+    if measurement.quantize_error is not None:
+        return f"{name}: quantization failed ({measurement.quantize_error})"
+    parts = []
+    if measurement.gate_passed is None:
+        parts.append("accuracy not measured")
+    else:
+        verdict = "passed" if measurement.gate_passed else "failed"
+        source = f" on {measurement.gate_source} inputs" if measurement.gate_source else ""
+        parts.append(f"{verdict} the accuracy gate{source} ({measurement.gate_reason})")
+    if measurement.benchmark_error is not None:
+        parts.append(f"benchmark failed ({measurement.benchmark_error})")
+    elif measurement.speedup_ci is None or measurement.speedup is None:
+        parts.append("speed not measured")
+    else:
+        speed = classify_speed(measurement.speedup_ci, margin)
+        low, high = measurement.speedup_ci
+        parts.append(
+            f"{speed.value} than FP32: speed-up {measurement.speedup:.2f}x [{low:.2f}, {high:.2f}] "
+            f"(needs >= {1.0 + margin:.2f}x at the slow end)"
+        )
+    return f"{name}: " + "; ".join(parts)
+
+
+def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) -> Decision:
+    """The two-step over ``measurements`` in step order (U8U8, then U8S8 if it was needed).
+
+    The first acceptable variant wins; later ones are ignored as the design
+    stops there.  Without one, FP32 is kept and every measured step is named.
+    """
+    if not measurements:
+        raise ValueError("the design policy needs at least the U8U8 measurement")
+    reasons: list[str] = []
+    numbers: dict[str, Any] = {"margin": margin, "steps": []}
+    for measurement in measurements:
+        reasons.append(describe(measurement, margin))
+        numbers["steps"].append(_numbers(measurement, margin))
+        if is_acceptable(measurement, margin):
+            return Decision(
+                outcome=Outcome.QUANTIZED,
+                selected=measurement.spec,
+                speedup=measurement.speedup,
+                speedup_ci=measurement.speedup_ci,
+                reasons=(f"selected {measurement.spec.name}: passes the gate and is significantly faster", *reasons),
+                numbers=numbers,
+            )
+    summary = "kept FP32: " + _why_none(measurements, margin)
+    return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *reasons), numbers)
+
+
+def next_design_step(measurements: Sequence[VariantMeasurement], *, margin: float) -> WeightType | None:
+    """The weight type to measure next, or None when the two-step has its answer."""
+    if any(is_acceptable(m, margin) for m in measurements):
+        return None
+    order = (WeightType.U8U8, WeightType.U8S8)
+    return order[len(measurements)] if len(measurements) < len(order) else None
+
+
+def _why_none(measurements: Sequence[VariantMeasurement], margin: float) -> str:
+    slow = [m.spec.name for m in measurements if m.speedup_ci and classify_speed(m.speedup_ci, margin) is Speed.SLOWER]
+    failed_gate = [m.spec.name for m in measurements if m.gate_passed is False]
+    broken = [m.spec.name for m in measurements if m.quantize_error or m.benchmark_error]
+    pieces = []
+    if slow:
+        pieces.append(f"{', '.join(slow)} slower than FP32")
+    if failed_gate:
+        pieces.append(f"{', '.join(failed_gate)} failed the accuracy gate")
+    if broken:
+        pieces.append(f"{', '.join(broken)} could not be built or timed")
+    rest = [m.spec.name for m in measurements if m.spec.name not in {*slow, *failed_gate, *broken}]
+    if rest:
+        pieces.append(f"{', '.join(rest)} not significantly faster than FP32")
+    return "; ".join(pieces) or "no variant qualified"
+
+
+def _numbers(measurement: VariantMeasurement, margin: float) -> dict[str, Any]:
+    return {
+        "variant": measurement.spec.name,
+        "quantize_error": measurement.quantize_error,
+        "gate_passed": measurement.gate_passed,
+        "gate_source": measurement.gate_source or None,
+        "speedup": measurement.speedup,
+        "speedup_ci": list(measurement.speedup_ci) if measurement.speedup_ci else None,
+        "speed": classify_speed(measurement.speedup_ci, margin).value if measurement.speedup_ci else None,
+        "benchmark_error": measurement.benchmark_error,
+    }

@@ -1,0 +1,145 @@
+"""Pre-process and pre-fix a model for the quantizer; the result is also the "optimized FP32" candidate.
+
+``quant_pre_process`` fails on most real models in symbolic shape inference, so
+it is retried without it, then the raw model is used.  Weights held in
+``Constant`` nodes make ``quantize_dynamic`` fail ("Expected X to be an
+initializer") or re-quantize them at every run, so they are folded into
+initializers whichever path was taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import GraphProto, ModelProto
+
+logger = logging.getLogger(__name__)
+
+# Above this the prepared model is written with external data: protobuf refuses
+# messages over 2 GB, and the quantizer's own copies double the size.
+LARGE_MODEL_BYTES = 1024**3
+PREPROCESS_FULL = "pre_process"
+PREPROCESS_NO_SYMBOLIC = "pre_process:skip_symbolic_shape"
+PREPROCESS_RAW = "raw"
+FOLD_SUFFIX = "+fold_constants"
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    path: Path
+    preprocess: str  # the path taken, e.g. "pre_process:skip_symbolic_shape+fold_constants"; goes into VariantSpec
+    large: bool  # written (and to be written) with external data
+    folded_constants: int
+    notes: tuple[str, ...]  # why earlier paths failed
+
+
+def is_large(path: Path) -> bool:
+    data_files = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p != path)
+    return path.stat().st_size + data_files > LARGE_MODEL_BYTES
+
+
+def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) -> PreparedModel:
+    """Write the quantizer's input model into ``work_dir`` and say how it was made."""
+    large = is_large(source) if large is None else large
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / "prepared.onnx"
+    notes: list[str] = []
+    attempts = ((PREPROCESS_FULL, False), (PREPROCESS_NO_SYMBOLIC, True))
+    label = PREPROCESS_RAW
+    for name, skip_symbolic in attempts:
+        try:
+            _pre_process(source, target, skip_symbolic_shape=skip_symbolic, large=large)
+            label = name
+            break
+        except Exception as exc:  # the pre-processor raises anything from AssertionError to KeyError
+            notes.append(f"{name} failed: {type(exc).__name__}: {_first_line(exc)}")
+            logger.debug("pre-processing path %s failed for %s", name, source, exc_info=True)
+    model = onnx.load(str(target if label != PREPROCESS_RAW else source))
+    folded = fold_constant_weights(model)
+    if folded:
+        label += FOLD_SUFFIX
+    save_model(model, target, large=large)
+    return PreparedModel(target, label, large, folded, tuple(notes))
+
+
+def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large: bool) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # The pre-processor leaves partial files behind on failure; work in a scratch folder.
+    with tempfile.TemporaryDirectory(prefix="dqd-pre-", dir=target.parent) as scratch:
+        out = Path(scratch) / target.name
+        quant_pre_process(
+            str(source),
+            str(out),
+            skip_symbolic_shape=skip_symbolic_shape,
+            save_as_external_data=large,
+            all_tensors_to_one_file=True,
+            external_data_location=target.name + ".data" if large else None,
+        )
+        model = onnx.load(str(out))
+        save_model(model, target, large=large)
+
+
+def fold_constant_weights(model: ModelProto) -> int:
+    """Move every ``Constant``-node tensor into its graph's initializers; return how many moved."""
+    if model.ir_version < 4:
+        return 0  # before IR 4 an initializer must also be a graph input; not worth rewriting those
+    return _fold_graph(model.graph)
+
+
+def _fold_graph(graph: GraphProto) -> int:
+    folded = 0
+    kept = []
+    for node in graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and value is not None:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            folded += 1
+            continue
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                folded += _fold_graph(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                folded += sum(_fold_graph(sub) for sub in attr.graphs)
+        kept.append(node)
+    if folded:
+        del graph.node[:]
+        graph.node.extend(kept)
+    return folded
+
+
+def save_model(model: ModelProto, path: Path, *, large: bool) -> None:
+    """Save ``model`` at ``path``; large models put all tensors into ``<name>.data`` beside it."""
+    if large:
+        data = path.with_name(path.name + ".data")
+        data.unlink(missing_ok=True)  # onnx appends to an existing data file
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
+def copy_model(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    data = source.with_name(source.name + ".data")
+    if data.exists():
+        shutil.copyfile(data, target.with_name(target.name + ".data"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"

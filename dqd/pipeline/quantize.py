@@ -1,0 +1,187 @@
+"""Build one variant file from a prepared model and a :class:`VariantSpec`.
+
+Files land atomically at ``<output_dir>/<model path relative to its root, no .onnx>/<sha256[:12]>/
+<spec.name>-<spec.key(ort)>.onnx``; an existing file with the same key is reused.  The source
+model is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from dqd.domain import VariantResult, VariantSpec, WeightType
+from dqd.errors import DqdError
+from dqd.pipeline.prepare import save_model
+
+logger = logging.getLogger(__name__)
+
+_MISSING_TYPE = "Unable to find data type for weight_name"
+PROVENANCE_PREFIX = "dqd."
+
+
+class OutputDirError(DqdError):
+    """The output directory cannot take the variant files."""
+
+    exit_code = 3
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        if exc.errno == errno.ENOSPC:
+            hint = "no space left on the device: free space or point output_dir (DQD_OUTPUT_DIR) elsewhere"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = "not writable: fix its permissions or set output_dir (DQD_OUTPUT_DIR) to a writable folder"
+        else:
+            hint = f"{exc.strerror or exc}: check the folder or set output_dir (DQD_OUTPUT_DIR)"
+        super().__init__(f"output directory {path}: {hint}")
+
+
+def variant_dir(output_dir: Path, relative_model_path: Path, sha256: str) -> Path:
+    return output_dir / relative_model_path.with_suffix("") / sha256[:12]
+
+
+def variant_path(directory: Path, spec: VariantSpec, ort_version: str) -> Path:
+    return directory / f"{spec.name}-{spec.key(ort_version)}.onnx"
+
+
+def build_variant(
+    prepared: Path,
+    spec: VariantSpec,
+    directory: Path,
+    *,
+    ort_version: str,
+    provenance: Mapping[str, str],
+    large: bool = False,
+) -> VariantResult:
+    """Quantize ``prepared`` per ``spec`` (``weight_type=None``: the prepared FP32 itself) into ``directory``.
+
+    Quantizer failures come back as a result with ``error`` set; an unusable
+    output directory raises :class:`OutputDirError`.
+    """
+    target = variant_path(directory, spec, ort_version)
+    if target.exists():
+        return _result(spec, ort_version, target, 0.0, reused=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".dqd-build-", dir=directory))
+    except OSError as exc:
+        raise OutputDirError(directory, exc) from exc
+    started = time.perf_counter()
+    notes: list[str] = []
+    try:
+        raw = scratch / "quantized.onnx"
+        try:
+            notes.extend(_quantize(prepared, raw, spec, large=large))
+        except Exception as exc:  # the quantizer raises bare Exceptions, AssertionErrors, KeyErrors...
+            logger.debug("quantizing %s as %s failed", prepared, spec.name, exc_info=True)
+            return VariantResult(spec, ort_version, None, None, None, time.perf_counter() - started,
+                                 error=f"{type(exc).__name__}: {_first_line(exc)}")
+        model = onnx.load(str(raw))
+        stamp_provenance(model, spec, provenance)
+        staged = scratch / target.name
+        save_model(model, staged, large=large)
+        _publish(staged, target)
+    except OSError as exc:
+        raise OutputDirError(directory, exc) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _result(spec, ort_version, target, time.perf_counter() - started, notes=tuple(notes))
+
+
+def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> list[str]:
+    if spec.weight_type is None:
+        onnx.save_model(onnx.load(str(prepared)), str(out))  # re-saved below with provenance
+        return []
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight = QuantType.QUInt8 if spec.weight_type is WeightType.U8U8 else QuantType.QInt8
+
+    def run(extra: dict[str, Any]) -> None:
+        quantize_dynamic(
+            str(prepared),
+            str(out),
+            op_types_to_quantize=list(spec.op_types) or None,
+            per_channel=spec.per_channel,
+            reduce_range=spec.reduce_range,
+            weight_type=weight,
+            nodes_to_exclude=list(spec.nodes_to_exclude) or None,
+            use_external_data_format=large,
+            extra_options=extra,  # a copy: quantize_dynamic adds keys to the dict it is given
+        )
+
+    try:
+        run(dict(spec.extra_options))
+        return []
+    except Exception as exc:
+        if _MISSING_TYPE not in str(exc) or "DefaultTensorType" in spec.extra_options:
+            raise
+    # Shape inference left some weight untyped; onnxruntime's documented workaround.
+    run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    return ["retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"]
+
+
+def stamp_provenance(model: onnx.ModelProto, spec: VariantSpec, provenance: Mapping[str, str]) -> None:
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({PROVENANCE_PREFIX + k: v for k, v in provenance.items()})
+    props[PROVENANCE_PREFIX + "spec"] = json.dumps(spec.to_dict(), sort_keys=True)
+    onnx.helper.set_model_props(model, props)
+
+
+def provenance_for(source_sha256: str, ort_version: str, dqd_version: str, source_path: str) -> dict[str, str]:
+    return {
+        "source_sha256": source_sha256,
+        "source_path": source_path,
+        "onnxruntime_version": ort_version,
+        "dqd_version": dqd_version,
+    }
+
+
+def _publish(staged: Path, target: Path) -> None:
+    # Data file first: the model file appearing is what makes the variant exist.
+    data = staged.with_name(staged.name + ".data")
+    if data.exists():
+        os.replace(data, target.with_name(target.name + ".data"))
+    os.replace(staged, target)
+
+
+def _result(
+    spec: VariantSpec, ort_version: str, path: Path, seconds: float, *, reused: bool = False, notes: tuple[str, ...] = ()
+) -> VariantResult:
+    size = path.stat().st_size
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        size += data.stat().st_size
+    return VariantResult(
+        spec=spec,
+        ort_version=ort_version,
+        output_path=str(path),
+        output_sha256=sha256_file(path),
+        size_bytes=size,
+        quantize_seconds=seconds,
+        notes=(*notes, "reused an existing file with the same key") if reused else notes,
+    )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+

@@ -1,0 +1,155 @@
+"""Measure one candidate end to end: build it, gate it on every input set, time it against FP32.
+
+A :class:`Workbench` holds what every candidate of one model shares (the
+prepared model, the input sets, FP32's reference outputs), so a search (the
+design two-step, or a ladder) is a loop over :meth:`Workbench.measure`.
+Runs inside the isolated child process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dqd.domain import AccuracyResult, BenchmarkResult, VariantResult, VariantSpec
+from dqd.errors import ModelError
+from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
+from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
+from dqd.pipeline.inputs import InputSet
+from dqd.pipeline.policy import VariantMeasurement
+from dqd.pipeline.prepare import PreparedModel
+from dqd.pipeline.quantize import build_variant
+from dqd.settings import BenchmarkSettings
+
+logger = logging.getLogger(__name__)
+Outputs = list[list[Any]]  # per feed, the model's outputs in order
+
+
+@dataclass
+class Measured:
+    """Everything one candidate produced, for the catalog and the policy."""
+
+    variant: VariantResult
+    accuracy: list[AccuracyResult] = field(default_factory=list)
+    benchmarks: list[BenchmarkResult] = field(default_factory=list)
+    measurement: VariantMeasurement | None = None
+
+
+@dataclass
+class Workbench:
+    source: Path
+    prepared: PreparedModel
+    variant_directory: Path
+    input_sets: Sequence[InputSet]  # the deciding set first
+    thresholds: GateThresholds
+    benchmark_settings: BenchmarkSettings
+    threads: int
+    ort_version: str
+    provenance: dict[str, str]
+    report: Callable[[str], None] = lambda _message: None
+    _references: dict[int, Outputs] = field(default_factory=dict)
+    _fp32_session: Any = None
+
+    def fp32_session(self) -> Any:
+        if self._fp32_session is None:
+            self._fp32_session = create_session(self.source, self.threads)
+        return self._fp32_session
+
+    @property
+    def benchmark_feed(self) -> dict[str, Any]:
+        return dict(self.input_sets[0].feeds[0])
+
+    def reference_outputs(self) -> list[Outputs]:
+        """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault."""
+        session = self.fp32_session()
+        results = []
+        for index, inputs in enumerate(self.input_sets):
+            if index not in self._references:
+                try:
+                    self._references[index] = [session.run(None, feed) for feed in inputs.feeds]
+                except Exception as exc:
+                    raise ModelError(
+                        f"the FP32 model fails on its {inputs.source.value} inputs ({inputs.description}): "
+                        f"{_first_line(exc)}; provide a <stem>.samples.npz beside the model or set "
+                        "accuracy.input_shapes",
+                        path=str(self.source),
+                    ) from exc
+            results.append(self._references[index])
+        return results
+
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.fp32_session().get_outputs()]
+
+    def measure(self, spec: VariantSpec, *, step: str) -> Measured:
+        """Build ``spec``, gate it on every input set (the first decides), then time it against FP32."""
+        self.report(f"quantizing {spec.name}")
+        variant = build_variant(
+            self.prepared.path,
+            spec,
+            self.variant_directory,
+            ort_version=self.ort_version,
+            provenance=self.provenance,
+            large=self.prepared.large,
+        )
+        measured = Measured(variant)
+        if variant.error is not None or variant.output_path is None:
+            measured.measurement = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
+            return measured
+        path = Path(variant.output_path)
+        self.report(f"checking accuracy of {spec.name}")
+        measured.accuracy = self.check_accuracy(spec, path)
+        deciding = measured.accuracy[0]
+        self.report(f"benchmarking {spec.name} against FP32")
+        benchmark_error = None
+        try:
+            measured.benchmarks = benchmark_interleaved(
+                [Contender(None, self.source), Contender(spec, path)],
+                self.benchmark_feed,
+                self.benchmark_settings,
+                threads=self.threads,
+                step=step,
+            )
+        except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
+            logger.debug("benchmark of %s failed", spec.name, exc_info=True)
+            benchmark_error = _first_line(exc)
+        timed = measured.benchmarks[1] if measured.benchmarks else None
+        measured.measurement = VariantMeasurement(
+            spec,
+            gate_passed=deciding.passed,
+            gate_reason=deciding.reason,
+            gate_source=deciding.input_source.value,
+            speedup=timed.speedup if timed else None,
+            speedup_ci=timed.speedup_ci if timed else None,
+            benchmark_error=benchmark_error,
+        )
+        return measured
+
+    def check_accuracy(self, spec: VariantSpec, path: Path) -> list[AccuracyResult]:
+        references = self.reference_outputs()
+        names = self.output_names()
+        try:
+            session = create_session(path, self.threads)
+        except Exception as exc:
+            reason = f"onnxruntime cannot load the variant: {_first_line(exc)}"
+            return [AccuracyResult(spec, s.source, {}, False, reason, i == 0) for i, s in enumerate(self.input_sets)]
+        results = []
+        for index, (inputs, reference) in enumerate(zip(self.input_sets, references, strict=True)):
+            try:
+                candidate = [session.run(None, feed) for feed in inputs.feeds]
+            except Exception as exc:
+                results.append(
+                    AccuracyResult(spec, inputs.source, {}, False, f"variant fails to run: {_first_line(exc)}", index == 0)
+                )
+                continue
+            metrics = compare_outputs(names, reference, candidate)
+            passed, reason = gate(metrics, self.thresholds)
+            results.append(AccuracyResult(spec, inputs.source, metrics, passed, reason, decisive=index == 0))
+        return results
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
