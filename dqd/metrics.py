@@ -17,6 +17,10 @@ OBSERVER_LAG = Histogram(
 )
 JOBS_PROCESSED = Counter("dqd_jobs_processed_total", "Jobs finished by this process.", ["outcome"])
 JOBS_FAILED = Counter("dqd_jobs_failed_total", "Job attempts that ended in an error.", ["permanent"])
-QUANTIZE_SECONDS = Histogram("dqd_quantize_seconds", "Time to quantize one variant.", buckets=_DURATION_BUCKETS)
-BENCHMARK_SECONDS = Histogram("dqd_benchmark_seconds", "Time to benchmark one model.", buckets=_DURATION_BUCKETS)
+QUANTIZE_SECONDS = Histogram(
+    "dqd_quantize_seconds", "Time to quantize one variant.", buckets=_DURATION_BUCKETS
+)
+BENCHMARK_SECONDS = Histogram(
+    "dqd_benchmark_seconds", "Time to benchmark one model.", buckets=_DURATION_BUCKETS
+)
 JOB_SECONDS = Histogram("dqd_job_seconds", "Time from claim to decision.", buckets=_DURATION_BUCKETS)

@@ -87,9 +87,7 @@ class WatchSettings(_Section):
     poll_interval: float = Field(2.0, gt=0)
     settle_seconds: float = Field(2.0, ge=0)
     include: list[str] = Field(default_factory=lambda: ["*.onnx"])
-    exclude: list[str] = Field(
-        default_factory=lambda: [".*", "*.tmp", "*.part", "*.partial", "*.crdownload"]
-    )
+    exclude: list[str] = Field(default_factory=lambda: [".*", "*.tmp", "*.part", "*.partial", "*.crdownload"])
     reconcile_interval: float = Field(300.0, gt=0)
 
 
@@ -185,7 +183,9 @@ class Settings(BaseSettings):
             try:
                 return self.api.token_file.read_text().strip() or None
             except OSError as exc:
-                raise ConfigError("api.token_file", str(self.api.token_file), f"a readable file ({exc.strerror})") from exc
+                raise ConfigError(
+                    "api.token_file", str(self.api.token_file), f"a readable file ({exc.strerror})"
+                ) from exc
         return None
 
     def redacted(self) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
     except ModuleNotFoundError as exc:
         raise CatalogError(
-            f"no driver for {redact_url(url)}: install the Postgres extra, pip install 'dqd[postgres]' ({exc})"
+            f"no driver for {redact_url(url)}: install the Postgres extra: pip install 'dqd[postgres]' "
+            f"({exc})"
         ) from exc
 
 
@@ -94,9 +95,13 @@ class Transactions:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._wrap_errors(), self.engine.connect() as conn, Session(bind=conn) as session:
-            with session.begin():
-                yield session
+        with (
+            self._wrap_errors(),
+            self.engine.connect() as conn,
+            Session(bind=conn) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -126,7 +126,9 @@ class JobStore:
             stmt = stmt.with_for_update(skip_locked=True)
         return stmt
 
-    def renew_lease(self, job_id: int, owner: str, lease_seconds: float, *, now: datetime | None = None) -> bool:
+    def renew_lease(
+        self, job_id: int, owner: str, lease_seconds: float, *, now: datetime | None = None
+    ) -> bool:
         """Extend a lease; False when the job is no longer ours (expired and re-claimed, cancelled)."""
         now = now or utcnow()
         with self.tx.write() as session:

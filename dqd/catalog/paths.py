@@ -21,7 +21,9 @@ class Observation:
 
     path: ModelPath
     new_content: bool  # this sha256 was never seen at any path
-    changed: bool  # the path holds content it did not hold before (new path, new version, or back from removal)
+    changed: (
+        bool  # the path holds content it did not hold before (new path, new version, or back from removal)
+    )
 
 
 class PathStore:
@@ -107,7 +109,9 @@ class PathStore:
             row.refused_reason = None
             session.flush()
             seen = session.scalar(
-                select(PathVersionRow.id).where(PathVersionRow.path_id == row.id, PathVersionRow.sha256 == sha256)
+                select(PathVersionRow.id).where(
+                    PathVersionRow.path_id == row.id, PathVersionRow.sha256 == sha256
+                )
             )
             if seen is None:
                 session.add(PathVersionRow(path_id=row.id, sha256=sha256, seen_at=now))

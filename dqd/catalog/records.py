@@ -34,7 +34,10 @@ class RecordStore:
         job_id: int | None = None,
         now: datetime | None = None,
     ) -> int:
-        """Store variants, accuracy, benchmarks and the decision in one transaction; returns the decision id."""
+        """Store variants, accuracy, benchmarks and the decision in one transaction.
+
+        Returns the decision id.
+        """
         now = now or utcnow()
         with self.tx.write() as session:
             self._ensure_content(session, result, now)
@@ -118,7 +121,9 @@ class RecordStore:
     def _ensure_content(session: Session, result: EngineResult, now: datetime) -> None:
         if session.get(ModelVersionRow, result.sha256) is None:
             session.add(
-                ModelVersionRow(sha256=result.sha256, size_bytes=result.source_size_bytes or 0, first_seen_at=now)
+                ModelVersionRow(
+                    sha256=result.sha256, size_bytes=result.source_size_bytes or 0, first_seen_at=now
+                )
             )
             session.flush()
         summary = result.details.get("preflight") if result.details else None
@@ -130,7 +135,9 @@ class RecordStore:
     @staticmethod
     def _upsert_variant(session: Session, sha256: str, variant: VariantResult, now: datetime) -> int:
         key = variant.spec.key(variant.ort_version)
-        row = session.scalar(select(VariantRow).where(VariantRow.source_sha256 == sha256, VariantRow.spec_key == key))
+        row = session.scalar(
+            select(VariantRow).where(VariantRow.source_sha256 == sha256, VariantRow.spec_key == key)
+        )
         spec = variant.spec.to_dict()
         if row is None:
             row = VariantRow(

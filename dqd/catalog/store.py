@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
+from dqd.catalog.daemon_queries import DaemonQueries
 from dqd.catalog.db import Transactions, is_sqlite, make_engine
 from dqd.catalog.jobs import JobStore
 from dqd.catalog.paths import PathStore
@@ -11,7 +12,7 @@ from dqd.catalog.queries import QueryStore
 from dqd.catalog.records import RecordStore
 
 
-class Catalog(JobStore, PathStore, RecordStore, QueryStore):
+class Catalog(JobStore, PathStore, RecordStore, QueryStore, DaemonQueries):
     def __init__(self, engine: Engine) -> None:
         self.tx = Transactions(engine)
 

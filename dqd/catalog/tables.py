@@ -182,7 +182,9 @@ class BenchmarkRow(Base):
     __tablename__ = "benchmark_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), index=True)
+    decision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), index=True
+    )
     sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))  # None: shipped FP32
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"))
@@ -206,7 +208,9 @@ class AccuracyRow(Base):
     __tablename__ = "accuracy_evaluations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), index=True)
+    decision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), index=True
+    )
     variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
     input_source: Mapped[str] = mapped_column(String(16))
     metrics: Mapped[dict[str, Any]]

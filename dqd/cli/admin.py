@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +12,7 @@ from dqd.catalog import Catalog
 from dqd.catalog.migrate import current_revision, head_revision, upgrade
 from dqd.cli.app import EXIT_UNAVAILABLE, app, config_app, db_app, state
 from dqd.errors import DqdError
-from dqd.settings import redact_url
+from dqd.settings import Settings, redact_url
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
 
@@ -87,7 +87,7 @@ def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     }
     problems: list[str] = []
     checks["catalog"] = _check_catalog(settings.database_url_plain, problems)
-    checks["watch_dir"] = _check_watch_dir(settings.watch_dir, problems)
+    checks["watch_dir"] = _check_watch_dir(settings, problems)
     checks["problems"] = problems
     if as_json:
         typer.echo(json.dumps(checks, indent=2))
@@ -110,7 +110,9 @@ def _check_catalog(url: str, problems: list[str]) -> dict[str, Any]:
         current, head = current_revision(catalog.engine), head_revision()
         report.update(reachable=True, revision=current, head=head, schema_current=current == head)
         if current != head:
-            problems.append(f"catalog schema at {current or 'nothing'}, expected {head}: run `dqd db upgrade`")
+            problems.append(
+                f"catalog schema at {current or 'nothing'}, expected {head}: run `dqd db upgrade`"
+            )
     except DqdError as exc:
         report.update(reachable=False, error=str(exc))
         problems.append(str(exc))
@@ -120,14 +122,18 @@ def _check_catalog(url: str, problems: list[str]) -> dict[str, Any]:
     return report
 
 
-def _check_watch_dir(path: Path, problems: list[str]) -> dict[str, Any]:
-    report: dict[str, Any] = {"path": str(path), "exists": path.is_dir()}
-    try:
-        from dqd.daemon.mounts import observer_kind_for
-    except ImportError:  # the daemon package is optional for this check
-        observer_kind_for = None
-    if observer_kind_for is not None:
-        report["observer"] = observer_kind_for(path)
+def _check_watch_dir(settings: Settings, problems: list[str]) -> dict[str, Any]:
+    from dqd.daemon.mounts import choose_observer, filesystem_type
+
+    path = settings.watch_dir
+    report: dict[str, Any] = {
+        "path": str(path),
+        "exists": path.is_dir(),
+        "filesystem": filesystem_type(path.resolve()),
+        "observer": choose_observer(settings.watch.observer, path.resolve()),
+    }
     if path.exists() and not path.is_dir():
         problems.append(f"watch_dir {path} exists but is not a folder")
+    elif path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        problems.append(f"watch_dir {path} is not readable by this user")
     return report

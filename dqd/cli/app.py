@@ -85,7 +85,8 @@ def _root(
         typer.Option("--config", "-c", help="TOML configuration file (also DQD_CONFIG).", show_default=False),
     ] = None,
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="Catalog URL (also DQD_DATABASE_URL).", show_default=False)
+        str | None,
+        typer.Option("--database-url", help="Catalog URL (also DQD_DATABASE_URL).", show_default=False),
     ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error.")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text or json.")] = None,
@@ -95,9 +96,7 @@ def _root(
 ) -> None:
     st = state(ctx)
     st.config_file = config
-    st.overrides.update(
-        {"database_url": database_url, "log_level": log_level, "log_format": log_format}
-    )
+    st.overrides.update({"database_url": database_url, "log_level": log_level, "log_format": log_format})
 
 
 def configure_logging(settings: Settings) -> None:
