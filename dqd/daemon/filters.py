@@ -1,0 +1,109 @@
+"""Which files under the watched root are models, which are ignored, which are refused.
+
+Rules, in order: anything under dqd's own output or publish directory is
+ignored (dqd must never process what it wrote); a path with an excluded
+component (dot-files and dot-folders, temporary download suffixes) is
+ignored; a file matching an include glob is a model, unless it resolves
+outside the root through a symlink, which is refused (and recorded by the
+caller: a link out of the tree could expose any file on the host). Other
+files are *companions*: external-data files, ``config.pbtxt`` and the like,
+whose writes delay the model they sit beside.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+SIDECAR_SUFFIX = ".dqd.toml"
+
+
+class Kind(StrEnum):
+    MODEL = "model"
+    COMPANION = "companion"
+    IGNORED = "ignored"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    rel_path: str | None  # POSIX path relative to the root; None when outside it
+    reason: str = ""
+
+
+class PathFilter:
+    def __init__(
+        self,
+        root: Path,
+        include: list[str],
+        exclude: list[str],
+        skip_dirs: list[Path] | tuple[Path, ...] = (),
+    ) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.real_root = Path(os.path.realpath(root))
+        self.include = list(include)
+        self.exclude = list(exclude)
+        # Output and publish folders configured inside the tree: never watch what dqd writes.
+        self.skip_rel: list[PurePosixPath] = []
+        for directory in skip_dirs:
+            rel = self._relative(Path(os.path.abspath(directory)))
+            if rel is None:
+                rel = self._relative(Path(os.path.realpath(directory)), real=True)
+            if rel is not None and str(rel) != ".":
+                self.skip_rel.append(rel)
+
+    def _relative(self, path: Path, real: bool = False) -> PurePosixPath | None:
+        base = self.real_root if real else self.root
+        try:
+            return PurePosixPath(path.relative_to(base).as_posix())
+        except ValueError:
+            return None
+
+    def rel_path(self, path: str | os.PathLike[str]) -> str | None:
+        rel = self._relative(Path(os.path.abspath(path)))
+        return None if rel is None or str(rel) == "." else str(rel)
+
+    def is_skipped_dir(self, rel: PurePosixPath) -> bool:
+        return any(rel == skip or skip in rel.parents for skip in self.skip_rel)
+
+    def excluded(self, rel: PurePosixPath) -> str | None:
+        """The exclude rule ``rel`` hits, if any (globs without '/' apply to every component)."""
+        if self.is_skipped_dir(rel):
+            return "dqd output/publish directory"
+        text = str(rel)
+        for pattern in self.exclude:
+            if "/" in pattern:
+                if fnmatchcase(text, pattern):
+                    return pattern
+            elif any(fnmatchcase(part, pattern) for part in rel.parts):
+                return pattern
+        return None
+
+    def is_model_name(self, rel: PurePosixPath) -> bool:
+        text = str(rel)
+        return any(fnmatchcase(rel.name, p) or ("/" in p and fnmatchcase(text, p)) for p in self.include)
+
+    def classify(self, path: str | os.PathLike[str], *, check_links: bool = True) -> Verdict:
+        """Classify a file path (absolute, or relative to the current directory).
+
+        ``check_links=False`` skips the filesystem (for paths that no longer exist).
+        """
+        rel = self._relative(Path(os.path.abspath(path)))
+        if rel is None or str(rel) == ".":
+            return Verdict(Kind.IGNORED, None, "outside the watched root")
+        hit = self.excluded(rel)
+        if hit is not None:
+            return Verdict(Kind.IGNORED, str(rel), f"excluded by {hit}")
+        if rel.name.endswith(SIDECAR_SUFFIX):
+            return Verdict(Kind.COMPANION, str(rel), "per-model settings")
+        if not self.is_model_name(rel):
+            return Verdict(Kind.COMPANION, str(rel))
+        if check_links:
+            real = Path(os.path.realpath(path))
+            if self._relative(real, real=True) is None:
+                return Verdict(Kind.REFUSED, str(rel), f"symlink resolves outside the watched root: {real}")
+        return Verdict(Kind.MODEL, str(rel))

@@ -1,0 +1,241 @@
+"""Registering files with the catalog, and the reconciliation scan.
+
+``register`` hashes one complete file (sha256, streamed), records what the
+path holds now and queues the content for every host class with live hosts.
+The default idempotency key (content, class) means the same content at a
+second path reuses the work already done. ``scan`` walks the whole tree at
+start-up and periodically: anything new or changed since the catalog last
+saw it is registered, paths that disappeared are marked removed, so files
+dropped while dqd was down, or events lost while the catalog was
+unreachable, are never missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from dqd.catalog import Catalog
+from dqd.daemon.filters import Kind, PathFilter
+from dqd.domain import JobKind, ModelPath
+from dqd.settings import ModelOverrides
+
+logger = logging.getLogger(__name__)
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FileBusy(Exception):
+    """The file changed while it was being hashed: it is still being written."""
+
+
+@dataclass
+class Registration:
+    rel_path: str
+    sha256: str | None = None
+    queued_classes: list[str] = field(default_factory=list)
+    skipped: str = ""  # why nothing was recorded (refused, excluded, not a model)
+
+
+@dataclass
+class ScanSummary:
+    seen: int = 0
+    registered: int = 0
+    queued: int = 0
+    removed: int = 0
+    refused: int = 0
+    pending: int = 0
+    errors: int = 0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        catalog: Catalog,
+        path_filter: PathFilter,
+        *,
+        host_class: str,
+        host_ttl_seconds: float,
+        max_attempts: int,
+        settle_seconds: float,
+        overrides_for: Callable[[str], ModelOverrides],
+        on_pending: Callable[[str], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.filter = path_filter
+        self.root = path_filter.root
+        self.host_class = host_class
+        self.host_ttl_seconds = host_ttl_seconds
+        self.max_attempts = max_attempts
+        self.settle_seconds = settle_seconds
+        self.overrides_for = overrides_for
+        self.on_pending = on_pending
+
+    def target_classes(self) -> list[str]:
+        classes = set(self.catalog.live_host_classes(self.host_ttl_seconds))
+        classes.add(self.host_class)  # our own heartbeat may not be written yet
+        return sorted(classes)
+
+    def register(self, rel_path: str) -> Registration:
+        """Hash, record and queue one complete file (raises FileBusy, OSError, CatalogError)."""
+        result = Registration(rel_path)
+        absolute = self.root / rel_path
+        verdict = self.filter.classify(absolute)
+        if verdict.kind is Kind.REFUSED:
+            self.catalog.mark_refused(rel_path, verdict.reason)
+            logger.warning(
+                "refused %s: %s", rel_path, verdict.reason, extra={"action": "refused", "path": rel_path}
+            )
+            result.skipped = verdict.reason
+            return result
+        if verdict.kind is not Kind.MODEL:
+            result.skipped = verdict.reason or "not a model"
+            return result
+        if self.overrides_for(rel_path).exclude:
+            result.skipped = "excluded by per-model settings"
+            logger.info("skipping %s: excluded", rel_path, extra={"action": "excluded", "path": rel_path})
+            return result
+        before = os.stat(absolute)
+        sha = sha256_file(absolute)
+        after = os.stat(absolute)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            raise FileBusy(rel_path)
+        observation = self.catalog.observe_file(rel_path, sha, after.st_size, after.st_mtime_ns)
+        result.sha256 = sha
+        for host_class in self.target_classes():
+            job = self.catalog.enqueue(
+                sha, host_class, kind=JobKind.QUANTIZE, source_path=rel_path, max_attempts=self.max_attempts
+            )
+            if job is not None:
+                result.queued_classes.append(host_class)
+                logger.info(
+                    "queued %s for %s",
+                    rel_path,
+                    host_class,
+                    extra={"action": "job_queued", "job_id": job.id, "path": rel_path, "sha256": sha[:12]},
+                )
+        if observation.changed and not result.queued_classes:
+            logger.info(
+                "%s holds known content %s: reusing its results",
+                rel_path,
+                sha[:12],
+                extra={"action": "content_reused", "path": rel_path},
+            )
+        return result
+
+    def remove(self, rel_path: str) -> bool:
+        """Mark a path removed, unless it is back already (moved away and back)."""
+        if (self.root / rel_path).exists():
+            return False
+        removed = self.catalog.mark_removed(rel_path)
+        if removed:
+            logger.info("%s removed", rel_path, extra={"action": "model_removed", "path": rel_path})
+        return removed
+
+    def scan(self, now: float | None = None) -> ScanSummary:
+        """Walk the tree once; ``now`` is wall-clock seconds (compared with file mtimes)."""
+        now = time.time() if now is None else now
+        summary = ScanSummary()
+        if not self.root.is_dir():
+            # A vanished mount must not read as "every model was deleted".
+            logger.error("watched folder %s is not available", self.root, extra={"action": "scan_failed"})
+            summary.errors += 1
+            return summary
+        known = self.catalog.known_paths()
+        seen: set[str] = set()
+        unreadable: list[str] = []
+
+        def on_error(error: OSError) -> None:
+            unreadable.append(self.filter.rel_path(error.filename or "") or "")
+            logger.warning(
+                "cannot read %s: %s", error.filename, error.strerror, extra={"action": "scan_error"}
+            )
+
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=on_error):
+            rel_dir = self.filter.rel_path(dirpath)
+            # Prune ignored folders (dot-folders, dqd's own output) instead of walking them.
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if self.filter.excluded(PurePosixPath(rel_dir, d) if rel_dir else PurePosixPath(d)) is None
+            ]
+            for name in filenames:
+                absolute = Path(dirpath, name)
+                verdict = self.filter.classify(absolute)
+                if verdict.kind not in (Kind.MODEL, Kind.REFUSED) or verdict.rel_path is None:
+                    continue
+                rel = verdict.rel_path
+                seen.add(rel)
+                summary.seen += 1
+                try:
+                    self._scan_file(rel, absolute, known, now, summary)
+                except FileBusy:
+                    summary.pending += 1
+                    if self.on_pending:
+                        self.on_pending(rel)
+                except OSError as exc:
+                    summary.errors += 1
+                    logger.warning(
+                        "cannot read %s: %s", rel, exc, extra={"action": "scan_error", "path": rel}
+                    )
+        for rel in sorted(set(known) - seen):
+            if any(rel == bad or rel.startswith(bad + "/") or bad == "" for bad in unreadable):
+                continue  # unknown, not gone
+            if self.filter.excluded(PurePosixPath(rel)) is None and self.remove(rel):
+                summary.removed += 1
+        summary.queued += self.queue_unprocessed()
+        logger.info(
+            "reconciled %s: %d models, %d registered, %d removed, %d pending",
+            self.root,
+            summary.seen,
+            summary.registered,
+            summary.removed,
+            summary.pending,
+            extra={"action": "reconciled", **summary.__dict__},
+        )
+        return summary
+
+    def _scan_file(
+        self, rel: str, absolute: Path, known: Mapping[str, ModelPath], now: float, summary: ScanSummary
+    ) -> None:
+        st = os.stat(absolute)
+        record = known.get(rel)
+        if (
+            record is not None
+            and record.sha256 is not None
+            and (record.size_bytes, record.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        ):
+            return  # unchanged since the catalog last saw it
+        if now - st.st_mtime_ns / 1e9 < self.settle_seconds:
+            raise FileBusy(rel)  # still being written, probably: let the settle tracker decide
+        registration = self.register(rel)
+        if registration.sha256:
+            summary.registered += 1
+            summary.queued += len(registration.queued_classes)
+        elif registration.skipped.startswith("symlink"):
+            summary.refused += 1
+
+    def queue_unprocessed(self) -> int:
+        """Queue content our class never had a job for (a new host class joining an old tree)."""
+        queued = 0
+        for sha, rel in self.catalog.contents_without_job(self.host_class):
+            if self.overrides_for(rel).exclude:
+                continue
+            job = self.catalog.enqueue(
+                sha, self.host_class, kind=JobKind.QUANTIZE, source_path=rel, max_attempts=self.max_attempts
+            )
+            queued += job is not None
+        return queued

@@ -1,0 +1,112 @@
+"""Completion detection, with time and file sizes as plain arguments."""
+
+from __future__ import annotations
+
+from dqd.daemon.settle import SettleTracker, Stat
+
+
+class FakeFiles:
+    """Sizes and mtimes of imaginary files (the tracker's ``stat`` argument)."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, Stat] = {}
+
+    def write(self, path: str, size: int, mtime: int) -> None:
+        self.stats[path] = (size, mtime)
+
+    def __call__(self, path: str) -> Stat | None:
+        return self.stats.get(path)
+
+
+def ready_paths(tracker: SettleTracker, now: float, files: FakeFiles) -> list[str]:
+    return [r.rel_path for r in tracker.due(now, files)]
+
+
+def test_close_after_write_is_ready_at_once() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.written("m.onnx", 0.0)
+    assert ready_paths(tracker, 0.1, files) == []
+    tracker.closed("m.onnx", 0.2)
+    assert ready_paths(tracker, 0.2, files) == ["m.onnx"]
+    assert len(tracker) == 0  # handed out once only
+    assert ready_paths(tracker, 10.0, files) == []
+
+
+def test_without_close_event_waits_for_size_and_mtime_to_settle() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.written("m.onnx", 0.0)
+    assert ready_paths(tracker, 1.0, files) == []
+    # Grows with no event at all (polling observer between polls, NFS).
+    files.write("m.onnx", 20, 2)
+    assert ready_paths(tracker, 1.9, files) == []
+    assert ready_paths(tracker, 3.8, files) == []  # changed at 1.9: not settled until 3.9
+    assert ready_paths(tracker, 3.9, files) == ["m.onnx"]
+
+
+def test_a_write_after_close_reopens_the_file() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.closed("m.onnx", 0.0)
+    tracker.written("m.onnx", 0.1)  # an appending writer opened it again
+    assert ready_paths(tracker, 0.2, files) == []
+    assert ready_paths(tracker, 2.1, files) == ["m.onnx"]
+
+
+def test_size_change_seen_after_close_cancels_the_close() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.written("m.onnx", 0.0)
+    assert ready_paths(tracker, 0.5, files) == []  # stat recorded as (10, 1)
+    tracker.closed("m.onnx", 0.6)
+    files.write("m.onnx", 30, 3)  # ...but it changed again and we missed the event
+    assert ready_paths(tracker, 0.7, files) == []
+    assert ready_paths(tracker, 2.7, files) == ["m.onnx"]
+
+
+def test_model_waits_for_its_external_data_file() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("a/x.onnx", 10, 1)
+    files.write("a/x.onnx.data", 100, 1)
+    tracker.written("a/x.onnx.data", 0.0, companion=True)
+    tracker.closed("a/x.onnx", 0.1)
+    assert ready_paths(tracker, 0.2, files) == []  # data file still being written
+    tracker.closed("a/x.onnx.data", 0.5, companion=True)
+    assert ready_paths(tracker, 0.6, files) == ["a/x.onnx"]
+    assert len(tracker) == 0
+
+
+def test_companions_in_other_folders_do_not_block() -> None:
+    tracker, files = SettleTracker(2.0), FakeFiles()
+    files.write("a/x.onnx", 10, 1)
+    files.write("b/y.onnx.data", 100, 1)
+    tracker.written("b/y.onnx.data", 0.0, companion=True)
+    tracker.closed("a/x.onnx", 0.1)
+    assert ready_paths(tracker, 0.2, files) == ["a/x.onnx"]
+
+
+def test_vanished_file_is_dropped() -> None:
+    tracker, files = SettleTracker(0.5), FakeFiles()
+    tracker.written("gone.onnx", 0.0)
+    assert ready_paths(tracker, 5.0, files) == []
+    assert len(tracker) == 0
+
+
+def test_forget_and_latency_reference() -> None:
+    tracker, files = SettleTracker(1.0), FakeFiles()
+    files.write("m.onnx", 1, 1)
+    tracker.written("m.onnx", 3.0)
+    tracker.forget("m.onnx")
+    assert ready_paths(tracker, 10.0, files) == []
+    tracker.written("m.onnx", 20.0)
+    tracker.written("m.onnx", 21.0)
+    (ready,) = tracker.due(22.5, files)
+    assert (ready.first_event, ready.last_change) == (20.0, 21.0)
+
+
+def test_zero_settle_interval_means_ready_on_first_check() -> None:
+    tracker, files = SettleTracker(0.0), FakeFiles()
+    files.write("m.onnx", 1, 1)
+    tracker.written("m.onnx", 0.0)
+    assert ready_paths(tracker, 0.0, files) == ["m.onnx"]
