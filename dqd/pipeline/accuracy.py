@@ -31,7 +31,10 @@ class GateThresholds:
     @classmethod
     def from_settings(cls, settings: AccuracySettings) -> GateThresholds:
         return cls(
-            settings.min_cosine_mean, settings.min_cosine_worst, settings.max_relative_l2, settings.min_top1_agreement
+            settings.min_cosine_mean,
+            settings.min_cosine_worst,
+            settings.max_relative_l2,
+            settings.min_top1_agreement,
         )
 
 
@@ -76,8 +79,12 @@ def output_metrics(name: str, references: Sequence[np.ndarray], candidates: Sequ
     ref_sq = sum(float(np.square(r).sum()) for r in ref64)
     cosines = np.concatenate([per_sample_cosine(r, c) for r, c in zip(ref64, cand64, strict=True)])
     result: Metrics = {
-        "max_abs_diff": max(float(np.max(np.abs(r - c))) if r.size else 0.0 for r, c in zip(ref64, cand64, strict=True)),
-        "relative_l2": float(np.sqrt(diff_sq / ref_sq)) if ref_sq > _TINY else (0.0 if diff_sq <= _TINY else 1.0),
+        "max_abs_diff": max(
+            float(np.max(np.abs(r - c))) if r.size else 0.0 for r, c in zip(ref64, cand64, strict=True)
+        ),
+        "relative_l2": float(np.sqrt(diff_sq / ref_sq))
+        if ref_sq > _TINY
+        else (0.0 if diff_sq <= _TINY else 1.0),
         "cosine_mean": float(cosines.mean()) if cosines.size else 1.0,
         "cosine_worst": float(cosines.min()) if cosines.size else 1.0,
         "samples": float(cosines.size),
@@ -92,7 +99,10 @@ def per_sample_cosine(reference: np.ndarray, candidate: np.ndarray) -> np.ndarra
     if reference.ndim < 2:
         reference, candidate = reference.reshape(1, -1), candidate.reshape(1, -1)
     else:
-        reference, candidate = reference.reshape(reference.shape[0], -1), candidate.reshape(candidate.shape[0], -1)
+        reference, candidate = (
+            reference.reshape(reference.shape[0], -1),
+            candidate.reshape(candidate.shape[0], -1),
+        )
     dot = (reference * candidate).sum(axis=1)
     norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
     both_zero = (np.linalg.norm(reference, axis=1) <= _TINY) & (np.linalg.norm(candidate, axis=1) <= _TINY)
@@ -102,7 +112,10 @@ def per_sample_cosine(reference: np.ndarray, candidate: np.ndarray) -> np.ndarra
 
 def top1_agreement(references: Sequence[np.ndarray], candidates: Sequence[np.ndarray]) -> float:
     same = np.concatenate(
-        [(r.argmax(axis=-1) == c.argmax(axis=-1)).reshape(-1) for r, c in zip(references, candidates, strict=True)]
+        [
+            (r.argmax(axis=-1) == c.argmax(axis=-1)).reshape(-1)
+            for r, c in zip(references, candidates, strict=True)
+        ]
     )
     return float(same.mean()) if same.size else 1.0
 

@@ -46,7 +46,9 @@ def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
     )
 
 
-def speedup_point(baseline_ms: Sequence[float], candidate_ms: Sequence[float]) -> float:
+def speedup_point(
+    baseline_ms: Sequence[float] | np.ndarray, candidate_ms: Sequence[float] | np.ndarray
+) -> float:
     """FP32 median latency / candidate median latency: > 1 means the candidate is faster."""
     return float(np.median(baseline_ms) / np.median(candidate_ms))
 
@@ -102,7 +104,7 @@ def benchmark_interleaved(
     step: str = "",
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[BenchmarkResult]:
-    """Time ``contenders`` (the first is the FP32 baseline) in interleaved rounds; results in the same order."""
+    """Time ``contenders`` (the first is the FP32 baseline) in interleaved rounds; results in that order."""
     if len(contenders) < 2 or contenders[0].spec is not None:
         raise ValueError("the first contender must be the shipped FP32 (spec None), followed by candidates")
     sessions = [create_session(c.path, threads) for c in contenders]

@@ -32,7 +32,9 @@ from dqd.settings import AccuracySettings, BenchmarkSettings, Settings
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str], None]
-THOROUGH_PENDING = "search=thorough: the variant ladder is not implemented yet; ran the design two-step instead"
+THOROUGH_PENDING = (
+    "search=thorough: the variant ladder is not implemented yet; ran the design two-step instead"
+)
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,17 @@ def process_model(
             label=path.name,
         )
     except IsolationError as exc:
-        logger.warning("processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind})
+        logger.warning(
+            "processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind}
+        )
         result = replace(
-            base, sha256=sha256, source_size_bytes=size, reasons=(str(exc),), error=str(exc),
-            permanent_error=exc.permanent, details={"failure": exc.kind},
+            base,
+            sha256=sha256,
+            source_size_bytes=size,
+            reasons=(str(exc),),
+            error=str(exc),
+            permanent_error=exc.permanent,
+            details={"failure": exc.kind},
         )
     return replace(result, seconds=time.monotonic() - started)
 
@@ -118,7 +127,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     details: dict[str, Any] = {"preflight": checked.summary.to_dict() if checked.summary else None}
     if checked.outcome is not None:
         error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
-        return _finished(request, checked.outcome, reasons=(*checked.reasons, *notes), error=error, details=details)
+        return _finished(
+            request, checked.outcome, reasons=(*checked.reasons, *notes), error=error, details=details
+        )
     input_sets = _input_sets(request, checked)
     details["inputs"] = [{"source": s.source.value, "description": s.description} for s in input_sets]
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
@@ -132,8 +143,11 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     try:
         report("pre-processing")
         prepared = prepare_model(request.path, scratch)
-        details["prepare"] = {"path": prepared.preprocess, "folded_constants": prepared.folded_constants,
-                              "notes": list(prepared.notes)}
+        details["prepare"] = {
+            "path": prepared.preprocess,
+            "folded_constants": prepared.folded_constants,
+            "notes": list(prepared.notes),
+        }
         bench = Workbench(
             source=request.path,
             prepared=prepared,
@@ -151,7 +165,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         measured = _design_two_step(bench, prepared.preprocess, request.benchmark.margin)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    decision = decide_design([m.measurement for m in measured if m.measurement], margin=request.benchmark.margin)
+    decision = decide_design(
+        [m.measurement for m in measured if m.measurement], margin=request.benchmark.margin
+    )
     details["decision"] = decision.numbers
     return _finished(
         request,

@@ -69,7 +69,8 @@ def _read_feed(file: Path, inputs: Sequence[TensorInfo]) -> Feed:
     missing = sorted(names - arrays.keys())
     if missing:
         raise ModelError(
-            f"samples file {file.name} lacks input(s) {', '.join(missing)}; its keys must be the model's input names",
+            f"samples file {file.name} lacks input(s) {', '.join(missing)}; "
+            "its keys must be the model's input names",
             path=str(file),
         )
     return {i.name: arrays[i.name].astype(i.dtype, copy=False) for i in inputs if i.is_tensor}
@@ -86,15 +87,23 @@ def synthesize_inputs(
 ) -> InputSet:
     """One seeded feed that respects the signature; see the module docstring for the rules."""
     rng = np.random.default_rng(seed)
-    shapes = resolve_shapes(summary.inputs, batch=batch, default_dim=default_dim, overrides=input_shapes or {})
+    shapes = resolve_shapes(
+        summary.inputs, batch=batch, default_dim=default_dim, overrides=input_shapes or {}
+    )
     output_names = [o.name for o in summary.outputs]
     feed: Feed = {}
     for info in summary.inputs:
         if not info.is_tensor:
-            raise ModelError(f"input {info.name!r} is a {info.dtype}, not a tensor: provide samples", path=summary.path)
+            raise ModelError(
+                f"input {info.name!r} is a {info.dtype}, not a tensor: provide samples", path=summary.path
+            )
         shape = shapes[info.name]
         feed[info.name] = synthesize_tensor(
-            info, shape, rng, distribution=distribution, vocab=summary.vocab_sizes.get(info.name),
+            info,
+            shape,
+            rng,
+            distribution=distribution,
+            vocab=summary.vocab_sizes.get(info.name),
             is_state=is_state_input(info.name, output_names),
         )
     notes = ", ".join(f"{name}{list(shape)}" for name, shape in shapes.items())
@@ -122,7 +131,13 @@ def resolve_shapes(
             if isinstance(dim, int):
                 dims.append(dim)
                 continue
-            guess = batch if axis == 0 and len(info.shape) > 1 else IMAGE_SIDE if image and axis >= 2 else default_dim
+            guess = (
+                batch
+                if axis == 0 and len(info.shape) > 1
+                else IMAGE_SIDE
+                if image and axis >= 2
+                else default_dim
+            )
             size = symbols.setdefault(dim, guess) if dim else guess
             dims.append(size)
         shapes[info.name] = tuple(dims)
@@ -135,7 +150,7 @@ def _is_image_like(info: TensorInfo) -> bool:
 
 
 def is_state_input(name: str, output_names: Sequence[str]) -> bool:
-    """Recurrent state fed back between calls: named like one, or echoed by an output (``state`` → ``stateN``)."""
+    """Recurrent state fed back between calls: named so, or echoed by an output (``state`` → ``stateN``)."""
     if _STATE.search(name):
         return True
     return any(out != name and out.startswith(name) and len(out) - len(name) <= 4 for out in output_names)
@@ -170,4 +185,6 @@ def synthesize_tensor(
         else:
             values = rng.standard_normal(size=shape)
         return values.astype(dtype)
-    raise ModelError(f"input {info.name!r} has dtype {info.dtype}, which dqd cannot synthesize: provide samples")
+    raise ModelError(
+        f"input {info.name!r} has dtype {info.dtype}, which dqd cannot synthesize: provide samples"
+    )

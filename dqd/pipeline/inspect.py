@@ -93,7 +93,7 @@ class Preflight:
 
 
 def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
-    """Load and check ``path``; ``reach_subgraphs`` says whether the search can quantize If/Loop/Scan bodies."""
+    """Load and check ``path``; ``reach_subgraphs``: the search can quantize If/Loop/Scan bodies."""
     try:
         model, uses_external = _load(path)
     except _Refused as refusal:
@@ -126,7 +126,9 @@ def _load(path: Path) -> tuple[ModelProto, bool]:
             f"not a readable ONNX model (not ONNX, or truncated/corrupt): {type(exc).__name__}: {exc}"
         ) from exc
     if not model.HasField("graph") or model.ir_version == 0:
-        raise _Refused("not an ONNX model: the file parses but has no graph or IR version (truncated or not ONNX)")
+        raise _Refused(
+            "not an ONNX model: the file parses but has no graph or IR version (truncated or not ONNX)"
+        )
     external = [t for t in _all_tensors(model) if t.data_location == TensorProto.EXTERNAL]
     if size > PROTOBUF_LIMIT_BYTES and not external:
         raise _Refused("the model is over 2 GB without external data; re-save it with external data")
@@ -144,11 +146,15 @@ def _load(path: Path) -> tuple[ModelProto, bool]:
     return model, bool(external)
 
 
-def _rules(model: ModelProto, summary: ModelSummary, reach_subgraphs: bool) -> tuple[Outcome, tuple[str, ...]] | None:
+def _rules(
+    model: ModelProto, summary: ModelSummary, reach_subgraphs: bool
+) -> tuple[Outcome, tuple[str, ...]] | None:
     ai_onnx = [summary.opsets[d] for d in AI_ONNX_DOMAINS if d in summary.opsets]
     if not ai_onnx:
         domains = ", ".join(sorted(summary.opsets)) or "none"
-        return Outcome.SKIPPED, (f"no ai.onnx domain (opsets: {domains}): onnxruntime's quantizer has nothing to work on",)
+        return Outcome.SKIPPED, (
+            f"no ai.onnx domain (opsets: {domains}): onnxruntime's quantizer has nothing to work on",
+        )
     if max(ai_onnx) < MIN_AI_ONNX_OPSET:
         return Outcome.ERROR, (
             f"ai.onnx opset {max(ai_onnx)} is below {MIN_AI_ONNX_OPSET}; "
@@ -156,8 +162,12 @@ def _rules(model: ModelProto, summary: ModelSummary, reach_subgraphs: bool) -> t
         )
     float16 = summary.initializer_types.get("float16", 0) + _constant_float16(model)
     if float16 and float16 >= summary.initializer_types.get("float32", 0):
-        return Outcome.ERROR, ("FP16 weights: dynamic quantization needs an FP32 model; convert to FP32 first",)
-    quantized_ops = sorted(op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear"))
+        return Outcome.ERROR, (
+            "FP16 weights: dynamic quantization needs an FP32 model; convert to FP32 first",
+        )
+    quantized_ops = sorted(
+        op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear")
+    )
     int8_weights = summary.initializer_types.get("int8", 0)
     if quantized_ops or int8_weights:
         found = ", ".join(quantized_ops) if quantized_ops else f"{int8_weights} int8 initializers"
@@ -193,7 +203,8 @@ def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> Mod
         1
         for g, _ in _graphs(model.graph)
         for n in g.node
-        if n.op_type == "Constant" and any(a.name == "value" and a.t.data_type in _FLOAT_TYPES for a in n.attribute)
+        if n.op_type == "Constant"
+        and any(a.name == "value" and a.t.data_type in _FLOAT_TYPES for a in n.attribute)
     )
     return ModelSummary(
         path=str(path),
@@ -249,7 +260,16 @@ def _constant_float_tensors(model: ModelProto) -> dict[str, TensorProto]:
     return found
 
 
-_NON_FOLDABLE = frozenset({*CONTROL_FLOW_OPS, "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"})
+_NON_FOLDABLE = frozenset(
+    {
+        *CONTROL_FLOW_OPS,
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+    }
+)
 
 
 def _constant_derived_names(model: ModelProto) -> set[str]:
@@ -284,11 +304,13 @@ def _is_quantizable(node: onnx.NodeProto, constants: set[str]) -> bool:
 
 
 # Ops an integer id may pass through on its way to the embedding table it indexes.
-_ID_PASSTHROUGH = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Transpose"})
+_ID_PASSTHROUGH = frozenset(
+    {"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Transpose"}
+)
 
 
 def embedding_table_sizes(model: ModelProto) -> dict[str, int]:
-    """Integer graph input -> row count of the smallest Gather table it indexes (token ids must stay below it)."""
+    """Integer graph input -> rows of the smallest Gather table it indexes (ids must stay below it)."""
     tables = _constant_float_tensors(model)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:

@@ -112,7 +112,9 @@ def run_isolated(
         transient = -code == signal.SIGKILL
         cause = "killed (likely out of memory)" if transient else f"crashed with {name}"
         raise IsolationError(f"worker {cause}{what}", kind="crash", permanent=not transient)
-    raise IsolationError(f"worker exited with code {code}{what} without a result", kind="crash", permanent=True)
+    raise IsolationError(
+        f"worker exited with code {code}{what} without a result", kind="crash", permanent=True
+    )
 
 
 def _unwrap(kind: str, payload: Any, label: str) -> Any:
@@ -120,7 +122,9 @@ def _unwrap(kind: str, payload: Any, label: str) -> Any:
         return payload
     message, permanent, trace = payload
     what = f" ({label})" if label else ""
-    raise IsolationError(f"{message}{what}", kind="exception", permanent=permanent) from _RemoteTraceback(trace)
+    raise IsolationError(f"{message}{what}", kind="exception", permanent=permanent) from _RemoteTraceback(
+        trace
+    )
 
 
 class _RemoteTraceback(Exception):

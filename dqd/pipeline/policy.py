@@ -123,7 +123,10 @@ def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) 
                 selected=measurement.spec,
                 speedup=measurement.speedup,
                 speedup_ci=measurement.speedup_ci,
-                reasons=(f"selected {measurement.spec.name}: passes the gate and is significantly faster", *reasons),
+                reasons=(
+                    f"selected {measurement.spec.name}: passes the gate and is significantly faster",
+                    *reasons,
+                ),
                 numbers=numbers,
             )
     summary = "kept FP32: " + _why_none(measurements, margin)
@@ -139,7 +142,11 @@ def next_design_step(measurements: Sequence[VariantMeasurement], *, margin: floa
 
 
 def _why_none(measurements: Sequence[VariantMeasurement], margin: float) -> str:
-    slow = [m.spec.name for m in measurements if m.speedup_ci and classify_speed(m.speedup_ci, margin) is Speed.SLOWER]
+    slow = [
+        m.spec.name
+        for m in measurements
+        if m.speedup_ci and classify_speed(m.speedup_ci, margin) is Speed.SLOWER
+    ]
     failed_gate = [m.spec.name for m in measurements if m.gate_passed is False]
     broken = [m.spec.name for m in measurements if m.quantize_error or m.benchmark_error]
     pieces = []

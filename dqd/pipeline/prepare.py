@@ -32,7 +32,9 @@ FOLD_SUFFIX = "+fold_constants"
 @dataclass(frozen=True)
 class PreparedModel:
     path: Path
-    preprocess: str  # the path taken, e.g. "pre_process:skip_symbolic_shape+fold_constants"; goes into VariantSpec
+    preprocess: (
+        str  # the path taken, e.g. "pre_process:skip_symbolic_shape+fold_constants"; goes into VariantSpec
+    )
     large: bool  # written (and to be written) with external data
     folded_constants: int
     notes: tuple[str, ...]  # why earlier paths failed

@@ -85,8 +85,15 @@ def build_variant(
             notes.extend(_quantize(prepared, raw, spec, large=large))
         except Exception as exc:  # the quantizer raises bare Exceptions, AssertionErrors, KeyErrors...
             logger.debug("quantizing %s as %s failed", prepared, spec.name, exc_info=True)
-            return VariantResult(spec, ort_version, None, None, None, time.perf_counter() - started,
-                                 error=f"{type(exc).__name__}: {_first_line(exc)}")
+            return VariantResult(
+                spec,
+                ort_version,
+                None,
+                None,
+                None,
+                time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {_first_line(exc)}",
+            )
         model = onnx.load(str(raw))
         stamp_provenance(model, spec, provenance)
         staged = scratch / target.name
@@ -128,7 +135,9 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
             raise
     # Shape inference left some weight untyped; onnxruntime's documented workaround.
     run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
-    return ["retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"]
+    return [
+        "retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"
+    ]
 
 
 def stamp_provenance(model: onnx.ModelProto, spec: VariantSpec, provenance: Mapping[str, str]) -> None:
@@ -138,7 +147,9 @@ def stamp_provenance(model: onnx.ModelProto, spec: VariantSpec, provenance: Mapp
     onnx.helper.set_model_props(model, props)
 
 
-def provenance_for(source_sha256: str, ort_version: str, dqd_version: str, source_path: str) -> dict[str, str]:
+def provenance_for(
+    source_sha256: str, ort_version: str, dqd_version: str, source_path: str
+) -> dict[str, str]:
     return {
         "source_sha256": source_sha256,
         "source_path": source_path,
@@ -156,7 +167,13 @@ def _publish(staged: Path, target: Path) -> None:
 
 
 def _result(
-    spec: VariantSpec, ort_version: str, path: Path, seconds: float, *, reused: bool = False, notes: tuple[str, ...] = ()
+    spec: VariantSpec,
+    ort_version: str,
+    path: Path,
+    seconds: float,
+    *,
+    reused: bool = False,
+    notes: tuple[str, ...] = (),
 ) -> VariantResult:
     size = path.stat().st_size
     data = path.with_name(path.name + ".data")
@@ -184,4 +201,3 @@ def sha256_file(path: Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else "(no message)"
-

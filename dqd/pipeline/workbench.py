@@ -134,14 +134,24 @@ class Workbench:
             session = create_session(path, self.threads)
         except Exception as exc:
             reason = f"onnxruntime cannot load the variant: {_first_line(exc)}"
-            return [AccuracyResult(spec, s.source, {}, False, reason, i == 0) for i, s in enumerate(self.input_sets)]
+            return [
+                AccuracyResult(spec, s.source, {}, False, reason, i == 0)
+                for i, s in enumerate(self.input_sets)
+            ]
         results = []
         for index, (inputs, reference) in enumerate(zip(self.input_sets, references, strict=True)):
             try:
                 candidate = [session.run(None, feed) for feed in inputs.feeds]
             except Exception as exc:
                 results.append(
-                    AccuracyResult(spec, inputs.source, {}, False, f"variant fails to run: {_first_line(exc)}", index == 0)
+                    AccuracyResult(
+                        spec,
+                        inputs.source,
+                        {},
+                        False,
+                        f"variant fails to run: {_first_line(exc)}",
+                        index == 0,
+                    )
                 )
                 continue
             metrics = compare_outputs(names, reference, candidate)

@@ -1,0 +1,137 @@
+"""`dqd process PATH...`: run the engine on models now and record the results in the catalog."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
+from dqd.domain import EngineResult, Outcome, SearchMode
+from dqd.errors import UsageError
+
+
+@app.command("process")
+def process(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(help="ONNX files, or folders searched for *.onnx.", show_default=False)
+    ],
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Intra-op threads for timing (benchmark.threads).")
+    ] = None,
+    search: Annotated[
+        SearchMode | None, typer.Option("--search", help="design (the two-step) or thorough (the ladder).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on stdout.")] = False,
+) -> None:
+    """Quantize, check, benchmark and decide for each model; exit 1 if any ended in error."""
+    from dqd.catalog import open_catalog
+    from dqd.hostinfo import detect_host
+    from dqd.pipeline.engine import process_model
+
+    overrides: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
+    settings = state(ctx).settings(**overrides)
+    configure_logging(settings)
+    models = expand_paths(paths)
+    host = detect_host()
+    catalog = open_catalog(settings)
+    any_error = False
+    try:
+        catalog.upsert_host(host)
+        for index, (model, root) in enumerate(models, start=1):
+            prefix = f"[{index}/{len(models)}] {model.name}"
+            typer.echo(f"{prefix}: started", err=True)
+            result = process_model(
+                model,
+                settings,
+                host=host,
+                search=settings.search,
+                threads=settings.benchmark.threads,
+                model_root=root,
+                progress=_progress_printer(prefix),
+            )
+            catalog.record_engine_result(host, result)
+            any_error |= result.outcome is Outcome.ERROR
+            if as_json:
+                typer.echo(json.dumps(result_json(result)))
+                sys.stdout.flush()
+            else:
+                typer.echo(human_summary(result))
+    finally:
+        catalog.close()
+    raise typer.Exit(EXIT_NO_RESULT if any_error else EXIT_OK)
+
+
+def _progress_printer(prefix: str) -> Callable[[str], None]:
+    def show(message: str) -> None:
+        typer.echo(f"{prefix}: {message}", err=True)
+
+    return show
+
+
+def expand_paths(paths: list[Path]) -> list[tuple[Path, Path | None]]:
+    """Files as given; folders become their ``*.onnx`` files, with the folder as the model root."""
+    models: list[tuple[Path, Path | None]] = []
+    for path in paths:
+        if path.is_dir():
+            models.extend((found, path) for found in sorted(path.rglob("*.onnx")))
+        elif path.exists():
+            models.append((path, None))
+        else:
+            raise UsageError(f"no such file or folder: {path}")
+    if not models:
+        raise UsageError("no .onnx files found in the given folders")
+    return models
+
+
+def result_json(result: EngineResult) -> dict[str, Any]:
+    """The `--json` contract: exactly these keys, one object per model."""
+    variant = None
+    if result.selected is not None:
+        built = next((v for v in result.variants if v.spec == result.selected), None)
+        variant = {
+            **result.selected.to_dict(),
+            "name": result.selected.name,
+            "output_path": built.output_path if built else None,
+            "size_bytes": built.size_bytes if built else None,
+        }
+    accuracy = None
+    if result.selected is not None:
+        deciding = next((a for a in result.accuracy if a.spec == result.selected and a.decisive), None)
+        if deciding is not None:
+            accuracy = {
+                "input_source": deciding.input_source.value,
+                "passed": deciding.passed,
+                "metrics": {name: dict(values) for name, values in deciding.metrics.items()},
+                "other_sources": {
+                    a.input_source.value: {name: dict(values) for name, values in a.metrics.items()}
+                    for a in result.accuracy
+                    if a.spec == result.selected and not a.decisive
+                },
+            }
+    return {
+        "path": result.path,
+        "sha256": result.sha256,
+        "outcome": result.outcome.value,
+        "variant": variant,
+        "speedup": result.speedup,
+        "speedup_ci": list(result.speedup_ci) if result.speedup_ci else None,
+        "accuracy": accuracy,
+        "reasons": list(result.reasons),
+        "error": result.error,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def human_summary(result: EngineResult) -> str:
+    head = f"{Path(result.path).name}: {result.outcome.value}"
+    if result.selected is not None and result.speedup is not None and result.speedup_ci is not None:
+        low, high = result.speedup_ci
+        head += f" {result.selected.name} {result.speedup:.2f}x [{low:.2f}, {high:.2f}]"
+    head += f" ({result.seconds:.1f} s)"
+    return "\n".join([head, *(f"  - {reason}" for reason in result.reasons)])
