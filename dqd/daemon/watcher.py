@@ -129,6 +129,12 @@ class ModelWatcher:
                 self.tracker.forget(rel)
             self._removed.append(rel)
 
+    def track(self, rel_path: str) -> None:
+        """Watch a file found by a scan that still looks busy, as if an event had arrived."""
+        with self._lock:
+            self.tracker.written(rel_path, self.clock())
+        self.wake.set()
+
     # --- the settle thread ---
 
     def _stat(self, rel_path: str) -> Stat | None:

@@ -1,0 +1,255 @@
+"""Daemon commands: ``dqd run``, ``enqueue``, ``status``, ``requantize``, ``jobs retry|cancel``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dqd.catalog import Catalog, open_catalog
+from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, jobs_app, state
+from dqd.domain import JobState
+from dqd.errors import CatalogUnavailable, UsageError
+from dqd.settings import Settings
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
+
+
+@contextmanager
+def _catalog(settings: Settings) -> Iterator[Catalog]:
+    try:
+        catalog = open_catalog(settings)
+    except OSError as exc:
+        raise CatalogUnavailable(f"catalog unavailable: {exc}") from exc
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    watch: Annotated[Path | None, typer.Option("--watch", help="Folder to watch (default ./models).")] = None,
+    observer: Annotated[
+        str | None, typer.Option("--observer", help="auto, native or polling (network/FUSE mounts).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Worker threads.")] = None,
+    publish_dir: Annotated[
+        Path | None, typer.Option("--publish-dir", help="Publish chosen models under DIR/<host class>/.")
+    ] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="text or json.")] = None,
+) -> None:
+    """Watch a folder, quantize what lands in it, requantize nightly. Runs in the foreground."""
+    from dqd.daemon.service import run_daemon
+
+    settings = state(ctx).settings(
+        watch_dir=watch,
+        **{"watch.observer": observer, "worker.concurrency": concurrency},
+        publish_dir=publish_dir,
+        log_format=log_format,
+    )
+    configure_logging(settings)
+    raise typer.Exit(run_daemon(settings))
+
+
+def _reconciler(catalog: Catalog, settings: Settings) -> Any:
+    from functools import partial
+
+    from dqd.daemon.filters import PathFilter
+    from dqd.daemon.reconcile import Reconciler
+    from dqd.daemon.sidecar import overrides_for
+    from dqd.hostinfo import detect_host
+
+    root = Path(os.path.abspath(settings.watch_dir))
+    skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
+    return Reconciler(
+        catalog,
+        PathFilter(root, settings.watch.include, settings.watch.exclude, skip),
+        host_class=detect_host().host_class,
+        host_ttl_seconds=settings.worker.host_ttl_seconds,
+        max_attempts=settings.worker.max_attempts,
+        settle_seconds=0.0,
+        overrides_for=partial(overrides_for, settings, root),
+    )
+
+
+def _relative_to_root(path: Path, root: Path) -> str:
+    absolute = Path(os.path.abspath(path))
+    if not absolute.exists() and not path.is_absolute():
+        absolute = root / path  # also accept paths given relative to the watched folder
+    try:
+        return absolute.relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(f"{path} is not inside the watched folder {root}") from None
+
+
+@app.command("enqueue")
+def enqueue(ctx: typer.Context, paths: Annotated[list[Path], typer.Argument(help="Model files.")]) -> None:
+    """Register models under the watched folder and queue them now (no settle wait)."""
+    from dqd.daemon.reconcile import FileBusy
+
+    settings = state(ctx).settings()
+    root = Path(os.path.abspath(settings.watch_dir))
+    rels = [_relative_to_root(path, root) for path in paths]
+    failed = False
+    with _catalog(settings) as catalog:
+        reconciler = _reconciler(catalog, settings)
+        for rel in rels:
+            try:
+                registration = reconciler.register(rel)
+            except (OSError, FileBusy) as exc:
+                typer.echo(f"{rel}: cannot read: {exc}", err=True)
+                failed = True
+                continue
+            if registration.sha256 is None:
+                typer.echo(f"{rel}: not queued: {registration.skipped}", err=True)
+                failed = True
+            elif registration.queued_classes:
+                typer.echo(f"{rel}: queued for {', '.join(registration.queued_classes)}")
+            else:
+                typer.echo(f"{rel}: already queued or processed (use `dqd requantize {rel}` to redo)")
+    raise typer.Exit(EXIT_NO_RESULT if failed else EXIT_OK)
+
+
+def _age(since: datetime | None, now: datetime) -> float | None:
+    return None if since is None else round((now - since).total_seconds(), 1)
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Queue depth by state, running jobs with their age, live hosts, last decisions."""
+    settings = state(ctx).settings()
+    now = datetime.now(UTC)
+    with _catalog(settings) as catalog:
+        depth = catalog.queue_depth()
+        running = catalog.list_jobs(states=[JobState.RUNNING])
+        ttl = timedelta(seconds=settings.worker.host_ttl_seconds)
+        hosts = [h for h in catalog.list_hosts() if now - h[2] <= ttl]
+        decisions = catalog.recent_decisions(10)
+        paths = {d.sha256: catalog.paths_for_content(d.sha256) for d in decisions}
+    data: dict[str, Any] = {
+        "queue": depth,
+        "running": [
+            {
+                "id": j.id,
+                "path": j.source_path,
+                "host_class": j.host_class,
+                "owner": j.lease_owner,
+                "attempt": j.attempts,
+                "age_seconds": _age(j.started_at, now),
+            }
+            for j in running
+        ],
+        "hosts": [
+            {"hostname": h.hostname, "host_class": h.host_class, "last_heartbeat_seconds": _age(beat, now)}
+            for h, _first, beat in hosts
+        ],
+        "last_decisions": [
+            {
+                "path": (paths.get(d.sha256) or [str(d.details.get("path"))])[0],
+                "sha256": d.sha256,
+                "host_class": d.host_class,
+                "outcome": d.outcome.value,
+                "speedup": d.speedup,
+                "at": d.created_at.isoformat(),
+            }
+            for d in decisions
+        ],
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo("queue: " + ", ".join(f"{k} {v}" for k, v in depth.items()))
+    for job in data["running"]:
+        typer.echo(f"running: job {job['id']} {job['path']} ({job['host_class']}) for {job['age_seconds']} s")
+    for host in data["hosts"]:
+        typer.echo(
+            f"host: {host['hostname']} {host['host_class']} "
+            f"(heartbeat {host['last_heartbeat_seconds']} s ago)"
+        )
+    for item in data["last_decisions"]:
+        speed = f" {item['speedup']:.2f}x" if item["speedup"] else ""
+        typer.echo(f"decision: {item['path']} {item['host_class']} {item['outcome']}{speed} at {item['at']}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
+    """Put a failed or cancelled job back in the queue with fresh attempts."""
+    with _catalog(state(ctx).settings()) as catalog:
+        job = catalog.retry_job(job_id)
+    typer.echo(f"job {job.id}: {job.state.value}")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
+    """Cancel a queued or running job (a running one's result is then discarded)."""
+    with _catalog(state(ctx).settings()) as catalog:
+        job = catalog.cancel_job(job_id)
+    typer.echo(f"job {job.id}: {job.state.value}")
+
+
+@app.command("requantize")
+def requantize(
+    ctx: typer.Context,
+    models: Annotated[
+        list[Path] | None, typer.Argument(help="Model paths (under the watched folder).")
+    ] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every current model version.")] = False,
+    stale: Annotated[
+        bool, typer.Option("--stale", help="Only versions the nightly rule finds stale.")
+    ] = False,
+) -> None:
+    """Queue requantization for every live host class, as the nightly job does."""
+    from functools import partial
+
+    from dqd.daemon.scheduler import CurrentPolicy, enqueue_stale
+    from dqd.daemon.sidecar import overrides_for
+    from dqd.hostinfo import detect_host
+    from dqd.pipeline.policy import POLICY_VERSION
+
+    if sum([bool(models), all_models, stale]) != 1:
+        raise UsageError("give model paths, --all or --stale (exactly one)")
+    settings = state(ctx).settings()
+    root = Path(os.path.abspath(settings.watch_dir))
+    host = detect_host()
+    now = datetime.now(UTC)
+    overrides = partial(overrides_for, settings, root)
+    with _catalog(settings) as catalog:
+        known = catalog.known_paths()
+        if models:
+            rels = [_relative_to_root(m, root) for m in models]
+            missing = [rel for rel in rels if rel not in known or not known[rel].sha256]
+            if missing:
+                raise UsageError(f"not in the catalog: {', '.join(missing)} (run `dqd enqueue` first)")
+            targets: set[str] | None = {known[rel].sha256 for rel in rels}  # type: ignore[misc]
+        else:
+            targets = None
+        classes = sorted(set(catalog.live_host_classes(settings.worker.host_ttl_seconds)) | {host.host_class})
+        # Explicit or --all: a zero max age makes every version stale; --stale uses the nightly rule.
+        max_age = timedelta(days=settings.schedule.max_age_days) if stale else timedelta(seconds=-1)
+        queued = 0
+        for host_class in classes:
+            jobs = enqueue_stale(
+                catalog,
+                host_class,
+                current_for=lambda rel: CurrentPolicy(
+                    host.ort_version, POLICY_VERSION, overrides(rel).search or settings.search, max_age
+                ),
+                overrides_for=overrides,
+                tick=now,
+                now=now,
+                max_attempts=settings.worker.max_attempts,
+                only=targets,
+            )
+            queued += len(jobs)
+            for job in jobs:
+                typer.echo(f"queued job {job.id}: {job.source_path} for {host_class}")
+    if not queued:
+        typer.echo("nothing queued (already queued, or nothing stale)")

@@ -1,0 +1,234 @@
+"""Nightly requantization: which model versions are stale for a host class, and the cron tick.
+
+A version is stale for a class when that class never decided it, or its
+latest decision there was made with another onnxruntime version, an older
+policy version, another search mode, or longer ago than ``max_age_days``.
+:func:`staleness` is pure (time is an argument). Each tick enqueues with the
+key ``requantize:<tick>:<sha256>:<class>``, so however many daemons of a
+class fire the same tick, each model is queued once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from dqd.catalog import Catalog
+from dqd.domain import DecisionRecord, Job, JobKind
+from dqd.errors import CatalogError, ConfigError
+from dqd.settings import ModelOverrides
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CurrentPolicy:
+    ort_version: str
+    policy_version: str
+    search_mode: str
+    max_age: timedelta
+
+
+def _policy_parts(version: str) -> tuple[str, int | None]:
+    name, _, number = version.rpartition("/")
+    return (name, int(number)) if number.isdigit() else (version, None)
+
+
+def policy_is_older(recorded: str, current: str) -> bool:
+    """``design-two-step/1`` is older than ``design-two-step/2``; another policy name counts as older."""
+    if recorded == current:
+        return False
+    (r_name, r_num), (c_name, c_num) = _policy_parts(recorded), _policy_parts(current)
+    if r_name == c_name and r_num is not None and c_num is not None:
+        return r_num < c_num
+    return True
+
+
+def staleness(decision: DecisionRecord | None, current: CurrentPolicy, now: datetime) -> str | None:
+    """Why this class should decide again, or None when its latest decision still stands."""
+    if decision is None:
+        return "never decided for this host class"
+    if decision.ort_version != current.ort_version:
+        return f"decided with onnxruntime {decision.ort_version}, now {current.ort_version}"
+    if policy_is_older(decision.policy_version, current.policy_version):
+        return f"decided under policy {decision.policy_version}, now {current.policy_version}"
+    if decision.search_mode != current.search_mode:
+        return f"decided in {decision.search_mode} search, now {current.search_mode}"
+    age = now - decision.created_at
+    if age > current.max_age:
+        return f"decided {age.days} days ago (max_age_days {current.max_age.days})"
+    return None
+
+
+def stale_models(
+    contents: Mapping[str, str],
+    decisions: Mapping[str, DecisionRecord],
+    current_for: Callable[[str], CurrentPolicy],
+    now: datetime,
+) -> list[tuple[str, str, str]]:
+    """(sha256, path, reason) for every content (sha256 → a path holding it) that is stale."""
+    stale = []
+    for sha, path in sorted(contents.items()):
+        reason = staleness(decisions.get(sha), current_for(path), now)
+        if reason is not None:
+            stale.append((sha, path, reason))
+    return stale
+
+
+def tick_key(tick: datetime, sha256: str, host_class: str) -> str:
+    return f"requantize:{tick.astimezone(UTC):%Y%m%dT%H%M%SZ}:{sha256}:{host_class}"
+
+
+def enqueue_stale(
+    catalog: Catalog,
+    host_class: str,
+    *,
+    current_for: Callable[[str], CurrentPolicy],
+    overrides_for: Callable[[str], ModelOverrides],
+    tick: datetime,
+    now: datetime,
+    max_attempts: int = 3,
+    only: set[str] | None = None,
+) -> list[Job]:
+    """Queue requantization of this class's stale versions; ``only`` limits it to some contents."""
+    contents: dict[str, str] = {}
+    for path, record in sorted(catalog.known_paths().items()):
+        if record.sha256 and record.sha256 not in contents and (only is None or record.sha256 in only):
+            contents[record.sha256] = path
+    decisions = catalog.latest_decisions_for_class(host_class)
+    queued = []
+    for sha, path, reason in stale_models(contents, decisions, current_for, now):
+        if overrides_for(path).exclude:
+            continue
+        job = catalog.enqueue(
+            sha,
+            host_class,
+            kind=JobKind.REQUANTIZE,
+            source_path=path,
+            idempotency_key=tick_key(tick, sha, host_class),
+            max_attempts=max_attempts,
+        )
+        if job is not None:
+            queued.append(job)
+            logger.info(
+                "requantize %s: %s",
+                path,
+                reason,
+                extra={"action": "requantize_queued", "job_id": job.id, "path": path, "reason": reason},
+            )
+    return queued
+
+
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+    """Five fields (minute hour day month weekday), or six with seconds first."""
+    fields = expression.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expression, timezone=timezone)
+        if len(fields) == 6:
+            second, minute, hour, day, month, weekday = fields
+            return CronTrigger(
+                second=second,
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=weekday,
+                timezone=timezone,
+            )
+    except (ValueError, LookupError) as exc:
+        raise ConfigError(
+            "schedule.cron", expression, f"a valid cron expression in {timezone} ({exc})"
+        ) from None
+    raise ConfigError("schedule.cron", expression, "5 cron fields, or 6 with seconds first")
+
+
+def latest_fire_time(
+    trigger: CronTrigger, now: datetime, lookback: timedelta = timedelta(hours=2)
+) -> datetime:
+    """The scheduled time of the tick running now (late by scheduling delay), identical on every daemon."""
+    fire = trigger.get_next_fire_time(None, now - lookback)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return latest or now.replace(microsecond=0)
+
+
+class NightlyScheduler:
+    """APScheduler in the daemon: one cron job that queues this host class's stale versions."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        host_class: str,
+        *,
+        cron: str,
+        timezone: str,
+        current_for: Callable[[str], CurrentPolicy],
+        overrides_for: Callable[[str], ModelOverrides],
+        max_attempts: int,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.host_class = host_class
+        self.trigger = cron_trigger(cron, timezone)
+        self.current_for = current_for
+        self.overrides_for = overrides_for
+        self.max_attempts = max_attempts
+        self.on_queued = on_queued
+        self.scheduler = BackgroundScheduler(timezone=timezone)
+        self.ticks = 0
+
+    def start(self) -> None:
+        self.scheduler.add_job(
+            self.tick,
+            self.trigger,
+            id="nightly-requantize",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
+        self.scheduler.start()
+        job = self.scheduler.get_job("nightly-requantize")
+        logger.info(
+            "nightly requantization scheduled; next run %s",
+            job.next_run_time if job else "?",
+            extra={"action": "schedule_started"},
+        )
+
+    def tick(self, now: datetime | None = None) -> list[Job]:
+        now = now or datetime.now(UTC)
+        tick = latest_fire_time(self.trigger, now)
+        self.ticks += 1
+        try:
+            queued = enqueue_stale(
+                self.catalog,
+                self.host_class,
+                current_for=self.current_for,
+                overrides_for=self.overrides_for,
+                tick=tick,
+                now=now,
+                max_attempts=self.max_attempts,
+            )
+        except CatalogError as exc:
+            logger.error("nightly requantization failed: %s", exc, extra={"action": "schedule_failed"})
+            return []
+        logger.info(
+            "nightly tick %s queued %d stale models",
+            tick.isoformat(),
+            len(queued),
+            extra={"action": "schedule_tick", "queued": len(queued)},
+        )
+        if queued and self.on_queued:
+            self.on_queued()
+        return queued
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)

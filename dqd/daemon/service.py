@@ -1,0 +1,281 @@
+"""The composition root of ``dqd run``: catalog, host, watcher, reconciliation, workers, schedule.
+
+Lifecycle (procrastinate's stop-event loop): a signal only sets an event.
+On the first SIGTERM/SIGINT the daemon stops watching and claiming, gives
+the running jobs ``grace_seconds`` to finish, returns the unfinished ones
+to the queue, keeps heartbeating until then, and exits 0. A second signal
+exits at once (leases expire and the jobs are re-run elsewhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from types import FrameType
+
+import psutil
+from sqlalchemy.engine import make_url
+
+from dqd import metrics
+from dqd.catalog import open_catalog
+from dqd.daemon.filters import PathFilter
+from dqd.daemon.mounts import choose_observer, filesystem_type, is_network_fs
+from dqd.daemon.reconcile import FileBusy, Reconciler
+from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler
+from dqd.daemon.settle import Ready, SettleTracker
+from dqd.daemon.sidecar import overrides_for
+from dqd.daemon.watcher import ModelWatcher
+from dqd.daemon.worker import ProcessModel, Worker, default_process
+from dqd.domain import HostInfo
+from dqd.errors import CatalogError
+from dqd.hostinfo import detect_host
+from dqd.pipeline.policy import POLICY_VERSION
+from dqd.settings import Settings, redact_url
+
+logger = logging.getLogger(__name__)
+
+
+def sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def warn_if_sqlite_on_network(url: str) -> str | None:
+    """SQLite's WAL needs shared memory that network filesystems do not provide."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    fs_type = filesystem_type(path.parent if not path.exists() else path)
+    if fs_type and is_network_fs(fs_type):
+        message = (
+            f"the SQLite catalog {path} is on a {fs_type} filesystem: WAL locking does not work there "
+            "and the catalog can be corrupted; use Postgres (database_url = postgresql+psycopg://...)"
+        )
+        logger.warning(message, extra={"action": "sqlite_on_network_fs", "fs_type": fs_type})
+        return message
+    return None
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    process: ProcessModel = default_process
+    host: HostInfo = field(default_factory=detect_host)
+    stop: threading.Event = field(default_factory=threading.Event)
+    workers: list[Worker] = field(default_factory=list)
+    exit_code: int = 0
+
+    def __post_init__(self) -> None:
+        self._signals = 0
+        self._wake_workers = threading.Event()
+        self.root = Path(os.path.abspath(self.settings.watch_dir))
+        self.overrides_for = partial(overrides_for, self.settings, self.root)
+
+    # --- signals ---
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            os.write(2, b"dqd: second signal, exiting now\n")
+            os._exit(128 + signum)
+        self.stop.set()
+
+    # --- composition ---
+
+    def current_policy(self, rel_path: str) -> CurrentPolicy:
+        search = self.overrides_for(rel_path).search or self.settings.search
+        return CurrentPolicy(
+            ort_version=self.host.ort_version,
+            policy_version=POLICY_VERSION,
+            search_mode=search,
+            max_age=timedelta(days=self.settings.schedule.max_age_days),
+        )
+
+    def run(self) -> int:
+        settings = self.settings
+        url = settings.database_url_plain
+        warn_if_sqlite_on_network(url)
+        catalog = open_catalog(settings)  # migrates SQLite; refuses a catalog newer than this code
+        self.catalog = catalog
+        catalog.upsert_host(self.host)
+        self.root.mkdir(parents=True, exist_ok=True)
+        observer = choose_observer(settings.watch.observer, self.root)
+        skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
+        path_filter = PathFilter(self.root, settings.watch.include, settings.watch.exclude, skip)
+        self.watcher = ModelWatcher(
+            path_filter,
+            SettleTracker(settings.watch.settle_seconds),
+            on_ready=self._on_ready,
+            on_removed=self._on_removed,
+            observer=observer,
+            poll_interval=settings.watch.poll_interval,
+        )
+        self.reconciler = Reconciler(
+            catalog,
+            path_filter,
+            host_class=self.host.host_class,
+            host_ttl_seconds=settings.worker.host_ttl_seconds,
+            max_attempts=settings.worker.max_attempts,
+            settle_seconds=settings.watch.settle_seconds,
+            overrides_for=self.overrides_for,
+            on_pending=self.watcher.track,
+        )
+        logger.info(
+            "dqd daemon starting: host class %s, catalog %s, watching %s (%s)",
+            self.host.host_class,
+            redact_url(url),
+            self.root,
+            observer,
+            extra={"action": "daemon_starting", "host_class": self.host.host_class, "observer": observer},
+        )
+        # Watch first, then scan: a file written during the scan is seen by one or the other.
+        self.watcher.start()
+        threads = [threading.Thread(target=self._reconcile_loop, name="dqd-reconcile", daemon=True)]
+        owner = f"{self.host.hostname}:{os.getpid()}"
+        for index in range(settings.worker.concurrency):
+            worker = Worker(
+                catalog,
+                settings,
+                self.host,
+                owner=f"{owner}:{index}",
+                stop=self.stop,
+                root=self.root,
+                overrides_for=self.overrides_for,
+                process=self.process,
+                wake=self._wake_workers,
+                poll_seconds=min(2.0, settings.watch.poll_interval),
+            )
+            self.workers.append(worker)
+            threads.append(threading.Thread(target=worker.run, name=f"dqd-worker-{index}", daemon=True))
+        for thread in threads:
+            thread.start()
+        scheduler = None
+        if settings.schedule.enabled:
+            scheduler = NightlyScheduler(
+                catalog,
+                self.host.host_class,
+                cron=settings.schedule.cron,
+                timezone=settings.schedule.timezone,
+                current_for=self.current_policy,
+                overrides_for=self.overrides_for,
+                max_attempts=settings.worker.max_attempts,
+                on_queued=self._wake_workers.set,
+            )
+            scheduler.start()
+        self.scheduler = scheduler
+        logger.info("dqd daemon running", extra={"action": "daemon_running", "workers": len(self.workers)})
+        self._heartbeat_until_stopped()
+        self._shutdown(threads[1:])
+        return self.exit_code
+
+    # --- event hand-offs (called from the watcher's settle thread) ---
+
+    def _on_ready(self, ready: Ready) -> None:
+        try:
+            registration = self.reconciler.register(ready.rel_path)
+        except FileBusy:
+            self.watcher.track(ready.rel_path)
+            return
+        except FileNotFoundError:
+            return  # gone again before we got to it
+        if registration.queued_classes:
+            metrics.OBSERVER_LAG.observe(max(0.0, time.monotonic() - ready.last_change))
+            if self.host.host_class in registration.queued_classes:
+                self._wake_workers.set()
+
+    def _on_removed(self, rel_path: str) -> None:
+        self.reconciler.remove(rel_path)
+
+    # --- housekeeping ---
+
+    def _heartbeat_until_stopped(self) -> None:
+        interval = self.settings.worker.heartbeat_seconds
+        while not self.stop.wait(interval):
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        try:
+            self.catalog.heartbeat(self.host.host_id)
+        except CatalogError as exc:
+            logger.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+
+    def _reconcile_loop(self) -> None:
+        interval = self.settings.watch.reconcile_interval
+        while not self.stop.is_set():
+            try:
+                summary = self.reconciler.scan()
+                if summary.queued:
+                    self._wake_workers.set()
+            except CatalogError as exc:
+                logger.warning("reconciliation failed: %s", exc, extra={"action": "reconcile_failed"})
+                interval_now = min(interval, 5.0)  # retry soon: the catalog may be back
+            except Exception:
+                logger.exception("reconciliation failed", extra={"action": "reconcile_failed"})
+                interval_now = interval
+            else:
+                interval_now = interval
+            if self.stop.wait(interval_now):
+                return
+
+    def _shutdown(self, worker_threads: list[threading.Thread]) -> None:
+        grace = self.settings.worker.grace_seconds
+        running = [w.current.id for w in self.workers if w.current is not None]
+        logger.info(
+            "stopping: no new jobs; waiting up to %.0f s for %d running",
+            grace,
+            len(running),
+            extra={"action": "daemon_stopping", "running_jobs": running},
+        )
+        self.watcher.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        deadline = time.monotonic() + grace
+        # Keep the host heartbeat (and the job leases, renewed by each worker) alive while draining.
+        for thread in worker_threads:
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(min(1.0, max(0.0, deadline - time.monotonic())))
+                self._heartbeat()
+        released = [job.id for w in self.workers if (job := w.abort()) is not None]
+        if released:
+            _kill_children()
+        logger.info("dqd daemon stopped", extra={"action": "daemon_stopped", "released_jobs": released})
+        self.catalog.close()
+
+
+def _kill_children() -> None:
+    """End the engine's child processes of jobs given back to the queue (ours alone)."""
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
+
+
+def run_daemon(
+    settings: Settings,
+    *,
+    process: ProcessModel | None = None,
+    install_signals: bool = True,
+    on_started: Callable[[Daemon], None] | None = None,
+) -> int:
+    daemon = Daemon(settings, process=process or default_process)
+    if install_signals:
+        daemon.install_signal_handlers()
+    if on_started is not None:
+        on_started(daemon)
+    return daemon.run()

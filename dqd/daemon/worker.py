@@ -1,0 +1,328 @@
+"""A worker: claim a job, keep its lease alive, run the engine, record, finish.
+
+The loop holds no SQL: everything goes through the catalog's store
+functions. Order of shutdown matters (dramatiq's rule): on stop the worker
+takes no new job; the running one finishes, or the service aborts it after
+the grace period and the job goes back to the queue, and only then does the
+lease heartbeat stop. A model's problem is an ``error`` result from the
+engine, never an exception here; an unexpected exception fails the attempt
+(retried with backoff) and the worker carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from dqd import metrics
+from dqd.catalog import Catalog
+from dqd.daemon.publish import publish_result
+from dqd.daemon.sidecar import settings_for_model
+from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
+from dqd.errors import CatalogError, CatalogUnavailable
+from dqd.pipeline.policy import POLICY_VERSION
+from dqd.settings import ModelOverrides, Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+CATALOG_RETRY_SECONDS = (0.5, 1, 2, 5, 10)  # waits while the catalog is unreachable; the last repeats
+
+
+class ProcessModel(Protocol):
+    def __call__(
+        self, path: Path, settings: Settings, *, host: HostInfo, search: str | None, model_root: Path | None
+    ) -> EngineResult: ...
+
+
+def default_process(
+    path: Path, settings: Settings, *, host: HostInfo, search: str | None, model_root: Path | None
+) -> EngineResult:
+    from dqd.pipeline.engine import process_model
+
+    return process_model(path, settings, host=host, search=search, model_root=model_root, threads=None)
+
+
+class LeaseKeeper:
+    """Renews a job's lease in the background; notices when the job stopped being ours."""
+
+    def __init__(self, catalog: Catalog, job: Job, owner: str, lease_seconds: float, interval: float) -> None:
+        self.catalog, self.job, self.owner = catalog, job, owner
+        self.lease_seconds, self.interval = lease_seconds, interval
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"dqd-lease-{job.id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                if not self.catalog.renew_lease(self.job.id, self.owner, self.lease_seconds):
+                    logger.warning(
+                        "job %s is no longer ours (cancelled or reclaimed)",
+                        self.job.id,
+                        extra={"action": "lease_lost", "job_id": self.job.id},
+                    )
+                    self.lost.set()
+                    return
+            except CatalogError as exc:  # keep trying: the lease may outlive a short outage
+                logger.warning(
+                    "lease renewal failed: %s", exc, extra={"action": "lease_error", "job_id": self.job.id}
+                )
+
+
+class Worker:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        host: HostInfo,
+        *,
+        owner: str,
+        stop: threading.Event,
+        root: Path,
+        overrides_for: Callable[[str], ModelOverrides],
+        process: ProcessModel = default_process,
+        wake: threading.Event | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.host = host
+        self.owner = owner
+        self.stop = stop
+        self.root = root
+        self.overrides_for = overrides_for
+        self.process = process
+        self.wake = wake or threading.Event()
+        self.poll_seconds = poll_seconds
+        self.current: Job | None = None
+        self._aborted = threading.Event()
+        lease = settings.worker.lease_seconds
+        self.renew_interval = max(0.2, min(settings.worker.heartbeat_seconds, lease / 3))
+
+    # --- the loop ---
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                job = self._catalog_call(
+                    lambda: self.catalog.claim_next_job(
+                        self.host.host_class, self.owner, self.settings.worker.lease_seconds
+                    )
+                )
+            except CatalogError as exc:
+                logger.error("cannot claim jobs: %s", exc, extra={"action": "claim_failed"})
+                self.stop.wait(self.poll_seconds)
+                continue
+            if job is None:
+                # Woken early when the watcher queues something; else poll (other hosts enqueue too).
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+                continue
+            self.run_job(job)
+
+    def run_job(self, job: Job) -> None:
+        self.current = job
+        self._aborted.clear()
+        started = time.monotonic()
+        log = {"job_id": job.id, "sha256": job.sha256[:12]}
+        logger.info(
+            "job %s started (attempt %d)", job.id, job.attempts, extra={"action": "job_started", **log}
+        )
+        try:
+            with LeaseKeeper(
+                self.catalog, job, self.owner, self.settings.worker.lease_seconds, self.renew_interval
+            ) as lease:
+                self._execute(job, lease)
+        except Exception as exc:  # a bug, not a model problem: fail this attempt, keep the worker
+            logger.exception("job %s failed unexpectedly", job.id, extra={"action": "job_crashed", **log})
+            if not self._aborted.is_set():
+                self._finish_failed(job, f"internal error: {type(exc).__name__}: {exc}", permanent=False)
+        finally:
+            metrics.JOB_SECONDS.observe(time.monotonic() - started)
+            self.current = None
+
+    def abort(self) -> Job | None:
+        """Give the running job back to the queue (grace period over); its result will be discarded."""
+        job = self.current
+        if job is None:
+            return None
+        self._aborted.set()
+        try:
+            self.catalog.release_job(job.id, self.owner)
+            logger.info(
+                "job %s returned to the queue", job.id, extra={"action": "job_released", "job_id": job.id}
+            )
+        except CatalogError:
+            logger.warning(
+                "could not release job %s: its lease will expire", job.id, extra={"job_id": job.id}
+            )
+        return job
+
+    # --- one job ---
+
+    def _source(self, job: Job) -> str | None:
+        """A path under the root that holds the job's content now (the one it was queued for first)."""
+        candidates = self.catalog.paths_for_content(job.sha256)
+        if job.source_path in candidates:
+            candidates.remove(job.source_path)
+            candidates.insert(0, job.source_path)
+        return next((rel for rel in candidates if (self.root / rel).is_file()), None)
+
+    def _execute(self, job: Job, lease: LeaseKeeper) -> None:
+        rel = self._source(job)
+        if rel is None:
+            self._finish_failed(
+                job, "no file under the watched folder holds this content any more", permanent=True
+            )
+            return
+        overrides = self.overrides_for(rel)
+        if overrides.exclude:
+            self.catalog.cancel_job(job.id)
+            logger.info(
+                "job %s cancelled: %s is excluded",
+                job.id,
+                rel,
+                extra={"action": "job_cancelled", "job_id": job.id},
+            )
+            return
+        if overrides.pin == "fp32":
+            result = self._pinned_fp32(job, rel)
+        else:
+            search = overrides.search or self.settings.search
+            result = self.process(
+                self.root / rel,
+                settings_for_model(self.settings, rel, overrides),
+                host=self.host,
+                search=search,
+                model_root=self.root,
+            )
+        if self._aborted.is_set() or lease.lost.is_set():
+            return  # released at shutdown or taken away: whoever runs it next records it
+        if result.sha256 and result.sha256 != job.sha256:
+            # The file changed after it was queued; the new content has its own job.
+            self._finish_failed(
+                job, f"{rel} changed while queued (now {result.sha256[:12]})", permanent=False
+            )
+            return
+        self._finish(job, rel, result)
+
+    def _pinned_fp32(self, job: Job, rel: str) -> EngineResult:
+        return EngineResult(
+            path=str(self.root / rel),
+            sha256=job.sha256,
+            outcome=Outcome.KEPT_FP32,
+            selected=None,
+            speedup=None,
+            speedup_ci=None,
+            reasons=("pinned to FP32 by per-model settings",),
+            error=None,
+            seconds=0.0,
+            search_mode=self.overrides_for(rel).search or self.settings.search or SearchMode.DESIGN.value,
+            policy_version=POLICY_VERSION,
+            ort_version=self.host.ort_version,
+            details={"pinned": "fp32"},
+        )
+
+    def _finish(self, job: Job, rel: str, result: EngineResult) -> None:
+        log = {"job_id": job.id, "path": rel, "outcome": result.outcome.value}
+        for variant in result.variants:
+            if variant.quantize_seconds is not None:
+                metrics.QUANTIZE_SECONDS.observe(variant.quantize_seconds)
+        if result.outcome is Outcome.ERROR:
+            final = result.permanent_error or job.attempts >= job.max_attempts
+            if final:  # record the error once, when nothing more will be tried
+                self._catalog_call(
+                    lambda: self.catalog.record_engine_result(self.host, result, job_id=job.id)
+                )
+            self._finish_failed(
+                job, result.error or "; ".join(result.reasons) or "error", permanent=result.permanent_error
+            )
+            return
+        decision_id = self._catalog_call(
+            lambda: self.catalog.record_engine_result(self.host, result, job_id=job.id)
+        )
+        if self.settings.publish_dir is not None:
+            self._publish(rel, result)
+        self._catalog_call(lambda: self.catalog.complete_job(job.id, self.owner))
+        metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
+        logger.info(
+            "job %s done: %s is %s (%.1f s)",
+            job.id,
+            rel,
+            result.outcome.value,
+            result.seconds,
+            extra={
+                "action": "job_done",
+                "decision_id": decision_id,
+                "engine_seconds": round(result.seconds, 3),
+                **log,
+            },
+        )
+
+    def _publish(self, rel: str, result: EngineResult) -> None:
+        assert self.settings.publish_dir is not None
+        for path in self.catalog.paths_for_content(result.sha256) or [rel]:
+            try:
+                publish_result(
+                    result,
+                    root=self.root,
+                    rel_path=path,
+                    publish_dir=self.settings.publish_dir,
+                    host_class=self.host.host_class,
+                    include=self.settings.watch.include,
+                )
+            except OSError as exc:  # a full disk on the publish volume must not lose the decision
+                logger.error(
+                    "could not publish %s: %s", path, exc, extra={"action": "publish_failed", "path": path}
+                )
+
+    def _finish_failed(self, job: Job, error: str, *, permanent: bool) -> None:
+        state = self._catalog_call(
+            lambda: self.catalog.fail_job(
+                job.id,
+                self.owner,
+                error,
+                permanent=permanent,
+                backoff_seconds=self.settings.worker.backoff_seconds,
+            )
+        )
+        metrics.JOBS_FAILED.labels(permanent=str(permanent).lower()).inc()
+        logger.warning(
+            "job %s attempt %d failed (%s): %s",
+            job.id,
+            job.attempts,
+            state.value if state else "no longer ours",
+            error,
+            extra={"action": "job_failed", "job_id": job.id, "permanent": permanent},
+        )
+
+    def _catalog_call(self, call: Callable[[], T]) -> T:
+        """Run a store call, waiting out a catalog outage (unless stopping, then give up)."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except CatalogUnavailable as exc:
+                if self.stop.is_set() and attempt >= 2:
+                    raise
+                delay = CATALOG_RETRY_SECONDS[min(attempt, len(CATALOG_RETRY_SECONDS) - 1)]
+                logger.warning(
+                    "catalog unavailable, retrying in %.1f s: %s",
+                    delay,
+                    exc,
+                    extra={"action": "catalog_unavailable"},
+                )
+                attempt += 1
+                time.sleep(delay)
