@@ -16,6 +16,7 @@ from typing import Any
 
 from dqd.domain import AccuracyResult, BenchmarkResult, VariantResult, VariantSpec
 from dqd.errors import ModelError
+from dqd.hostlock import host_lock
 from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.inputs import InputSet
@@ -86,32 +87,37 @@ class Workbench:
     def measure(self, spec: VariantSpec, *, step: str) -> Measured:
         """Build ``spec``, gate it on every input set (the first decides), then time it against FP32."""
         self.report(f"quantizing {spec.name}")
-        variant = build_variant(
-            self.prepared.path,
-            spec,
-            self.variant_directory,
-            ort_version=self.ort_version,
-            provenance=self.provenance,
-            large=self.prepared.large,
-        )
+        # Shared host lock: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
+        with host_lock(exclusive=False):
+            variant = build_variant(
+                self.prepared.path,
+                spec,
+                self.variant_directory,
+                ort_version=self.ort_version,
+                provenance=self.provenance,
+                large=self.prepared.large,
+            )
         measured = Measured(variant)
         if variant.error is not None or variant.output_path is None:
             measured.measurement = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
             return measured
         path = Path(variant.output_path)
         self.report(f"checking accuracy of {spec.name}")
-        measured.accuracy = self.check_accuracy(spec, path)
+        with host_lock(exclusive=False):
+            measured.accuracy = self.check_accuracy(spec, path)
         deciding = measured.accuracy[0]
         self.report(f"benchmarking {spec.name} against FP32")
         benchmark_error = None
         try:
-            measured.benchmarks = benchmark_interleaved(
-                [Contender(None, self.source), Contender(spec, path)],
-                self.benchmark_feed,
-                self.benchmark_settings,
-                threads=self.threads,
-                step=step,
-            )
+            # Exclusive: while timings run, no other dqd work on this host disturbs them.
+            with host_lock(exclusive=True):
+                measured.benchmarks = benchmark_interleaved(
+                    [Contender(None, self.source), Contender(spec, path)],
+                    self.benchmark_feed,
+                    self.benchmark_settings,
+                    threads=self.threads,
+                    step=step,
+                )
         except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
             benchmark_error = _first_line(exc)
