@@ -108,3 +108,22 @@ def detect_host() -> HostInfo:
         onnx_version=onnx.__version__,
         dqd_version=__version__,
     )
+
+
+def installed_ort_version() -> str:
+    """The installed onnxruntime's version without importing it (an import takes about a second)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:
+        return "none"
+
+
+def this_host_class() -> str:
+    """This host's class from /proc/cpuinfo, without the onnx/onnxruntime imports of detect_host()."""
+    try:
+        _, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        flags = ()
+    return host_class_for(normalize_arch(platform.machine()), flags)

@@ -118,6 +118,14 @@ class DetailQueries:
             raise NotFound(f"{row.path} has no recorded content ({row.refused_reason or 'not hashed yet'})")
         return path_from_row(row), row.sha256
 
+    def model_path(self, path_id: int) -> str:
+        """The relative path of a model by its id (the report's page names)."""
+        with self.tx.read() as session:
+            path = session.scalar(select(ModelPathRow.path).where(ModelPathRow.id == path_id))
+        if path is None:
+            raise NotFound(f"no model with id {path_id}")
+        return path
+
     def model_detail(self, ref: str) -> ModelDetail:
         path, sha = self.resolve_model(ref)
         with self.tx.read() as session:

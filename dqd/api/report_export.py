@@ -1,0 +1,32 @@
+"""``dqd report --out DIR``: the report as static files (index.html, models/<id>.html)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from dqd.api.report_pages import render_index, render_model
+from dqd.catalog import Catalog
+
+
+def _write(path: Path, text: str) -> None:
+    # Written beside the target and renamed: a browser never sees a half-written page.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_report(catalog: Catalog, out_dir: Path) -> int:
+    """Write every page; returns how many were written."""
+    _write(out_dir / "index.html", render_index(catalog))
+    ids = [m.path_id for m in catalog.list_models().items]
+    for path_id in ids:
+        _write(out_dir / "models" / f"{path_id}.html", render_model(catalog, path_id))
+    return 1 + len(ids)
