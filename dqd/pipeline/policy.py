@@ -18,10 +18,10 @@ POLICY_VERSION = "design-two-step/1"
 
 
 class Speed(StrEnum):
-    FASTER = "significantly faster"  # slow end of the interval beats FP32 by the margin
-    UNRESOLVED = "not significantly faster"  # the interval straddles 1 + margin
-    NOT_FASTER = "not faster by the margin"  # whole interval below 1 + margin, at least as fast as FP32
-    SLOWER = "slower"  # whole interval below 1
+    FASTER = "significantly faster than FP32"  # slow end of the interval beats FP32 by the margin
+    UNRESOLVED = "not significantly faster than FP32"  # the interval straddles 1 + margin
+    NOT_FASTER = "not faster than FP32 by the margin"  # interval below 1 + margin, not wholly below 1
+    SLOWER = "slower than FP32"  # the whole interval below 1
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def describe(measurement: VariantMeasurement, margin: float) -> str:
         speed = classify_speed(measurement.speedup_ci, margin)
         low, high = measurement.speedup_ci
         parts.append(
-            f"{speed.value} than FP32: speed-up {measurement.speedup:.2f}x [{low:.2f}, {high:.2f}] "
+            f"{speed.value}: speed-up {measurement.speedup:.2f}x [{low:.2f}, {high:.2f}] "
             f"(needs >= {1.0 + margin:.2f}x at the slow end)"
         )
     return f"{name}: " + "; ".join(parts)

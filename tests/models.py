@@ -1,0 +1,241 @@
+"""Small ONNX models built in code for the pipeline tests (no binaries in the repository).
+
+Each builder returns a ``ModelProto``; :func:`save` writes it.  Weights come
+from a fixed seed so results are reproducible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _weight(
+    name: str, shape: tuple[int, ...], rng: np.random.Generator, scale: float | None = None
+) -> TensorProto:
+    fan_in = int(np.prod(shape[:-1])) if len(shape) == 2 else int(np.prod(shape[1:]))
+    std = scale if scale is not None else 1.0 / np.sqrt(max(1, fan_in))
+    return numpy_helper.from_array((rng.standard_normal(shape) * std).astype(np.float32), name)
+
+
+def _model(
+    graph: onnx.GraphProto, opsets: dict[str, int] | None = None, ir_version: int = 8
+) -> onnx.ModelProto:
+    imports = [helper.make_opsetid(domain, version) for domain, version in (opsets or {"": OPSET}).items()]
+    model = helper.make_model(graph, opset_imports=imports, producer_name="dqd-tests")
+    model.ir_version = ir_version
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def matmul_heavy(hidden: int = 512, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """``x[batch, hidden]`` through MatMul+Relu layers: where dynamic quantization pays off."""
+    rng = _rng(seed)
+    nodes, inits = [], []
+    current = "x"
+    for layer in range(layers):
+        inits.append(_weight(f"w{layer}", (hidden, hidden), rng))
+        nodes.append(
+            helper.make_node("MatMul", [current, f"w{layer}"], [f"mm{layer}"], name=f"MatMul_{layer}")
+        )
+        out = "y" if layer == layers - 1 else f"h{layer}"
+        nodes.append(helper.make_node("Relu" if out != "y" else "Identity", [f"mm{layer}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "matmul_heavy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+        inits,
+    )
+    return _model(graph)
+
+
+def conv_heavy(channels: int = 16, layers: int = 3, seed: int = 1) -> onnx.ModelProto:
+    """An image CNN: Conv+Relu layers on ``x[N, 3, H, W]``, global pooling, class logits."""
+    rng = _rng(seed)
+    nodes, inits = [], []
+    current, in_ch = "x", 3
+    for layer in range(layers):
+        inits.append(_weight(f"c{layer}", (channels, in_ch, 3, 3), rng))
+        nodes.append(helper.make_node("Conv", [current, f"c{layer}"], [f"conv{layer}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"conv{layer}"], [f"r{layer}"]))
+        current, in_ch = f"r{layer}", channels
+    inits.append(_weight("fc", (channels, 10), rng))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "fc"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_heavy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
+    return _model(graph)
+
+
+def token_gather(vocab: int = 50, dim: int = 32, seed: int = 2) -> onnx.ModelProto:
+    """Token ids feed an embedding Gather (ids must stay below ``vocab``), masked, then a projection."""
+    rng = _rng(seed)
+    inits = [_weight("embedding", (vocab, dim), rng, scale=1.0), _weight("proj", (dim, dim), rng)]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input_ids"], ["embedded"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "axis_last"], ["mask_3d"]),
+        helper.make_node("Mul", ["embedded", "mask_3d"], ["masked"]),
+        helper.make_node("MatMul", ["masked", "proj"], ["hidden"]),
+    ]
+    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "axis_last"))
+    graph = helper.make_graph(
+        nodes,
+        "token_gather",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "sequence", dim])],
+        inits,
+    )
+    return _model(graph)
+
+
+def constant_node_weights(hidden: int = 64, seed: int = 3) -> onnx.ModelProto:
+    """MatMul weights held in Constant nodes instead of initializers (as Paddle exports do)."""
+    rng = _rng(seed)
+    w0 = _weight("w0", (hidden, hidden), rng)
+    w1 = _weight("w1", (hidden, hidden), rng)
+    nodes = [
+        helper.make_node("Constant", [], ["w0_out"], value=w0),
+        helper.make_node("Constant", [], ["w1_out"], value=w1),
+        helper.make_node("MatMul", ["x", "w0_out"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("MatMul", ["hr", "w1_out"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_weights",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+    )
+    return _model(graph)
+
+
+def old_opset() -> onnx.ModelProto:
+    model = matmul_heavy(hidden=8, layers=1)
+    model.opset_import[0].version = 9
+    return model
+
+
+def fp16_weights() -> onnx.ModelProto:
+    rng = _rng(4)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float16), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "fp16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", 8])],
+        [weight],
+    )
+    return _model(graph)
+
+
+def ml_only() -> onnx.ModelProto:
+    """Classical ML: only the ai.onnx.ml domain (like logreg-iris)."""
+    node = helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L2")
+    graph = helper.make_graph(
+        [node],
+        "ml_only",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])],
+    )
+    return _model(graph, opsets={"ai.onnx.ml": 1})
+
+
+def already_quantized() -> onnx.ModelProto:
+    weight = numpy_helper.from_array(np.ones((8, 8), dtype=np.int8), "w_q")
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "w_q", "xz"], ["yi"]),
+        helper.make_node("Cast", ["yi"], ["yf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["yf", "xs"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "quantized",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        [weight],
+    )
+    return _model(graph)
+
+
+def nothing_quantizable() -> onnx.ModelProto:
+    bias = numpy_helper.from_array(np.ones((8,), dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+        "elementwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        [bias],
+    )
+    return _model(graph)
+
+
+def matmul_only_in_subgraphs(hidden: int = 16) -> onnx.ModelProto:
+    """Every MatMul sits inside If branches (like silero-vad's network)."""
+    rng = _rng(5)
+
+    def branch(name: str) -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"])],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, ["batch", hidden])],
+            [_weight(f"{name}_w", (hidden, hidden), rng)],
+        )
+
+    node = helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"), else_branch=branch("else"))
+    graph = helper.make_graph(
+        [node],
+        "subgraph_only",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden]),
+            helper.make_tensor_value_info("flag", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+    )
+    return _model(graph)
+
+
+def save_with_escaping_external_data(model: onnx.ModelProto, path: Path) -> Path:
+    """Save with external data, then point it outside the model's folder (must be refused)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
+    )
+    outside = path.parent.parent / "outside.data"
+    (path.parent / (path.name + ".data")).rename(outside)
+    loaded = onnx.load(str(path), load_external_data=False)
+    for tensor in loaded.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../outside.data"
+    onnx.save_model(loaded, str(path))
+    return path
