@@ -1,0 +1,164 @@
+"""Choose among the ladder's measured rungs, explain the choice, and give advice (pure).
+
+Selection: the fastest rung that passes the gate and is significantly faster
+than the shipped FP32.  Run-to-run noise is about 5% even when one run's
+interval is tight, so speed-ups within ``noise`` of the fastest count as
+equal, and among equals the earlier rung wins (the host rule set's order:
+the pre-processed FP32 first, then simpler variants before ones with more
+options).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dqd.domain import Outcome
+from dqd.pipeline.ladder import Plan, RungResult, Skipped
+from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
+from dqd.pipeline.policy import Decision, describe, is_acceptable
+
+LADDER_POLICY_VERSION = "ladder/1"
+STATIC_ADVICE = (
+    "next step: static quantization with calibration data (onnxruntime.quantization.quantize_static, "
+    "QDQ format, a CalibrationDataReader over a few hundred representative inputs), which fixes activation "
+    "scales ahead of time instead of computing them at every call; dqd does not do that step"
+)
+
+
+def select_rung(
+    results: Sequence[RungResult], *, margin: float, noise: float
+) -> tuple[RungResult | None, str]:
+    """The winning rung (or None) and one sentence saying why it won."""
+    eligible = [r for r in results if r.identical_to is None and is_acceptable(r.measurement, margin)]
+    if not eligible:
+        return None, ""
+    fastest = max(eligible, key=lambda r: r.measurement.speedup or 0.0)
+    best = fastest.measurement.speedup or 0.0
+    ties = [r for r in eligible if (r.measurement.speedup or 0.0) * (1.0 + noise) >= best]
+    chosen = min(ties, key=lambda r: r.rung.index)
+    speedup = chosen.measurement.speedup or 0.0
+    why = (
+        f"selected {chosen.rung.name}: passes the gate and is significantly faster than FP32 ({speedup:.2f}x)"
+    )
+    if chosen is not fastest:
+        why += (
+            f"; {fastest.rung.name} measured {best:.2f}x, within the {noise:.0%} run-to-run noise, "
+            f"so the earlier rung is preferred"
+        )
+    elif len(eligible) > 1:
+        why += f"; the fastest of {len(eligible)} qualifying rungs"
+    return chosen, why
+
+
+def decide_ladder(
+    plan: Plan,
+    results: Sequence[RungResult],
+    skipped: Sequence[Skipped],
+    stop_reason: str,
+    *,
+    margin: float,
+    noise: float,
+) -> Decision:
+    """The ladder's decision with reasons a person can act on and the numbers behind them."""
+    chosen, why = select_rung(results, margin=margin, noise=noise)
+    lines = [_describe(r, margin) for r in results]
+    lines += [f"{s.name}: not tried ({s.rule}: {s.reason})" for s in (*plan.skipped, *skipped)]
+    lines.append(f"ladder stopped: {stop_reason}")
+    lines += advice(plan, results, chosen, margin=margin)
+    numbers = ladder_numbers(plan, results, skipped, stop_reason, margin=margin, noise=noise)
+    if chosen is None:
+        summary = "kept FP32: no rung passed the gate and was significantly faster than FP32"
+        return Decision(
+            Outcome.KEPT_FP32, None, None, None, (summary, *lines), numbers, LADDER_POLICY_VERSION
+        )
+    outcome = Outcome.OPTIMIZED_FP32 if chosen.rung.spec.weight_type is None else Outcome.QUANTIZED
+    m = chosen.measurement
+    return Decision(
+        outcome, chosen.rung.spec, m.speedup, m.speedup_ci, (why, *lines), numbers, LADDER_POLICY_VERSION
+    )
+
+
+def _describe(result: RungResult, margin: float) -> str:
+    if result.identical_to is not None:
+        return f"{result.rung.name}: graph byte-identical to {result.identical_to}; not gated or timed again"
+    text = describe(result.measurement, margin)
+    if result.measurement.gate_passed is False and result.measurement.speedup_ci is None:
+        text += " (not timed: a rung that fails the gate cannot be selected)"
+    return text
+
+
+def advice(
+    plan: Plan, results: Sequence[RungResult], chosen: RungResult | None, *, margin: float
+) -> list[str]:
+    """Point Conv-heavy models that dynamic quantization cannot help at static quantization."""
+    traits = plan.traits
+    if not traits.conv_heavy or (chosen is not None and chosen.rung.quantizes_conv):
+        return []
+    convs = traits.counts.get("Conv", 0)
+    conv_rungs = [r for r in results if r.rung.quantizes_conv and r.identical_to is None]
+    measured = ", ".join(_speed_text(r) for r in conv_rungs) or "no Conv rung could be measured"
+    if chosen is None or chosen.rung.spec.weight_type is None:
+        head = (
+            f"advice: no dynamic variant helps this Conv-heavy model ({convs} Conv) on this host ({measured})"
+        )
+    else:
+        head = (
+            f"advice: {chosen.rung.name} leaves this Conv-heavy model's {convs} Conv in FP32: dynamic Conv "
+            f"quantization did not pay off here ({measured})"
+        )
+    return [f"{head}; {STATIC_ADVICE}"]
+
+
+def _speed_text(result: RungResult) -> str:
+    m = result.measurement
+    if m.speedup is None:
+        gate = "failed the gate" if m.gate_passed is False else "not timed"
+        return f"{result.rung.name} {gate}"
+    gate = "" if m.gate_passed else ", failed the gate"
+    return f"{result.rung.name} {m.speedup:.2f}x{gate}"
+
+
+def ladder_numbers(
+    plan: Plan,
+    results: Sequence[RungResult],
+    skipped: Sequence[Skipped],
+    stop_reason: str,
+    *,
+    margin: float,
+    noise: float,
+) -> dict[str, Any]:
+    """Everything the catalog keeps about this ladder (``EngineResult.details["ladder"]``)."""
+    rungs: list[dict[str, Any]] = []
+    for result in results:
+        m = result.measurement
+        rungs.append(
+            {
+                "rung": result.rung.index,
+                "variant": result.rung.name,
+                "spec": result.rung.spec.to_dict(),
+                "reaches": sorted(result.rung.reaches),
+                "status": "identical" if result.identical_to else "tried",
+                "identical_to": result.identical_to,
+                "quantize_error": m.quantize_error,
+                "gate_passed": m.gate_passed,
+                "gate_source": m.gate_source or None,
+                "gate_reason": m.gate_reason or None,
+                "speedup": m.speedup,
+                "speedup_ci": list(m.speedup_ci) if m.speedup_ci else None,
+                "benchmark_error": m.benchmark_error,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+    for skip in (*plan.skipped, *skipped):
+        rungs.append({"variant": skip.name, "status": "skipped", "rule": skip.rule, "reason": skip.reason})
+    return {
+        "policy_version": LADDER_POLICY_VERSION,
+        "rules": {**plan.rules.to_dict(), "version": RULES_VERSION, "pruning": dict(PRUNING_RULES)},
+        "traits": plan.traits.to_dict(),
+        "order": [r.name for r in plan.rungs],
+        "rungs": rungs,
+        "stop_reason": stop_reason,
+        "margin": margin,
+        "noise": noise,
+    }
