@@ -39,7 +39,7 @@ from dqd.errors import DqdError, NotFound, UsageError
 _HEX = re.compile(r"[0-9a-f]{6,64}")
 _AMBIGUOUS_SHOWN = 10
 # Preferred headline metrics, best first; all are "higher is better".
-_HEADLINE = ("cosine_mean", "cosine", "cosine_worst", "top1_agreement")
+_HEADLINE = ("cosine_mean", "cosine_worst", "top1_agreement", "agreement")
 
 
 class NoDecision(NotFound):

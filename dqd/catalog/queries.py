@@ -109,7 +109,10 @@ class QueryStore(DetailQueries):
             stmt = stmt.where(p.removed_at.is_(None))
         if search:
             stmt = stmt.where(
-                or_(p.path.contains(search, autoescape=True), p.sha256.startswith(search.lower()))
+                or_(
+                    p.path.contains(search, autoescape=True),
+                    p.sha256.startswith(search.lower(), autoescape=True),
+                )
             )
         if host_class is not None or outcome is not None:
             stmt = stmt.where(_has_latest_decision(host_class, outcome))
