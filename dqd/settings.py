@@ -80,6 +80,13 @@ class AccuracySettings(_Section):
     input_shapes: dict[str, list[int]] = Field(default_factory=dict)
 
 
+class LadderSettings(_Section):
+    """``search = "thorough"``: the variant ladder (issue 6)."""
+
+    time_budget_seconds: float = Field(600.0, gt=0, description="no new rung starts past this (per model)")
+    noise: float = Field(0.05, ge=0.0, lt=1.0, description="speed-ups this close count as equal")
+
+
 class LimitSettings(_Section):
     timeout_seconds: float = Field(1800.0, gt=0)
     memory_mb: int = Field(8192, ge=64)
@@ -148,6 +155,7 @@ class Settings(BaseSettings):
 
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     accuracy: AccuracySettings = Field(default_factory=AccuracySettings)
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
