@@ -1,0 +1,110 @@
+"""`dqd process` as a real subprocess: the --json contract, exit codes and the catalog record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dqd.catalog import Catalog
+from dqd.hostinfo import detect_host
+from tests import models
+
+DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
+CONTRACT = {
+    "path",
+    "sha256",
+    "outcome",
+    "variant",
+    "speedup",
+    "speedup_ci",
+    "accuracy",
+    "reasons",
+    "error",
+    "seconds",
+}
+
+
+def run_process(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+    env.update(
+        {
+            "DQD_DATABASE_URL": f"sqlite:///{tmp_path / 'dqd.db'}",
+            "DQD_OUTPUT_DIR": str(tmp_path / "out"),
+            "DQD_BENCHMARK__MIN_SECONDS": "0.3",
+            "DQD_BENCHMARK__MAX_SECONDS": "2",
+            "DQD_ACCURACY__SYNTHETIC_BATCH": "16",
+        }
+    )
+    return subprocess.run(
+        [*DQD, "process", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_json_lines_follow_the_contract_and_land_in_the_catalog(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    models.save(models.matmul_heavy(), folder / "mlp.onnx")
+    models.save(models.ml_only(), folder / "sub" / "ml.onnx")
+
+    done = run_process(tmp_path, str(folder), "--threads", "1", "--json")
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [set(line) for line in lines] == [CONTRACT, CONTRACT]
+    by_name = {Path(line["path"]).name: line for line in lines}
+    mlp, ml = by_name["mlp.onnx"], by_name["ml.onnx"]
+    assert mlp["outcome"] == "quantized" and mlp["variant"]["weight_type"] == "U8U8"
+    assert Path(mlp["variant"]["output_path"]).is_file()
+    assert mlp["speedup"] > 1 and mlp["speedup_ci"][0] <= mlp["speedup"] <= mlp["speedup_ci"][1]
+    assert mlp["accuracy"]["input_source"] == "synthetic" and "y" in mlp["accuracy"]["metrics"]
+    assert (
+        ml["outcome"] == "skipped" and ml["variant"] is None and ml["speedup"] is None and ml["error"] is None
+    )
+    assert "[1/2] mlp.onnx: quantizing u8u8" in done.stderr  # progress goes to stderr
+
+    catalog = Catalog.from_url(f"sqlite:///{tmp_path / 'dqd.db'}")
+    try:
+        decision = catalog.latest_decision(mlp["sha256"], detect_host().host_class)
+    finally:
+        catalog.close()
+    assert decision is not None and decision.outcome.value == "quantized"
+    assert decision.speedup == mlp["speedup"]
+
+
+def test_exit_code_1_when_a_model_ends_in_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    good = models.save(models.nothing_quantizable(), tmp_path / "add.onnx")
+
+    done = run_process(tmp_path, str(bad), str(good), "--json")
+
+    assert done.returncode == 1
+    outcomes = [json.loads(line)["outcome"] for line in done.stdout.splitlines()]
+    assert outcomes == ["error", "skipped"]  # the caller carried on after the error
+
+
+def test_thorough_falls_back_to_design_and_says_so_for_now(tmp_path: Path) -> None:
+    model = models.save(models.nothing_quantizable(), tmp_path / "add.onnx")
+    done = run_process(tmp_path, str(model), "--search", "thorough", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "skipped"
+
+
+def test_human_output_without_json(tmp_path: Path) -> None:
+    model = models.save(models.ml_only(), tmp_path / "ml.onnx")
+    done = run_process(tmp_path, str(model))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ml.onnx: skipped") and "  - no ai.onnx domain" in done.stdout
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    done = run_process(tmp_path, str(tmp_path / "nope.onnx"))
+    assert done.returncode == 2 and "no such file" in done.stderr
