@@ -20,6 +20,13 @@ from dqd import __version__
 from dqd.errors import DqdError
 from dqd.settings import Settings, load
 
+# Typer >= 0.25 vendors click: its parameter errors (exit 2) do not derive from click's.
+_TyperClickException: Any
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # an older typer uses click itself
+    _TyperClickException = click.ClickException
+
 EXIT_OK = 0
 EXIT_NO_RESULT = 1
 EXIT_USAGE = 2
@@ -112,10 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
         code = app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except (click.ClickException, _TyperClickException) as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
     except DqdError as exc:
