@@ -1,0 +1,229 @@
+"""``dqd run`` as a real subprocess on a real folder, with SQLite and with Postgres, and the real engine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dqd.catalog import Catalog
+from dqd.domain import JobKind, JobState, Outcome
+from tests.acceptance.harness import (
+    SLOW_ENGINE,
+    Daemon,
+    decisions_per_sha,
+    done_count,
+    jobs_for,
+    wait_for,
+)
+from tests.acceptance.tiny import tiny_model_bytes, write_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dqd.db'}"  # the daemon migrates it on start
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def catalog(database_url: str) -> Iterator[Catalog]:
+    catalog = Catalog.from_url(database_url)
+    yield catalog
+    catalog.close()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, database_url: str) -> Iterator[list[Daemon]]:
+    """Daemons a test starts; any still running at the end are killed."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+def new_daemon(daemons: list[Daemon], workdir: Path, database_url: str, **env: str) -> Daemon:
+    daemon = Daemon(workdir, database_url, **env)
+    daemons.append(daemon)
+    return daemon
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_processed_once(catalog: Catalog, shas: set[str]) -> None:
+    decisions = decisions_per_sha(catalog)
+    for digest in shas:
+        jobs = jobs_for(catalog, digest)
+        assert len(jobs) == 1, f"{digest[:12]}: {len(jobs)} jobs"
+        assert jobs[0].state is JobState.DONE, jobs[0]
+        assert decisions.get(digest) == 1, f"{digest[:12]}: {decisions.get(digest)} decisions"
+
+
+def slow_write(path: Path, data: bytes, chunks: int, pause: float, during: object = None) -> float:
+    """Write ``data`` in chunks through one open handle; returns the wall time of the close."""
+    size = len(data) // chunks + 1
+    with path.open("wb") as handle:
+        for start in range(0, len(data), size):
+            handle.write(data[start : start + size])
+            handle.flush()
+            os.fsync(handle.fileno())
+            if callable(during):
+                during()
+            time.sleep(pause)
+    return time.time()
+
+
+def check_slow_write_gives_one_job(catalog: Catalog, watch: Path, seed: int) -> None:
+    data = tiny_model_bytes(seed, hidden=96)
+    target = watch / "slow" / "model.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def nothing_queued_yet() -> None:
+        assert "slow/model.onnx" not in catalog.known_paths(), "registered while still being written"
+
+    closed_at = slow_write(target, data, chunks=8, pause=0.3, during=nothing_queued_yet)
+    digest = sha(data)
+    job = wait_for("the slow file's job to finish", lambda: done_count(catalog, {digest}), 60)
+    assert job == 1
+    (only,) = jobs_for(catalog, digest)
+    assert only.created_at.timestamp() >= closed_at - 0.05, "queued before the write completed"
+    decision = catalog.latest_decision(digest, only.host_class)
+    assert decision is not None and decision.outcome is not Outcome.ERROR, decision
+    assert len(catalog.known_paths()) >= 1 and catalog.paths_for_content(digest) == ["slow/model.onnx"]
+
+
+def test_slow_write_then_twenty_models_then_sigterm(
+    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+) -> None:
+    daemon = new_daemon(daemons, tmp_path, database_url, DQD_WORKER__CONCURRENCY="2").start()
+    check_slow_write_gives_one_job(catalog, daemon.watch, seed=1000)
+
+    shas = set()
+    for index in range(20):
+        shas.add(sha(write_model(daemon.watch / f"batch/m{index:02d}.onnx", seed=index).read_bytes()))
+    wait_for("20 models processed", lambda: done_count(catalog, shas) == 20 or None, 120, interval=0.25)
+    assert_processed_once(catalog, shas)
+    assert all(job.attempts == 1 for job in catalog.list_jobs())
+
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(10) == 0
+    assert time.monotonic() - started < 5  # the grace period: nothing was running
+    assert daemon.has_logged("daemon_stopped")
+
+
+def test_kill9_sigterm_and_files_dropped_while_stopped(
+    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+) -> None:
+    first = new_daemon(daemons, tmp_path, database_url, **SLOW_ENGINE).start()
+    data = write_model(first.watch / "a" / "1" / "model.onnx", seed=1).read_bytes()
+    digest = sha(data)
+
+    def running_job() -> int | None:
+        jobs = [j for j in jobs_for(catalog, digest) if j.state is JobState.RUNNING]
+        return jobs[0].attempts if jobs else None
+
+    assert wait_for("the job to start", running_job, 30) == 1
+    first.kill()  # SIGKILL mid-job: no chance to release it
+
+    # Restarted: the lease (3 s) expires, the job is claimed again. Stop it gracefully mid-run.
+    second = new_daemon(daemons, tmp_path, database_url, **SLOW_ENGINE, DQD_WORKER__GRACE_SECONDS="1").start()
+    assert wait_for("the job to be re-run", lambda: running_job() == 2 or None, 30)
+    started = time.monotonic()
+    second.signal(signal.SIGTERM)
+    assert second.wait_exit(15) == 0
+    assert time.monotonic() - started < 1 + 4, "took longer than the grace period (plus shutdown)"
+    (job,) = jobs_for(catalog, digest)
+    assert job.state is JobState.QUEUED and job.lease_owner is None, job
+    assert job.attempts == 1, "a job given back at shutdown must not lose an attempt"
+    assert decisions_per_sha(catalog).get(digest) is None  # the aborted run recorded nothing
+
+    # Dropped while no daemon runs: picked up by the start-up reconciliation.
+    dropped = {
+        sha(write_model(first.watch / f"while-down/m{i}.onnx", seed=100 + i).read_bytes()) for i in range(2)
+    }
+    third = new_daemon(daemons, tmp_path, database_url).start()
+    wait_for("everything processed", lambda: done_count(catalog, dropped | {digest}) == 3 or None, 60)
+    assert_processed_once(catalog, dropped | {digest})
+    (job,) = jobs_for(catalog, digest)
+    assert job.attempts == 2  # killed once (counted), released once (not counted), done once
+    assert third.stop() == 0
+
+
+def test_forced_polling_observer(
+    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the observer does not depend on the catalog backend; once is enough")
+    daemon = new_daemon(daemons, tmp_path, database_url, DQD_WATCH__OBSERVER="polling").start()
+    assert any(e.get("observer") == "polling" for e in daemon.events() if e.get("action") == "watch_started")
+    check_slow_write_gives_one_job(catalog, daemon.watch, seed=2000)
+    # A rename into the tree, and a model beside external-data-like companions.
+    staging = tmp_path / "staging.onnx"
+    moved = sha(write_model(staging, seed=7).read_bytes())
+    os.rename(staging, daemon.watch / "moved.onnx")
+    others = {sha(write_model(daemon.watch / f"p/m{i}.onnx", seed=300 + i).read_bytes()) for i in range(3)}
+    wait_for("polled models processed", lambda: done_count(catalog, others | {moved}) == 4 or None, 60)
+    assert_processed_once(catalog, others | {moved})
+    # Deleting a model marks its path removed; its history stays.
+    (daemon.watch / "moved.onnx").unlink()
+    wait_for("removal noticed", lambda: "moved.onnx" not in catalog.known_paths() or None, 10)
+    assert "moved.onnx" in catalog.known_paths(include_removed=True)
+    assert daemon.stop() == 0
+
+
+def test_nightly_tick_requeues_only_stale_models(
+    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+) -> None:
+    # First pass: decide three models, then age one decision's onnxruntime version.
+    daemon = new_daemon(daemons, tmp_path, database_url).start()
+    shas = [sha(write_model(daemon.watch / f"n/m{i}.onnx", seed=500 + i).read_bytes()) for i in range(3)]
+    wait_for("first decisions", lambda: done_count(catalog, set(shas)) == 3 or None, 60)
+    assert daemon.stop() == 0
+    stale_sha = shas[0]
+    old = catalog.latest_decision(stale_sha, jobs_for(catalog, stale_sha)[0].host_class)
+    assert old is not None
+    _age_decision(catalog, old.id, ort_version="1.0.0")
+
+    # Two daemons of the same class fire the same tick: each stale model is queued once.
+    fire = datetime.now(UTC) + timedelta(seconds=6)
+    cron = f"{fire.second} {fire.minute} {fire.hour} * * *"
+    schedule = {"DQD_SCHEDULE__ENABLED": "true", "DQD_SCHEDULE__CRON": cron, "DQD_SCHEDULE__TIMEZONE": "UTC"}
+    pair = [
+        new_daemon(daemons, tmp_path / name, database_url, **schedule, DQD_WATCH_DIR=str(daemon.watch))
+        for name in ("d1", "d2")
+    ]
+    for other in pair:
+        other.workdir.mkdir()
+        other.start()
+    wait_for("both ticks", lambda: all(d.has_logged("schedule_tick") for d in pair) or None, 30)
+    requeued = [j for j in catalog.list_jobs() if j.kind is JobKind.REQUANTIZE]
+    assert [j.sha256 for j in requeued] == [stale_sha], requeued
+    assert requeued[0].idempotency_key.startswith(f"requantize:{fire:%Y%m%dT%H%M%S}Z:")
+    wait_for("requantized", lambda: catalog.get_job(requeued[0].id).state is JobState.DONE or None, 60)
+    fresh = catalog.latest_decision(stale_sha, requeued[0].host_class)
+    assert fresh is not None and fresh.id != old.id and fresh.ort_version != "1.0.0"
+    for other in pair:
+        assert other.stop() == 0
+
+
+def _age_decision(catalog: Catalog, decision_id: int, *, ort_version: str) -> None:
+    """Test set-up: pretend a decision was made by an older onnxruntime."""
+    from sqlalchemy import update
+
+    from dqd.catalog.tables import DecisionRow
+
+    with catalog.tx.write() as session:
+        session.execute(
+            update(DecisionRow).where(DecisionRow.id == decision_id).values(ort_version=ort_version)
+        )
