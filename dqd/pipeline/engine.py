@@ -24,9 +24,9 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet, load_samples, synthesize_inputs
 from dqd.pipeline.inspect import Preflight, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
-from dqd.pipeline.policy import POLICY_VERSION, decide_design, design_specs, is_acceptable
+from dqd.pipeline.policy import POLICY_VERSION, Decision, decide_design, design_specs, is_acceptable
 from dqd.pipeline.prepare import prepare_model
-from dqd.pipeline.quantize import provenance_for, sha256_file, variant_dir
+from dqd.pipeline.quantize import OutputDirError, provenance_for, sha256_file, variant_dir
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, BenchmarkSettings, Settings
 
@@ -137,8 +137,6 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         directory.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".dqd-work-", dir=directory))
     except OSError as exc:
-        from dqd.pipeline.quantize import OutputDirError
-
         raise OutputDirError(directory, exc) from exc
     try:
         report("pre-processing")
@@ -162,12 +160,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()
-        measured = _design_two_step(bench, prepared.preprocess, request.benchmark.margin)
+        measured, decision = run_design(bench, prepared.preprocess, request.benchmark.margin)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    decision = decide_design(
-        [m.measurement for m in measured if m.measurement], margin=request.benchmark.margin
-    )
     details["decision"] = decision.numbers
     return _finished(
         request,
@@ -178,17 +173,24 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         reasons=(*decision.reasons, *notes),
         details=details,
         measured=measured,
+        policy_version=decision.policy_version,
     )
 
 
-def _design_two_step(bench: Workbench, preprocess: str, margin: float) -> list[Measured]:
+def run_design(bench: Workbench, preprocess: str, margin: float) -> tuple[list[Measured], Decision]:
+    """The design two-step: measure U8U8, then U8S8 only if U8U8 does not qualify; decide.
+
+    A search mode is a function of this shape (workbench in, measurements and
+    decision out); the ladder is the other one.
+    """
     measured: list[Measured] = []
     for spec in design_specs(preprocess):
         result = bench.measure(spec, step=spec.name)
         measured.append(result)
         if result.measurement is not None and is_acceptable(result.measurement, margin):
             break
-    return measured
+    decision = decide_design([m.measurement for m in measured if m.measurement], margin=margin)
+    return measured, decision
 
 
 def _input_sets(request: EngineRequest, checked: Preflight) -> list[InputSet]:
@@ -220,6 +222,7 @@ def _finished(
     details: dict[str, Any] | None = None,
     measured: list[Measured] | None = None,
     permanent: bool = True,
+    policy_version: str = POLICY_VERSION,
 ) -> EngineResult:
     measured = measured or []
     return EngineResult(
@@ -233,7 +236,7 @@ def _finished(
         error=error,
         seconds=0.0,
         search_mode=SearchMode.DESIGN.value,
-        policy_version=POLICY_VERSION,
+        policy_version=policy_version,
         ort_version=request.ort_version,
         source_size_bytes=request.source_size,
         variants=tuple(m.variant for m in measured),
