@@ -1,0 +1,188 @@
+"""The `dqd` query commands: formats and exit codes 0/1/2/3.
+
+Most run in-process through ``dqd.cli.main`` (the real entry point, exit code
+from SystemExit) to keep the suite fast; the script-facing ones (``best``'s
+output, an unreachable catalog) also run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dqd.catalog import Catalog
+from dqd.cli import main
+from dqd.cli.output import parse_table
+from dqd.domain import Outcome
+from dqd.hostinfo import this_host_class
+from tests.query_factory import add_model, host, sha_of
+
+DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
+
+
+def subprocess_dqd(*args: str, cwd: Path, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")} | {"DQD_DATABASE_URL": url}
+    return subprocess.run(
+        [*DQD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_dqd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    for name in [n for n in os.environ if n.startswith("DQD_") and n != "DQD_TEST_POSTGRES_URL"]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str, cwd: Path, url: str) -> Ran:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(["--database-url", url, *args])
+        out, err = capsys.readouterr()
+        return Ran(int(exited.value.code or 0), out, err)
+
+    return run
+
+
+@pytest.fixture
+def filled_url(catalog: Catalog, catalog_url: str) -> str:
+    add_model(catalog, "bert/1/model.onnx", host_info=host(this_host_class(), "here"))
+    add_model(catalog, "resnet/1/model.onnx", outcome=Outcome.KEPT_FP32)
+    add_model(catalog, "resnet/1/model.onnx", outcome=Outcome.KEPT_FP32, host_info=host("x86_64-amx", "c"))
+    catalog.observe_file("new/model.onnx", sha_of("new"), 1)
+    catalog.enqueue(sha_of("new"), "x86_64-avx2", source_path="new/model.onnx")
+    return catalog_url
+
+
+def test_models_in_three_formats(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    table = run_dqd("models", cwd=tmp_path, url=filled_url)
+    assert table.returncode == 0, table.stderr
+    rows = parse_table(table.stdout)
+    assert [(r["PATH"], r["OUTCOME"]) for r in rows] == [
+        ("bert/1/model.onnx", "quantized"),
+        ("new/model.onnx", "pending"),
+        ("resnet/1/model.onnx", "kept_fp32"),
+        ("resnet/1/model.onnx", "kept_fp32"),
+    ]
+    assert rows[0]["SPEEDUP"] == "1.60x" and rows[0]["ACCURACY"].startswith("cosine_mean=0.9950")
+
+    as_json = run_dqd("models", "--json", cwd=tmp_path, url=filled_url)
+    data = json.loads(as_json.stdout)
+    assert isinstance(data, list) and [m["path"] for m in data] == [r["PATH"] for r in rows[:3]]
+    assert {d["host_class"] for d in data[2]["decisions"]} == {"x86_64-avx2", "x86_64-amx"}
+
+    as_csv = run_dqd("models", "--csv", "--host-class", "x86_64-amx", cwd=tmp_path, url=filled_url)
+    read = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [(r["PATH"], r["HOST CLASS"], r["OUTCOME"]) for r in read] == [
+        ("resnet/1/model.onnx", "x86_64-amx", "kept_fp32"),
+    ]
+    limited = json.loads(
+        run_dqd("models", "--json", "--limit", "1", "--sort", "-path", cwd=tmp_path, url=filled_url).stdout
+    )
+    assert [m["path"] for m in limited] == ["resnet/1/model.onnx"]
+
+
+def test_show(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    shown = run_dqd("show", "bert/1/model.onnx", cwd=tmp_path, url=filled_url)
+    assert shown.returncode == 0, shown.stderr
+    for section in ("Variants:", "Accuracy:", "Benchmarks:", "Decisions (newest first):"):
+        assert section in shown.stdout
+    assert "u8u8 passed the gate" in shown.stdout
+    detail = json.loads(
+        run_dqd("show", sha_of("bert/1/model.onnx")[:10], "--json", cwd=tmp_path, url=filled_url).stdout
+    )
+    assert detail["path"]["path"] == "bert/1/model.onnx" and len(detail["benchmarks"]) == 3
+
+
+def test_best_prints_only_the_path(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    best = subprocess_dqd(
+        "best", "bert/1/model.onnx", cwd=tmp_path, url=filled_url
+    )  # default: this host's class
+    assert best.returncode == 0, best.stderr
+    assert best.stdout == "/srv/dqd-out/bert/1/model.u8u8.onnx\n"
+    kept = run_dqd("best", "resnet/1/model.onnx", "--host-class", "x86_64-amx", cwd=tmp_path, url=filled_url)
+    assert kept.stdout == f"{tmp_path / 'models' / 'resnet/1/model.onnx'}\n"  # the original, under watch_dir
+    choice = json.loads(
+        run_dqd(
+            "best",
+            "resnet/1/model.onnx",
+            "--host-class",
+            "x86_64-amx",
+            "--json",
+            cwd=tmp_path,
+            url=filled_url,
+        ).stdout
+    )
+    assert choice["is_original"] is True and choice["outcome"] == "kept_fp32"
+
+
+def test_exit_codes(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    none_yet = run_dqd("best", "new/model.onnx", "--host-class", "x86_64-avx2", cwd=tmp_path, url=filled_url)
+    assert none_yet.returncode == 1 and none_yet.stdout == ""
+    assert "no decision yet" in none_yet.stderr
+    other_ort = run_dqd("best", "bert/1/model.onnx", "--ort-version", "1.0.0", cwd=tmp_path, url=filled_url)
+    assert other_ort.returncode == 1
+    assert run_dqd("show", "missing.onnx", cwd=tmp_path, url=filled_url).returncode == 1
+    ambiguous = run_dqd("show", "model.onnx", cwd=tmp_path, url=filled_url)
+    assert ambiguous.returncode == 2 and "several models" in ambiguous.stderr
+    assert run_dqd("models", "--json", "--csv", cwd=tmp_path, url=filled_url).returncode == 2
+    assert run_dqd("models", "--outcome", "great", cwd=tmp_path, url=filled_url).returncode == 2
+    assert run_dqd("models", "--sort", "size", cwd=tmp_path, url=filled_url).returncode == 2
+
+
+def test_jobs_and_hosts(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    bare = run_dqd("jobs", cwd=tmp_path, url=filled_url)
+    assert bare.returncode == 0, bare.stderr
+    assert [r["PATH"] for r in parse_table(bare.stdout)] == ["new/model.onnx"]
+    queued = json.loads(
+        run_dqd("jobs", "list", "--state", "queued", "--json", cwd=tmp_path, url=filled_url).stdout
+    )
+    assert [j["state"] for j in queued] == ["queued"]
+    assert (
+        json.loads(
+            run_dqd("jobs", "list", "--state", "failed", "--json", cwd=tmp_path, url=filled_url).stdout
+        )
+        == []
+    )
+    hosts = json.loads(run_dqd("hosts", "--json", cwd=tmp_path, url=filled_url).stdout)
+    assert sorted(h["host_class"] for h in hosts) == sorted(["x86_64-avx2", "x86_64-amx", this_host_class()])
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://nobody@127.0.0.1:9/dqd", "sqlite:////proc/dqd-no-such-dir/dqd.db"],
+    ids=["postgres-refused", "sqlite-unwritable"],
+)
+def test_unreachable_catalog_exits_3(url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    result = subprocess_dqd("models", cwd=tmp_path, url=url)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("dqd: ") and "Traceback" not in result.stderr
+    for args in (("best", "x.onnx"), ("jobs",), ("show", "x"), ("hosts",)):
+        ran = run_dqd(*args, cwd=tmp_path, url=url)
+        assert ran.returncode == 3, (args, ran.stderr)
+
+
+def test_report_export(filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    out = tmp_path / "report"
+    result = run_dqd("report", "--out", str(out), cwd=tmp_path, url=filled_url)
+    assert result.returncode == 0, result.stderr
+    index = (out / "index.html").read_text()
+    assert index.count("<svg") == 2 and 'href="models/' in index
+    pages = sorted((out / "models").glob("*.html"))
+    assert len(pages) == 3
+    assert any('class="plot boxplot"' in p.read_text() for p in pages)
