@@ -1,11 +1,12 @@
 """Choose among the ladder's measured rungs, explain the choice, and give advice (pure).
 
-Selection: the fastest rung that passes the gate and is significantly faster
-than the shipped FP32.  Run-to-run noise is about 5% even when one run's
-interval is tight, so speed-ups within ``noise`` of the fastest count as
-equal, and among equals the earlier rung wins (the host rule set's order:
-the pre-processed FP32 first, then simpler variants before ones with more
-options).
+Selection: among rungs that pass the gate and are significantly faster than
+the shipped FP32, the earliest rung that no other one is *clearly* faster
+than.  Run-to-run noise is about 5% even when one run's interval is tight,
+so "clearly" means by more than ``noise`` and with disjoint intervals;
+smaller differences are unresolved and the earlier rung wins (the host rule
+set's order: the pre-processed FP32 first, then simpler variants before ones
+with more options).
 """
 
 from __future__ import annotations
@@ -26,28 +27,43 @@ STATIC_ADVICE = (
 )
 
 
+def clearly_faster(a: RungResult, b: RungResult, noise: float) -> bool:
+    """``a`` beats ``b`` beyond doubt: by more than the run-to-run noise *and* with disjoint intervals.
+
+    Each rung is timed in its own interleaved run against FP32, so two rungs'
+    speed-ups differ by run-to-run noise as well as by their own intervals.
+    """
+    sa, sb = a.measurement.speedup, b.measurement.speedup
+    ca, cb = a.measurement.speedup_ci, b.measurement.speedup_ci
+    if sa is None or sb is None or ca is None or cb is None:
+        return False
+    return sa > sb * (1.0 + noise) and ca[0] > cb[1]
+
+
 def select_rung(
     results: Sequence[RungResult], *, margin: float, noise: float
 ) -> tuple[RungResult | None, str]:
-    """The winning rung (or None) and one sentence saying why it won."""
-    eligible = [r for r in results if r.identical_to is None and is_acceptable(r.measurement, margin)]
+    """The earliest acceptable rung that no other acceptable rung is clearly faster than, and why."""
+    eligible = sorted(
+        (r for r in results if r.identical_to is None and is_acceptable(r.measurement, margin)),
+        key=lambda r: r.rung.index,
+    )
     if not eligible:
         return None, ""
+    chosen = next(r for r in eligible if not any(clearly_faster(o, r, noise) for o in eligible))
     fastest = max(eligible, key=lambda r: r.measurement.speedup or 0.0)
-    best = fastest.measurement.speedup or 0.0
-    ties = [r for r in eligible if (r.measurement.speedup or 0.0) * (1.0 + noise) >= best]
-    chosen = min(ties, key=lambda r: r.rung.index)
     speedup = chosen.measurement.speedup or 0.0
     why = (
         f"selected {chosen.rung.name}: passes the gate and is significantly faster than FP32 ({speedup:.2f}x)"
     )
     if chosen is not fastest:
+        best = fastest.measurement.speedup or 0.0
         why += (
-            f"; {fastest.rung.name} measured {best:.2f}x, within the {noise:.0%} run-to-run noise, "
-            f"so the earlier rung is preferred"
+            f"; {fastest.rung.name} measured {best:.2f}x but not clearly faster (within the {noise:.0%} "
+            f"run-to-run noise or overlapping intervals), so the earlier rung is preferred"
         )
     elif len(eligible) > 1:
-        why += f"; the fastest of {len(eligible)} qualifying rungs"
+        why += f"; clearly the fastest of {len(eligible)} qualifying rungs"
     return chosen, why
 
 

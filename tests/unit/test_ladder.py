@@ -22,7 +22,7 @@ from dqd.pipeline.ladder_rules import (
     HostRules,
     rules_for,
 )
-from dqd.pipeline.ladder_select import LADDER_POLICY_VERSION, decide_ladder, select_rung
+from dqd.pipeline.ladder_select import LADDER_POLICY_VERSION, clearly_faster, decide_ladder, select_rung
 from dqd.pipeline.policy import VariantMeasurement
 
 VNNI = rules_for("x86_64-avx512vnni")
@@ -298,7 +298,7 @@ def test_the_fastest_acceptable_rung_wins() -> None:
     ]
     chosen, why = select_rung(results, margin=MARGIN, noise=NOISE)
     assert chosen is results[1]
-    assert "fastest of 2" in why
+    assert "clearly the fastest of 2" in why
 
 
 def test_within_the_noise_margin_the_earlier_rung_wins() -> None:
@@ -307,7 +307,25 @@ def test_within_the_noise_margin_the_earlier_rung_wins() -> None:
     tensor = measured(rung_named(plan, "u8s8"), ci=(2.50, 2.56))  # 2.53: within 5% of 2.45
     chosen, why = select_rung([pc, tensor], margin=MARGIN, noise=NOISE)
     assert chosen is pc
-    assert "within the 5% run-to-run noise" in why
+    assert "within the 5% run-to-run noise" in why and "not clearly faster" in why
+
+
+def test_a_wide_interval_does_not_make_a_later_rung_clearly_faster() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    tight = measured(rung_named(plan, "u8s8-pc"), ci=(2.44, 2.48))  # 2.46
+    wide = measured(rung_named(plan, "u8s8-pc-gemm+matmul"), ci=(2.0, 3.5))  # 2.75, but overlaps
+    chosen, _ = select_rung([tight, wide], margin=MARGIN, noise=NOISE)
+    assert chosen is tight
+    assert not clearly_faster(wide, tight, NOISE) and not clearly_faster(tight, wide, NOISE)
+
+
+def test_the_choice_is_never_clearly_beaten_by_another_rung() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    a = measured(rung_named(plan, "u8s8-pc"), ci=(1.30, 1.40))  # 1.35
+    b = measured(rung_named(plan, "u8s8"), ci=(1.38, 1.46))  # 1.42: ties with a, not clearly faster
+    c = measured(rung_named(plan, "u8u8"), ci=(1.60, 1.70))  # 1.65: clearly beats a and b
+    chosen, _ = select_rung([a, b, c], margin=MARGIN, noise=NOISE)
+    assert chosen is c
 
 
 def test_beyond_the_noise_margin_the_faster_later_rung_wins() -> None:

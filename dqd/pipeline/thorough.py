@@ -1,0 +1,296 @@
+"""``search = "thorough"``: walk the variant ladder inside the engine's isolated child.
+
+The loop only measures; what to try next and what to pick are the pure
+functions of :mod:`dqd.pipeline.ladder` and :mod:`dqd.pipeline.ladder_select`.
+Per rung: build (reusing the engine's quantizer), skip the rest when its
+graph is byte-identical to an earlier rung's, gate (over a stream with the
+state fed back for stateful models), and time it against the shipped FP32
+only when the answer can matter (:func:`dqd.pipeline.ladder.needs_timing`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from dqd.domain import AccuracyResult, InputSource, VariantSpec
+from dqd.hostlock import host_lock
+from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
+from dqd.pipeline.inputs import InputSet, synthesize_inputs
+from dqd.pipeline.inspect import ModelSummary
+from dqd.pipeline.ladder import (
+    ModelTraits,
+    Plan,
+    Rung,
+    RungResult,
+    Skipped,
+    needs_timing,
+    next_step,
+    plan_ladder,
+)
+from dqd.pipeline.ladder_rules import rules_for
+from dqd.pipeline.ladder_select import decide_ladder
+from dqd.pipeline.policy import Decision, VariantMeasurement
+from dqd.pipeline.quantize import build_variant
+from dqd.pipeline.stateful import (
+    StatePair,
+    find_state_pairs,
+    fit_input_set,
+    judge_stream,
+    run_stream,
+    stream_feeds,
+)
+from dqd.pipeline.workbench import Measured, Workbench
+from dqd.settings import AccuracySettings, LadderSettings
+
+logger = logging.getLogger(__name__)
+# Longer symbolic dims to try when FP32 rejects the synthetic feed (signal models
+# pad or window their input: silero-vad needs a few hundred samples per call).
+PROBE_DIMS = (64, 256, 1024)
+
+
+def fit_thorough_inputs(
+    input_sets: Sequence[InputSet], summary: ModelSummary, accuracy: AccuracySettings, model_path: Path
+) -> list[InputSet]:
+    """Synthetic inputs the FP32 model accepts: streaming fixes first, then longer symbolic dims.
+
+    Samples are the user's data and are left alone.
+    """
+    pairs = find_state_pairs(summary.inputs, summary.outputs)
+    fitted = []
+    for inputs in input_sets:
+        if inputs.source is InputSource.SYNTHETIC:
+            inputs = _probe_synthetic(inputs, summary, accuracy, pairs, model_path)
+        fitted.append(inputs)
+    return fitted
+
+
+def _probe_synthetic(
+    first: InputSet, summary: ModelSummary, accuracy: AccuracySettings, pairs: Sequence[StatePair], path: Path
+) -> InputSet:
+    session = _quiet_session(path)
+    fitted = fit_input_set(first, summary.inputs, pairs)
+    if _runs(session, fitted):
+        return fitted
+    for dim in (d for d in PROBE_DIMS if d > accuracy.default_dim):
+        synthesized = synthesize_inputs(
+            summary,
+            batch=accuracy.synthetic_batch,
+            default_dim=dim,
+            distribution=accuracy.float_distribution,
+            seed=accuracy.seed,
+            input_shapes=accuracy.input_shapes,
+        )
+        candidate = fit_input_set(synthesized, summary.inputs, pairs)
+        if _runs(session, candidate):
+            return candidate
+    return fitted  # the engine's reference run then reports the failure with its advice
+
+
+def _quiet_session(path: Path) -> Any:
+    """A session for probing feeds: failures are expected, so onnxruntime must not log them as errors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4  # fatal only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _runs(session: Any, inputs: InputSet) -> bool:
+    try:
+        session.run(None, inputs.feeds[0])
+    except Exception:  # onnxruntime's errors are all "this feed does not fit"
+        return False
+    return True
+
+
+@dataclass
+class _Stream:
+    """The stateful evaluation shared by every rung: feeds and FP32's outputs over them."""
+
+    pairs: list[StatePair]
+    feeds: list[dict[str, Any]]
+    reference: list[list[Any]]
+
+
+@dataclass
+class _Ladder:
+    bench: Workbench
+    plan: Plan
+    stream: _Stream | None
+    clock: Callable[[], float]
+    results: list[RungResult] = field(default_factory=list)
+    measured: list[Measured] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # graph digest -> first rung (or FP32) with it
+
+
+def run_ladder(
+    bench: Workbench,
+    summary: ModelSummary,
+    *,
+    host_class: str,
+    accuracy: AccuracySettings,
+    settings: LadderSettings,
+    margin: float,
+) -> tuple[list[Measured], Decision]:
+    """Walk the ladder for one model: what every tried rung produced, and the decision.
+
+    ``decision.numbers`` holds the whole record: the host rule set (name and
+    version), the model's traits, every rung tried or skipped with why, why
+    the ladder stopped, and the stateful evaluation used.
+    """
+    rules = rules_for(host_class)
+    traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
+    plan = plan_ladder(traits, rules, bench.prepared.preprocess)
+    stream = _stream(bench, summary, accuracy)
+    ladder = _Ladder(bench, plan, stream, time.monotonic)
+    ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
+    started = ladder.clock()
+    while True:
+        step = next_step(
+            plan,
+            ladder.results,
+            [s.name for s in ladder.skipped],
+            elapsed=ladder.clock() - started,
+            budget=settings.time_budget_seconds,
+            margin=margin,
+        )
+        ladder.skipped.extend(step.skipped)
+        if step.rung is None:
+            stop_reason = step.stop_reason or "ladder complete"
+            break
+        _try_rung(ladder, step.rung)
+    decision = decide_ladder(
+        plan, ladder.results, ladder.skipped, stop_reason, margin=margin, noise=settings.noise
+    )
+    decision.numbers["host_class"] = host_class
+    decision.numbers["seconds"] = round(ladder.clock() - started, 3)
+    decision.numbers["stateful"] = (
+        {"pairs": [[p.input, p.output] for p in stream.pairs], "sequence_length": len(stream.feeds)}
+        if stream is not None
+        else None
+    )
+    return ladder.measured, decision
+
+
+def _stream(bench: Workbench, summary: ModelSummary, accuracy: AccuracySettings) -> _Stream | None:
+    pairs = find_state_pairs(summary.inputs, summary.outputs)
+    if not pairs:
+        return None
+    deciding = bench.input_sets[0]
+    feeds = stream_feeds(
+        deciding.feeds,
+        pairs,
+        accuracy.sequence_length,
+        seed=accuracy.seed,
+        distribution=accuracy.float_distribution,
+    )
+    session = bench.fp32_session()
+    reference = run_stream(lambda feed: session.run(None, dict(feed)), bench.output_names(), feeds, pairs)
+    return _Stream(pairs, feeds, reference)
+
+
+def _try_rung(ladder: _Ladder, rung: Rung) -> None:
+    bench = ladder.bench
+    started = ladder.clock()
+    spec = rung.spec
+    bench.report(f"rung {rung.index}: quantizing {spec.name}")
+    with host_lock(exclusive=False):
+        variant = build_variant(
+            bench.prepared.path,
+            spec,
+            bench.variant_directory,
+            ort_version=bench.ort_version,
+            provenance=bench.provenance,
+            large=bench.prepared.large,
+        )
+    measured = Measured(variant)
+    ladder.measured.append(measured)
+    if variant.error is not None or variant.output_path is None:
+        failed = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
+        ladder.results.append(RungResult(rung, failed, ladder.clock() - started))
+        return
+    path = Path(variant.output_path)
+    digest = graph_digest(path)
+    if digest in ladder.digests:
+        twin = ladder.digests[digest]
+        ladder.results.append(RungResult(rung, VariantMeasurement(spec), ladder.clock() - started, twin))
+        return
+    ladder.digests[digest] = rung.name
+    bench.report(f"rung {rung.index}: checking accuracy of {spec.name}")
+    with host_lock(exclusive=False):
+        measured.accuracy = _accuracy(ladder, spec, path)
+    deciding = next(a for a in measured.accuracy if a.decisive)
+    measurement = VariantMeasurement(
+        spec,
+        gate_passed=deciding.passed,
+        gate_reason=deciding.reason,
+        gate_source=deciding.input_source.value,
+    )
+    if needs_timing(rung, deciding.passed, ladder.results):
+        bench.report(f"rung {rung.index}: benchmarking {spec.name} against FP32")
+        measurement = _time(bench, measured, measurement, path, rung)
+    ladder.results.append(RungResult(rung, measurement, ladder.clock() - started))
+
+
+def _accuracy(ladder: _Ladder, spec: VariantSpec, path: Path) -> list[AccuracyResult]:
+    """The engine's per-call checks; for stateful models the stream decides and those are informative."""
+    results = ladder.bench.check_accuracy(spec, path)
+    stream = ladder.stream
+    if stream is None:
+        return results
+    names = ladder.bench.output_names()
+    source = ladder.bench.input_sets[0].source
+    try:
+        session = create_session(path, ladder.bench.threads)
+        steps = run_stream(lambda feed: session.run(None, dict(feed)), names, stream.feeds, stream.pairs)
+    except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash
+        reason = f"variant fails over a stream: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        decisive = AccuracyResult(spec, source, {}, False, reason, True)
+    else:
+        metrics, passed, reason = judge_stream(names, stream.reference, steps, ladder.bench.thresholds)
+        decisive = AccuracyResult(spec, source, metrics, passed, reason, True)
+    return [decisive, *(replace(r, decisive=False) for r in results)]
+
+
+def _time(
+    bench: Workbench, measured: Measured, measurement: VariantMeasurement, path: Path, rung: Rung
+) -> VariantMeasurement:
+    try:
+        with host_lock(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
+            measured.benchmarks = benchmark_interleaved(
+                [Contender(None, bench.source), Contender(rung.spec, path)],
+                bench.benchmark_feed,
+                bench.benchmark_settings,
+                threads=bench.threads,
+                step=f"ladder:{rung.index}:{rung.name}",
+            )
+    except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
+        logger.debug("benchmark of %s failed", rung.name, exc_info=True)
+        return replace(
+            measurement, benchmark_error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        )
+    timed = measured.benchmarks[1]
+    return replace(measurement, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
+
+
+def graph_digest(path: Path) -> str:
+    """sha256 of the model without its metadata (provenance differs per spec) plus any external data."""
+    model = onnx.load(str(path), load_external_data=False)
+    del model.metadata_props[:]
+    digest = hashlib.sha256(model.SerializeToString(deterministic=True))
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        with data.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
