@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,12 @@ from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
 from dqd.pipeline.policy import POLICY_VERSION, Decision, decide_design, design_specs, is_acceptable
 from dqd.pipeline.prepare import prepare_model
 from dqd.pipeline.quantize import OutputDirError, provenance_for, sha256_file, variant_dir
+from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
 from dqd.pipeline.workbench import Measured, Workbench
-from dqd.settings import AccuracySettings, BenchmarkSettings, Settings
+from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, Settings
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str], None]
-THOROUGH_PENDING = (
-    "search=thorough: the variant ladder is not implemented yet; ran the design two-step instead"
-)
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,8 @@ class EngineRequest:
     benchmark: BenchmarkSettings
     ort_version: str
     source_size: int
+    host_class: str = ""  # picks the ladder's host rule set (search=thorough)
+    ladder: LadderSettings = field(default_factory=LadderSettings)
 
 
 def process_model(
@@ -84,6 +84,8 @@ def process_model(
         benchmark=settings.benchmark,
         ort_version=host.ort_version,
         source_size=size,
+        host_class=host.host_class,
+        ladder=settings.ladder,
     )
     try:
         result: EngineResult = run_isolated(
@@ -121,9 +123,10 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
 
 def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     report("preflight")
-    # Design mode does not reach If/Loop/Scan bodies; the ladder will pass True here.
-    checked = preflight(request.path, reach_subgraphs=False)
-    notes = [THOROUGH_PENDING] if request.search is SearchMode.THOROUGH else []
+    # Design mode does not reach If/Loop/Scan bodies; the ladder does (EnableSubgraph).
+    thorough = request.search is SearchMode.THOROUGH
+    checked = preflight(request.path, reach_subgraphs=thorough)
+    notes: list[str] = []
     details: dict[str, Any] = {"preflight": checked.summary.to_dict() if checked.summary else None}
     if checked.outcome is not None:
         error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
@@ -131,6 +134,8 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             request, checked.outcome, reasons=(*checked.reasons, *notes), error=error, details=details
         )
     input_sets = _input_sets(request, checked)
+    if thorough and checked.summary is not None:
+        input_sets = fit_thorough_inputs(input_sets, checked.summary, request.accuracy, request.path)
     details["inputs"] = [{"source": s.source.value, "description": s.description} for s in input_sets]
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
     try:
@@ -160,7 +165,17 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()
-        measured, decision = run_design(bench, prepared.preprocess, request.benchmark.margin)
+        if thorough and checked.summary is not None:
+            measured, decision = run_ladder(
+                bench,
+                checked.summary,
+                host_class=request.host_class,
+                accuracy=request.accuracy,
+                settings=request.ladder,
+                margin=request.benchmark.margin,
+            )
+        else:
+            measured, decision = run_design(bench, prepared.preprocess, request.benchmark.margin)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     details["decision"] = decision.numbers
@@ -235,7 +250,7 @@ def _finished(
         reasons=reasons,
         error=error,
         seconds=0.0,
-        search_mode=SearchMode.DESIGN.value,
+        search_mode=request.search.value,
         policy_version=policy_version,
         ort_version=request.ort_version,
         source_size_bytes=request.source_size,

@@ -90,12 +90,13 @@ def _compatible(state_in: TensorInfo, state_out: TensorInfo) -> bool:
 def fit_feed(
     feed: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo], pairs: Sequence[StatePair]
 ) -> Feed:
-    """Repair a synthesized feed for streaming models: sample-rate scalars and the batch size of states.
+    """Repair a synthesized feed: arrays only, sample-rate scalars, and the batch size of states.
 
     A random integer is not a sample rate the model accepts, and a state's
     unnamed batch dim must equal the batch of the other inputs.
     """
-    fitted = dict(feed)
+    # np.asarray: a synthesized scalar can come back as a numpy scalar, which onnxruntime refuses.
+    fitted = {name: np.asarray(value) for name, value in feed.items()}
     states = {p.input for p in pairs}
     batch = next((v.shape[0] for k, v in feed.items() if k not in states and np.ndim(v) >= 2), None)
     for info in inputs:
@@ -124,7 +125,9 @@ def fit_input_set(inputs: InputSet, infos: Sequence[TensorInfo], pairs: Sequence
 
 
 def _same_feed(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
-    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(
+        isinstance(b[k], np.ndarray) and a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a
+    )
 
 
 def stream_feeds(
