@@ -37,9 +37,17 @@ class Ready:
     last_change: float  # when the file last changed: latency is measured from here
 
 
+CLOSE_GRACE_SECONDS = 0.25
+
+
 class SettleTracker:
-    def __init__(self, settle_seconds: float) -> None:
+    """``close_grace`` is a short quiet time after a close, so that an external-data file
+    written right after its model (``onnx.save`` writes the model first in some versions,
+    ``cp -r`` in any order) is seen before the model is handed out."""
+
+    def __init__(self, settle_seconds: float, close_grace: float = CLOSE_GRACE_SECONDS) -> None:
         self.settle_seconds = settle_seconds
+        self.close_grace = min(close_grace, settle_seconds)
         self._entries: dict[str, _Entry] = {}
 
     def __len__(self) -> int:
@@ -78,7 +86,8 @@ class SettleTracker:
             if changed:  # written since we last looked, possibly with no event (polling, NFS)
                 entry.last_change = now
                 entry.closed = False
-        return entry.closed or now - entry.last_change >= self.settle_seconds
+        quiet = now - entry.last_change
+        return quiet >= self.settle_seconds or (entry.closed and quiet >= self.close_grace)
 
     def due(self, now: float, stat: StatFn) -> list[Ready]:
         """Models that became complete by ``now``; they leave the tracker."""

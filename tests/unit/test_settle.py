@@ -22,13 +22,14 @@ def ready_paths(tracker: SettleTracker, now: float, files: FakeFiles) -> list[st
     return [r.rel_path for r in tracker.due(now, files)]
 
 
-def test_close_after_write_is_ready_at_once() -> None:
-    tracker, files = SettleTracker(2.0), FakeFiles()
+def test_close_after_write_is_ready_after_a_short_grace() -> None:
+    tracker, files = SettleTracker(2.0, close_grace=0.25), FakeFiles()
     files.write("m.onnx", 10, 1)
     tracker.written("m.onnx", 0.0)
     assert ready_paths(tracker, 0.1, files) == []
     tracker.closed("m.onnx", 0.2)
-    assert ready_paths(tracker, 0.2, files) == ["m.onnx"]
+    assert ready_paths(tracker, 0.3, files) == []  # an external-data file may be about to appear
+    assert ready_paths(tracker, 0.45, files) == ["m.onnx"]
     assert len(tracker) == 0  # handed out once only
     assert ready_paths(tracker, 10.0, files) == []
 
@@ -65,6 +66,17 @@ def test_size_change_seen_after_close_cancels_the_close() -> None:
     assert ready_paths(tracker, 2.7, files) == ["m.onnx"]
 
 
+def test_data_file_after_the_model_within_the_grace_holds_it_back() -> None:
+    tracker, files = SettleTracker(2.0, close_grace=0.25), FakeFiles()
+    files.write("x.onnx", 10, 1)
+    files.write("x.onnx.data", 100, 1)
+    tracker.closed("x.onnx", 0.0)
+    tracker.written("x.onnx.data", 0.1, companion=True)
+    assert ready_paths(tracker, 0.3, files) == []
+    tracker.closed("x.onnx.data", 1.0, companion=True)
+    assert ready_paths(tracker, 1.3, files) == ["x.onnx"]
+
+
 def test_model_waits_for_its_external_data_file() -> None:
     tracker, files = SettleTracker(2.0), FakeFiles()
     files.write("a/x.onnx", 10, 1)
@@ -73,7 +85,8 @@ def test_model_waits_for_its_external_data_file() -> None:
     tracker.closed("a/x.onnx", 0.1)
     assert ready_paths(tracker, 0.2, files) == []  # data file still being written
     tracker.closed("a/x.onnx.data", 0.5, companion=True)
-    assert ready_paths(tracker, 0.6, files) == ["a/x.onnx"]
+    assert ready_paths(tracker, 0.6, files) == []
+    assert ready_paths(tracker, 0.75, files) == ["a/x.onnx"]
     assert len(tracker) == 0
 
 
@@ -83,7 +96,7 @@ def test_companions_in_other_folders_do_not_block() -> None:
     files.write("b/y.onnx.data", 100, 1)
     tracker.written("b/y.onnx.data", 0.0, companion=True)
     tracker.closed("a/x.onnx", 0.1)
-    assert ready_paths(tracker, 0.2, files) == ["a/x.onnx"]
+    assert ready_paths(tracker, 0.4, files) == ["a/x.onnx"]
 
 
 def test_vanished_file_is_dropped() -> None:
