@@ -108,9 +108,11 @@ def _x_axis(scale: _Scale, labels: Sequence[tuple[float, str]] | None = None) ->
     parts = [f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH - RIGHT}" y2="{base}" stroke="#333"/>']
     for value, label in labels if labels is not None else [(t, _fmt(t)) for t in scale.ticks()]:
         x = scale(value)
+        # Long labels (dates) at the plot's edges would be clipped if centred.
+        anchor = "end" if x > WIDTH - RIGHT - 40 else "start" if x < LEFT + 20 else "middle"
         parts.append(
             f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" stroke="#333"/>'
-            f'<text x="{x:.1f}" y="{base + 16}" text-anchor="middle" font-size="10">{escape(label)}</text>'
+            f'<text x="{x:.1f}" y="{base + 16}" text-anchor="{anchor}" font-size="10">{escape(label)}</text>'
         )
     return parts
 
