@@ -143,6 +143,19 @@ class Daemon:
             observer,
             extra={"action": "daemon_starting", "host_class": self.host.host_class, "observer": observer},
         )
+        scheduler = None  # built before anything starts: a bad cron is a config error
+        if settings.schedule.enabled:
+            scheduler = NightlyScheduler(
+                catalog,
+                self.host.host_class,
+                cron=settings.schedule.cron,
+                timezone=settings.schedule.timezone,
+                current_for=self.current_policy,
+                overrides_for=self.overrides_for,
+                max_attempts=settings.worker.max_attempts,
+                on_queued=self._wake_workers.set,
+            )
+        self.scheduler = scheduler
         # Watch first, then scan: a file written during the scan is seen by one or the other.
         self.watcher.start()
         threads = [threading.Thread(target=self._reconcile_loop, name="dqd-reconcile", daemon=True)]
@@ -164,20 +177,8 @@ class Daemon:
             threads.append(threading.Thread(target=worker.run, name=f"dqd-worker-{index}", daemon=True))
         for thread in threads:
             thread.start()
-        scheduler = None
-        if settings.schedule.enabled:
-            scheduler = NightlyScheduler(
-                catalog,
-                self.host.host_class,
-                cron=settings.schedule.cron,
-                timezone=settings.schedule.timezone,
-                current_for=self.current_policy,
-                overrides_for=self.overrides_for,
-                max_attempts=settings.worker.max_attempts,
-                on_queued=self._wake_workers.set,
-            )
-            scheduler.start()
-        self.scheduler = scheduler
+        if self.scheduler is not None:
+            self.scheduler.start()
         logger.info("dqd daemon running", extra={"action": "daemon_running", "workers": len(self.workers)})
         self._heartbeat_until_stopped()
         self._shutdown(threads[1:])

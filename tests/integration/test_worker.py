@@ -1,0 +1,201 @@
+"""The worker's job handling against a real catalog (SQLite and Postgres).
+
+The engine is replaced by a stand-in callable here so each engine answer
+(transient error, permanent error, crash, success) can be produced on
+purpose; the acceptance tests run the real engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from dqd.catalog import Catalog
+from dqd.daemon.sidecar import overrides_for
+from dqd.daemon.worker import Worker
+from dqd.domain import EngineResult, HostInfo, JobState, Outcome, VariantResult, VariantSpec, WeightType
+from dqd.hostinfo import detect_host
+from dqd.settings import Settings
+
+SHA = "d" * 64
+
+
+def result(outcome: Outcome, *, permanent: bool = True, **changes: object) -> EngineResult:
+    base = EngineResult(
+        path="m.onnx",
+        sha256=SHA,
+        outcome=outcome,
+        selected=None,
+        speedup=None,
+        speedup_ci=None,
+        reasons=("stand-in",),
+        error="boom" if outcome is Outcome.ERROR else None,
+        seconds=0.1,
+        search_mode="design",
+        policy_version="design-two-step/1",
+        ort_version="1.32.0",
+        permanent_error=permanent,
+    )
+    from dataclasses import replace
+
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class Engine:
+    """Answers with the next scripted result (or raises it) and counts calls."""
+
+    def __init__(self, *answers: EngineResult | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self, path: Path, settings: Settings, **_: object) -> EngineResult:
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    (root / "repo" / "m" / "1").mkdir(parents=True)
+    (root / "repo" / "m" / "1" / "model.onnx").write_bytes(b"fp32 model")
+    (root / "repo" / "m" / "config.pbtxt").write_text('name: "m"')
+    return root
+
+
+def make_worker(
+    catalog: Catalog, tree: Path, engine: Callable[..., EngineResult], **settings: object
+) -> tuple[Worker, HostInfo]:
+    config = Settings.model_validate({"watch_dir": str(tree), "worker": {"backoff_seconds": 0}, **settings})
+    host = detect_host()
+    catalog.upsert_host(host)
+    catalog.observe_file("repo/m/1/model.onnx", SHA, 10)
+    worker = Worker(
+        catalog,
+        config,
+        host,
+        owner="test:1",
+        stop=threading.Event(),
+        root=tree,
+        overrides_for=partial(overrides_for, config, tree),
+        process=engine,  # type: ignore[arg-type]
+    )
+    return worker, host
+
+
+def claim(catalog: Catalog, host: HostInfo, max_attempts: int = 3):  # type: ignore[no-untyped-def]
+    catalog.enqueue(SHA, host.host_class, source_path="repo/m/1/model.onnx", max_attempts=max_attempts)
+    job = catalog.claim_next_job(host.host_class, "test:1", 60)
+    assert job is not None
+    return job
+
+
+def test_transient_errors_retry_then_fail_with_the_error_recorded(catalog: Catalog, tree: Path) -> None:
+    engine = Engine(result(Outcome.ERROR, permanent=False), result(Outcome.ERROR, permanent=False))
+    worker, host = make_worker(catalog, tree, engine)
+    job = claim(catalog, host, max_attempts=2)
+    worker.run_job(job)
+    requeued = catalog.get_job(job.id)
+    assert requeued.state is JobState.QUEUED and requeued.last_error == "boom"
+    assert catalog.latest_decision(SHA, host.host_class) is None  # not final: nothing recorded yet
+    again = catalog.claim_next_job(host.host_class, "test:1", 60)
+    assert again is not None and again.attempts == 2
+    worker.run_job(again)
+    assert catalog.get_job(job.id).state is JobState.FAILED
+    decision = catalog.latest_decision(SHA, host.host_class)
+    assert decision is not None and decision.outcome is Outcome.ERROR
+
+
+def test_permanent_error_fails_at_once(catalog: Catalog, tree: Path) -> None:
+    worker, host = make_worker(catalog, tree, Engine(result(Outcome.ERROR, permanent=True)))
+    job = claim(catalog, host, max_attempts=5)
+    worker.run_job(job)
+    assert catalog.get_job(job.id).state is JobState.FAILED
+    assert catalog.latest_decision(SHA, host.host_class) is not None
+
+
+def test_unexpected_exception_fails_the_attempt_not_the_worker(catalog: Catalog, tree: Path) -> None:
+    worker, host = make_worker(catalog, tree, Engine(RuntimeError("bug"), result(Outcome.KEPT_FP32)))
+    job = claim(catalog, host)
+    worker.run_job(job)
+    failed = catalog.get_job(job.id)
+    assert failed.state is JobState.QUEUED and "RuntimeError: bug" in (failed.last_error or "")
+    again = catalog.claim_next_job(host.host_class, "test:1", 60)
+    assert again is not None
+    worker.run_job(again)
+    assert catalog.get_job(job.id).state is JobState.DONE
+
+
+def test_success_records_completes_and_publishes(catalog: Catalog, tree: Path, tmp_path: Path) -> None:
+    spec = VariantSpec(WeightType.U8U8)
+    variant_file = tmp_path / "out" / "model.u8u8.onnx"
+    variant_file.parent.mkdir()
+    variant_file.write_bytes(b"int8 model")
+    answer = result(
+        Outcome.QUANTIZED,
+        selected=spec,
+        speedup=1.4,
+        variants=(VariantResult(spec, "1.32.0", str(variant_file), "e" * 64, 10, 0.5),),
+    )
+    publish = tmp_path / "publish"
+    worker, host = make_worker(catalog, tree, Engine(answer), publish_dir=str(publish))
+    job = claim(catalog, host)
+    worker.run_job(job)
+    assert catalog.get_job(job.id).state is JobState.DONE
+    decision = catalog.latest_decision(SHA, host.host_class)
+    assert decision is not None and decision.outcome is Outcome.QUANTIZED and decision.variant_id is not None
+    published = publish / host.host_class / "repo" / "m" / "1" / "model.onnx"
+    assert published.read_bytes() == b"int8 model"
+    assert (publish / host.host_class / "repo" / "m" / "config.pbtxt").read_text() == 'name: "m"'
+    assert not list(published.parent.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_sidecar_pin_and_exclude(catalog: Catalog, tree: Path) -> None:
+    sidecar = tree / "repo" / "m" / "1" / "model.dqd.toml"
+    sidecar.write_text('pin = "fp32"\n')
+    engine = Engine()
+    worker, host = make_worker(catalog, tree, engine)
+    job = claim(catalog, host)
+    worker.run_job(job)
+    decision = catalog.latest_decision(SHA, host.host_class)
+    assert engine.calls == 0
+    assert decision is not None and decision.outcome is Outcome.KEPT_FP32
+    assert "pinned" in decision.reasons[0]
+
+    sidecar.write_text("exclude = true\n")
+    catalog.enqueue(SHA, host.host_class, idempotency_key="again")
+    again = catalog.claim_next_job(host.host_class, "test:1", 60)
+    assert again is not None
+    worker.run_job(again)
+    assert catalog.get_job(again.id).state is JobState.CANCELLED
+
+
+def test_abort_gives_the_job_back_and_records_nothing(catalog: Catalog, tree: Path) -> None:
+    holder: dict[str, Worker] = {}
+
+    def engine(path: Path, settings: Settings, **_: object) -> EngineResult:
+        holder["worker"].abort()  # the grace period ran out while the engine was busy
+        return result(Outcome.KEPT_FP32)
+
+    worker, host = make_worker(catalog, tree, engine)
+    holder["worker"] = worker
+    job = claim(catalog, host)
+    worker.run_job(job)
+    back = catalog.get_job(job.id)
+    assert back.state is JobState.QUEUED and back.attempts == 0
+    assert catalog.latest_decision(SHA, host.host_class) is None
+
+
+def test_content_gone_fails_permanently(catalog: Catalog, tree: Path) -> None:
+    worker, host = make_worker(catalog, tree, Engine())
+    (tree / "repo" / "m" / "1" / "model.onnx").unlink()
+    job = claim(catalog, host)
+    worker.run_job(job)
+    failed = catalog.get_job(job.id)
+    assert failed.state is JobState.FAILED and "no file" in (failed.last_error or "")

@@ -1,0 +1,52 @@
+"""Per-model settings: configuration globs, then the sidecar beside the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dqd.daemon.sidecar import escape_glob, overrides_for, settings_for_model
+from dqd.settings import Settings
+
+
+def settings(**models: dict[str, object]) -> Settings:
+    return Settings.model_validate({"models": models})
+
+
+def test_globs_apply_in_order_and_sidecar_wins(tmp_path: Path) -> None:
+    config = settings(
+        **{
+            "repo/*": {"search": "thorough", "accuracy": {"min_cosine_mean": 0.9}},
+            "*.onnx": {"accuracy": {"max_relative_l2": 0.5}},
+        }
+    )
+    model = tmp_path / "repo" / "m.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"x")
+    (tmp_path / "repo" / "m.dqd.toml").write_text('search = "design"\n[input_shapes]\nx = [1, 8]\n')
+    merged = overrides_for(config, tmp_path, "repo/m.onnx")
+    assert merged.search == "design"
+    assert merged.accuracy == {"min_cosine_mean": 0.9, "max_relative_l2": 0.5}
+    assert merged.input_shapes == {"x": [1, 8]}
+    assert overrides_for(config, tmp_path, "other/m.onnx").search is None
+
+
+def test_invalid_sidecar_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m.dqd.toml").write_text("exclude = 'perhaps'\n")
+    assert (
+        overrides_for(settings(**{"m.onnx": {"search": "thorough"}}), tmp_path, "m.onnx").search == "thorough"
+    )
+    (tmp_path / "m.dqd.toml").write_text("not toml [")
+    assert overrides_for(settings(), tmp_path, "m.onnx").exclude is False
+
+
+def test_engine_sees_the_merged_overrides_under_an_exact_glob(tmp_path: Path) -> None:
+    from fnmatch import fnmatch
+
+    (tmp_path / "a[1]").mkdir()
+    (tmp_path / "a[1]" / "m.dqd.toml").write_text("[accuracy]\nmin_cosine_mean = 0.5\n")
+    merged = overrides_for(settings(), tmp_path, "a[1]/m.onnx")
+    engine_settings = settings_for_model(settings(), "a[1]/m.onnx", merged)
+    (pattern,) = engine_settings.models
+    assert fnmatch("a[1]/m.onnx", pattern) and not fnmatch("a1/m.onnx", pattern)
+    assert escape_glob("*?") == "[*][?]"
