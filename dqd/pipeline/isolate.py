@@ -107,7 +107,7 @@ def run_isolated(
     process.join(timeout=10)
     code = process.exitcode
     if code is not None and code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        name = _signal_name(-code)
         # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
         transient = -code == signal.SIGKILL
         cause = "killed (likely out of memory)" if transient else f"crashed with {name}"
@@ -115,6 +115,13 @@ def run_isolated(
     raise IsolationError(
         f"worker exited with code {code}{what} without a result", kind="crash", permanent=True
     )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _unwrap(kind: str, payload: Any, label: str) -> Any:
