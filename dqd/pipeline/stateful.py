@@ -107,11 +107,11 @@ def fit_feed(
             fitted[info.name] = np.full(value.shape, SAMPLE_RATE_HZ, dtype=value.dtype)
         elif info.name in states and batch is not None and info.shape is not None:
             shape = list(value.shape)
-            unknown = [i for i, dim in enumerate(info.shape) if not isinstance(dim, int)]
+            # Named dims were unified with the other inputs already; an unnamed one is a guess,
+            # and the first unnamed dim of a state is its batch ([layers, batch, hidden]).
+            unknown = [i for i, dim in enumerate(info.shape) if dim is None]
             if unknown:
-                shape[unknown[0]] = (
-                    batch  # the first free dim of a state is its batch ([layers, batch, hidden])
-                )
+                shape[unknown[0]] = batch
                 fitted[info.name] = np.zeros(shape, dtype=value.dtype)
     return fitted
 

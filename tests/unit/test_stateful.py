@@ -105,6 +105,12 @@ def test_fit_sets_the_sample_rate_and_the_state_batch() -> None:
     assert fitted["input"].shape == (4, 16)
 
 
+def test_fit_keeps_named_state_dims_unified_by_the_synthesizer() -> None:
+    infos = [TensorInfo("x", "float32", ("steps", "batch", 8)), TensorInfo("h0", "float32", (1, "batch", 16))]
+    feed = {"x": np.ones((4, 16, 8), np.float32), "h0": np.zeros((1, 16, 16), np.float32)}
+    assert fit_feed(feed, infos, [StatePair("h0", "hn")])["h0"].shape == (1, 16, 16)
+
+
 def test_fit_turns_numpy_scalars_into_arrays() -> None:
     fitted = fit_feed({"flag": np.bool_(True)}, [TensorInfo("flag", "bool", ())], [])
     assert isinstance(fitted["flag"], np.ndarray) and fitted["flag"].shape == ()

@@ -1,0 +1,255 @@
+"""``search = "thorough"`` end to end on small models built in code, with real onnxruntime.
+
+The models are chosen so the ladder has something to find: per-tensor
+weights that break a MatMul layer while per-channel ones keep it, a stateful
+LSTM judged over a stream, matmuls reachable only inside If branches, and a
+Conv-heavy network that dynamic quantization should leave alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dqd.domain import EngineResult, Outcome, WeightType
+from dqd.hostinfo import detect_host
+from dqd.pipeline.engine import process_model
+from dqd.settings import Settings, load
+from tests import models
+
+
+def thorough_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "output_dir": str(tmp_path / "out"),
+        "search": "thorough",
+        "benchmark.threads": 1,
+        "benchmark.warmup_runs": 2,
+        "benchmark.min_seconds": 0.3,
+        "benchmark.max_seconds": 1.5,
+        "limits.timeout_seconds": 300,
+        "limits.memory_mb": 4096,
+    }
+    return load(overrides={**base, **overrides})
+
+
+def ladder(result: EngineResult) -> dict[str, Any]:
+    record: dict[str, Any] = result.details["decision"]
+    return record
+
+
+def rung(result: EngineResult, name: str) -> dict[str, Any]:
+    return next(r for r in ladder(result)["rungs"] if r["variant"] == name)
+
+
+def tried(result: EngineResult) -> list[str]:
+    return [r["variant"] for r in ladder(result)["rungs"] if r["status"] == "tried"]
+
+
+def spread_columns(hidden: int = 384, seed: int = 7) -> onnx.ModelProto:
+    """MatMul whose weight columns span four orders of magnitude, rescaled after a Relu.
+
+    ``y = MatMul(Relu(MatMul(x, W * s)) * (1 / s), V)`` equals the model
+    without ``s``: per-tensor weight scales flush the small columns to zero,
+    per-channel scales keep them.  The rescaling Mul is not quantized.
+    """
+    rng = np.random.default_rng(seed)
+    scales = np.logspace(-4, 0, hidden).astype(np.float32)
+    w = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32) * scales
+    v = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="spread"),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Mul", ["r", "inv_scales"], ["u"]),
+        helper.make_node("MatMul", ["u", "v"], ["y"], name="mix"),
+    ]
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array((1.0 / scales).astype(np.float32), "inv_scales"),
+        numpy_helper.from_array(v, "v"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "spread_columns",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def streaming_lstm(features: int = 32, hidden: int = 64, seed: int = 11) -> onnx.ModelProto:
+    """One LSTM step per call with ``h0``/``c0`` → ``hn``/``cn`` carried by the caller, and a MatMul head."""
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+
+    nodes = [
+        helper.make_node(
+            "LSTM", ["x", "W", "R", "B", "", "h0", "c0"], ["Y", "hn", "cn"], hidden_size=hidden, name="lstm"
+        ),
+        helper.make_node("Squeeze", ["hn", "axis0"], ["last"]),
+        helper.make_node("MatMul", ["last", "head"], ["logits"], name="head"),
+    ]
+    inits = [
+        numpy_helper.from_array(weight(1, 4 * hidden, features), "W"),
+        numpy_helper.from_array(weight(1, 4 * hidden, hidden), "R"),
+        numpy_helper.from_array(np.zeros((1, 8 * hidden), np.float32), "B"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(weight(hidden, 8), "head"),
+    ]
+    state = [1, "batch", hidden]
+    graph = helper.make_graph(
+        nodes,
+        "streaming_lstm",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["steps", "batch", features]),
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, state),
+            helper.make_tensor_value_info("c0", TensorProto.FLOAT, state),
+        ],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("hn", TensorProto.FLOAT, state),
+            helper.make_tensor_value_info("cn", TensorProto.FLOAT, state),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def all_ops(model: onnx.ModelProto) -> list[str]:
+    found = []
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            found.append(node.op_type)
+            stack.extend(a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+    return found
+
+
+def test_per_channel_rescues_a_matmul_that_per_tensor_weights_break(tmp_path: Path) -> None:
+    source = models.save(spread_columns(), tmp_path / "spread.onnx")
+    result = process_model(
+        source, thorough_settings(tmp_path, **{"accuracy.synthetic_batch": 16}), host=detect_host()
+    )
+
+    assert result.search_mode == "thorough" and result.policy_version == "ladder/1"
+    assert rung(result, "u8s8-pc")["gate_passed"] is True
+    assert {"u8s8", "u8u8"} & set(tried(result))  # a per-tensor rung was tried on every host order
+    for name in ("u8s8", "u8u8"):
+        if name in tried(result):
+            assert rung(result, name)["gate_passed"] is False, rung(result, name)["gate_reason"]
+    if result.outcome is Outcome.QUANTIZED:
+        assert result.selected is not None and result.selected.per_channel
+    else:  # on a host where even the per-channel variant is not faster, FP32 stays
+        assert result.outcome in (Outcome.KEPT_FP32, Outcome.OPTIMIZED_FP32), result.reasons
+    # The record says which host rules applied and why the ladder stopped.
+    assert ladder(result)["rules"]["version"] == "ladder-rules/1"
+    assert ladder(result)["host_class"] == detect_host().host_class
+    assert ladder(result)["stop_reason"].startswith("ladder complete")
+
+
+def test_lstm_model_is_judged_over_a_stream_and_gets_an_lstm_only_rung(tmp_path: Path) -> None:
+    source = models.save(streaming_lstm(), tmp_path / "rnn.onnx")
+    result = process_model(
+        source, thorough_settings(tmp_path, **{"accuracy.sequence_length": 12}), host=detect_host()
+    )
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert ladder(result)["stateful"] == {"pairs": [["h0", "hn"], ["c0", "cn"]], "sequence_length": 12}
+    decisive = [a for a in result.accuracy if a.decisive]
+    assert decisive and all(a.reason.startswith("over a stream of 12 calls") for a in decisive)
+    assert all(
+        a.reason and not a.reason.startswith("over a stream") for a in result.accuracy if not a.decisive
+    )
+    # LSTM weights are int8 whatever weight_type says: one LSTM-only rung, the other pruned as identical.
+    lstm_rungs = [
+        r for r in ladder(result)["rungs"] if r["status"] == "tried" and r["spec"]["op_types"] == ["LSTM"]
+    ]
+    assert len(lstm_rungs) == 1
+    skipped = [r for r in ladder(result)["rungs"] if r["status"] == "skipped"]
+    assert any("LSTM weights are always int8" in r["reason"] for r in skipped)
+    lstm_file = next(v for v in result.variants if v.spec.op_types == ("LSTM",))
+    ops = all_ops(onnx.load(str(lstm_file.output_path)))
+    assert "DynamicQuantizeLSTM" in ops and "MatMulInteger" not in ops
+
+
+def test_matmuls_inside_if_branches_are_reached_with_enable_subgraph(tmp_path: Path) -> None:
+    source = models.save(models.matmul_only_in_subgraphs(hidden=256), tmp_path / "if.onnx")
+    result = process_model(source, thorough_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.SKIPPED and result.outcome is not Outcome.ERROR, result.reasons
+    quantized = [v for v in result.variants if v.spec.weight_type is not None]
+    assert quantized and all(v.spec.extra_options == {"EnableSubgraph": True} for v in quantized)
+    assert all(v.spec.name.endswith("-sub") for v in quantized)
+    ops = all_ops(onnx.load(str(quantized[0].output_path)))
+    assert ops.count("MatMulInteger") == 2 and "MatMul" not in ops
+    if result.selected is not None and result.selected.weight_type is not None:
+        assert result.selected.extra_options == {"EnableSubgraph": True}
+
+
+def test_conv_heavy_model_keeps_conv_in_fp32_unless_it_measured_faster(tmp_path: Path) -> None:
+    source = models.save(models.conv_heavy(), tmp_path / "cnn.onnx")
+    result = process_model(source, thorough_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    selected = result.selected
+    if selected is not None and selected.weight_type is not None:
+        chosen = rung(result, selected.name)
+        assert "Conv" not in chosen["reaches"] or (
+            chosen["gate_passed"] and chosen["speedup_ci"][0] >= 1.0 + result.details["decision"]["margin"]
+        )
+    else:
+        advice = [r for r in result.reasons if r.startswith("advice:")]
+        assert advice and "static quantization with calibration data" in advice[0]
+    conv_slow = [r for r in ladder(result)["rungs"] if r.get("rule") == "conv-slow"]
+    slow_conv_rung = any(
+        r["status"] == "tried" and "Conv" in r["reaches"] and r["speedup_ci"] and r["speedup_ci"][1] < 1.0
+        for r in ladder(result)["rungs"]
+    )
+    remaining_conv = [
+        r
+        for r in ladder(result)["rungs"]
+        if r["status"] == "skipped" and r.get("rule") != "same-effective-spec"
+    ]
+    if slow_conv_rung:
+        assert conv_slow or all(r["rule"] == "u8s8-conv-needs-u8u8-win" for r in remaining_conv)
+
+
+def test_the_time_budget_stops_the_ladder_after_the_first_rung(tmp_path: Path) -> None:
+    source = models.save(models.matmul_heavy(hidden=128, layers=2), tmp_path / "mlp.onnx")
+    settings = thorough_settings(tmp_path, **{"ladder.time_budget_seconds": 0.001})
+    result = process_model(source, settings, host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert tried(result) == ["fp32-opt"]
+    assert ladder(result)["stop_reason"].startswith("time budget")
+    assert any(line.startswith("ladder stopped: time budget") for line in result.reasons)
+
+
+@pytest.mark.parametrize("search", ["design", "thorough"])
+def test_search_mode_is_recorded(tmp_path: Path, search: str) -> None:
+    source = models.save(models.nothing_quantizable(), tmp_path / "add.onnx")
+    result = process_model(source, thorough_settings(tmp_path, search=search), host=detect_host())
+    assert result.outcome is Outcome.SKIPPED
+    assert result.search_mode == search
+
+
+def test_design_mode_is_unchanged_by_the_ladder(tmp_path: Path) -> None:
+    source = models.save(spread_columns(hidden=128), tmp_path / "spread.onnx")
+    result = process_model(source, thorough_settings(tmp_path, search="design"), host=detect_host())
+    assert result.search_mode == "design" and result.policy_version.startswith("design")
+    assert [v.spec.weight_type for v in result.variants] == [WeightType.U8U8, WeightType.U8S8][
+        : len(result.variants)
+    ]
+    assert "ladder" not in str(result.details.get("decision", {}).get("policy_version", ""))
