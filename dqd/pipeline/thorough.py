@@ -113,7 +113,7 @@ def _runs(session: Any, inputs: InputSet) -> bool:
 
 
 @dataclass
-class _Stream:
+class StreamEvaluation:
     """The stateful evaluation shared by every rung: feeds and FP32's outputs over them."""
 
     pairs: list[StatePair]
@@ -125,7 +125,7 @@ class _Stream:
 class _Ladder:
     bench: Workbench
     plan: Plan
-    stream: _Stream | None
+    stream: StreamEvaluation | None
     clock: Callable[[], float]
     results: list[RungResult] = field(default_factory=list)
     measured: list[Measured] = field(default_factory=list)
@@ -151,7 +151,7 @@ def run_ladder(
     rules = rules_for(host_class)
     traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
     plan = plan_ladder(traits, rules, bench.prepared.preprocess)
-    stream = _stream(bench, summary, accuracy)
+    stream = stream_evaluation(bench, summary, accuracy)
     ladder = _Ladder(bench, plan, stream, time.monotonic)
     ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
     started = ladder.clock()
@@ -182,7 +182,10 @@ def run_ladder(
     return ladder.measured, decision
 
 
-def _stream(bench: Workbench, summary: ModelSummary, accuracy: AccuracySettings) -> _Stream | None:
+def stream_evaluation(
+    bench: Workbench, summary: ModelSummary, accuracy: AccuracySettings
+) -> StreamEvaluation | None:
+    """For a stateful model, the stream every rung is judged on and FP32's outputs over it; else None."""
     pairs = find_state_pairs(summary.inputs, summary.outputs)
     if not pairs:
         return None
@@ -196,7 +199,7 @@ def _stream(bench: Workbench, summary: ModelSummary, accuracy: AccuracySettings)
     )
     session = bench.fp32_session()
     reference = run_stream(lambda feed: session.run(None, dict(feed)), bench.output_names(), feeds, pairs)
-    return _Stream(pairs, feeds, reference)
+    return StreamEvaluation(pairs, feeds, reference)
 
 
 def _try_rung(ladder: _Ladder, rung: Rung) -> None:
@@ -228,7 +231,7 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
     ladder.digests[digest] = rung.name
     bench.report(f"rung {rung.index}: checking accuracy of {spec.name}")
     with host_lock(exclusive=False):
-        measured.accuracy = _accuracy(ladder, spec, path)
+        measured.accuracy = check_accuracy(bench, ladder.stream, spec, path)
     deciding = next(a for a in measured.accuracy if a.decisive)
     measurement = VariantMeasurement(
         spec,
@@ -242,22 +245,23 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
     ladder.results.append(RungResult(rung, measurement, ladder.clock() - started))
 
 
-def _accuracy(ladder: _Ladder, spec: VariantSpec, path: Path) -> list[AccuracyResult]:
+def check_accuracy(
+    bench: Workbench, stream: StreamEvaluation | None, spec: VariantSpec, path: Path
+) -> list[AccuracyResult]:
     """The engine's per-call checks; for stateful models the stream decides and those are informative."""
-    results = ladder.bench.check_accuracy(spec, path)
-    stream = ladder.stream
+    results = bench.check_accuracy(spec, path)
     if stream is None:
         return results
-    names = ladder.bench.output_names()
-    source = ladder.bench.input_sets[0].source
+    names = bench.output_names()
+    source = bench.input_sets[0].source
     try:
-        session = create_session(path, ladder.bench.threads)
+        session = create_session(path, bench.threads)
         steps = run_stream(lambda feed: session.run(None, dict(feed)), names, stream.feeds, stream.pairs)
     except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash
         reason = f"variant fails over a stream: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         decisive = AccuracyResult(spec, source, {}, False, reason, True)
     else:
-        metrics, passed, reason = judge_stream(names, stream.reference, steps, ladder.bench.thresholds)
+        metrics, passed, reason = judge_stream(names, stream.reference, steps, bench.thresholds)
         decisive = AccuracyResult(spec, source, metrics, passed, reason, True)
     return [decisive, *(replace(r, decisive=False) for r in results)]
 

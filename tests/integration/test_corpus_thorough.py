@@ -1,0 +1,105 @@
+"""``search = "thorough"`` on the real corpus models (issue 6's acceptance), with small timing budgets.
+
+minilm-l6 and silero-vad carry the acceptance criteria; ppocr-cls checks the
+Conv rules and the advice.  Skips cleanly when ../shared/corpus is absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dqd.domain import AccuracyResult, EngineResult, InputSource, Outcome, WeightType
+from dqd.hostinfo import detect_host
+from dqd.pipeline.engine import process_model
+from dqd.settings import load
+from tests.conftest import CORPUS_DIR, corpus_path
+
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+MODELS = ("minilm-l6", "silero-vad", "ppocr-cls")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EngineResult]:
+    corpus_path("minilm-l6.onnx")  # skips the module when the corpus is absent
+    settings = load(
+        overrides={
+            "output_dir": str(tmp_path_factory.mktemp("thorough-out")),
+            "search": "thorough",
+            "benchmark.threads": 1,
+            "benchmark.warmup_runs": 2,
+            "benchmark.min_seconds": 0.5,
+            "benchmark.max_seconds": 3.0,
+        }
+    )
+    host = detect_host()
+    return {
+        name: process_model(CORPUS_DIR / f"{name}.onnx", settings, host=host, model_root=CORPUS_DIR)
+        for name in MODELS
+    }
+
+
+def decisive(result: EngineResult, name: str) -> AccuracyResult:
+    return next(a for a in result.accuracy if a.decisive and a.spec.name == name)
+
+
+def record(result: EngineResult) -> dict[str, Any]:
+    ladder: dict[str, Any] = result.details["decision"]
+    return ladder
+
+
+def test_minilm_selects_per_channel_u8s8_at_least_as_accurate_as_u8u8(
+    results: dict[str, EngineResult],
+) -> None:
+    result = results["minilm-l6"]
+    assert result.outcome is Outcome.QUANTIZED, result.reasons
+    selected = result.selected
+    assert selected is not None and selected.weight_type is WeightType.U8S8 and selected.per_channel
+    assert result.speedup is not None and result.speedup >= 1.45
+    chosen, u8u8 = decisive(result, selected.name), decisive(result, "u8u8")
+    assert chosen.input_source is InputSource.SAMPLES and u8u8.input_source is InputSource.SAMPLES
+    mine, theirs = chosen.metrics["last_hidden_state"], u8u8.metrics["last_hidden_state"]
+    assert mine["cosine_mean"] >= theirs["cosine_mean"]
+    assert mine["cosine_worst"] >= theirs["cosine_worst"]
+    assert mine["relative_l2"] <= theirs["relative_l2"]
+
+
+def test_silero_is_judged_over_a_stream_and_never_ships_quantized_conv(
+    results: dict[str, EngineResult],
+) -> None:
+    result = results["silero-vad"]
+    assert result.outcome in (Outcome.QUANTIZED, Outcome.KEPT_FP32, Outcome.OPTIMIZED_FP32), result.reasons
+    if result.outcome is Outcome.QUANTIZED:
+        assert result.selected is not None
+        assert result.selected.op_types == ("LSTM",)
+        assert result.selected.extra_options == {"EnableSubgraph": True}
+    assert record(result)["stateful"]["pairs"] == [["state", "stateN"]]
+    gates = [a for a in result.accuracy if a.decisive]
+    assert gates and all(a.reason.startswith("over a stream of") for a in gates)
+    inputs = result.details["inputs"][0]["description"]
+    assert "sr[]" in inputs and "fitted for streaming" in inputs
+
+
+def test_ppocr_cls_keeps_conv_in_fp32_and_points_at_static_quantization(
+    results: dict[str, EngineResult],
+) -> None:
+    result = results["ppocr-cls"]
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    rungs = {r["variant"]: r for r in record(result)["rungs"]}
+    if result.selected is not None and result.selected.weight_type is not None:
+        chosen = rungs[result.selected.name]
+        assert "Conv" not in chosen["reaches"] or chosen["speedup_ci"][0] >= 1.0 + record(result)["margin"]
+    conv_tried = [r for r in rungs.values() if r["status"] == "tried" and "Conv" in r.get("reaches", [])]
+    assert conv_tried, "the ladder must look at Conv once"
+    if all(r["speedup_ci"] and r["speedup_ci"][1] < 1.0 for r in conv_tried):
+        assert any(line.startswith("advice:") and "calibration data" in line for line in result.reasons)
+
+
+def test_every_thorough_result_names_its_host_rules(results: dict[str, EngineResult]) -> None:
+    host_class = detect_host().host_class
+    for result in results.values():
+        rules = record(result)["rules"]
+        assert rules["version"] == "ladder-rules/1" and rules["name"]
+        assert record(result)["host_class"] == host_class
+        assert result.search_mode == "thorough"
