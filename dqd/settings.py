@@ -109,6 +109,9 @@ class WorkerSettings(_Section):
     grace_seconds: float = Field(30.0, ge=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     host_ttl_seconds: float = Field(300.0, gt=0)
+    poll_seconds: float = Field(
+        2.0, gt=0, description="how often an idle worker looks for jobs queued by other hosts or commands"
+    )
 
 
 class ScheduleSettings(_Section):

@@ -171,7 +171,7 @@ class Daemon:
                 overrides_for=self.overrides_for,
                 process=self.process,
                 wake=self._wake_workers,
-                poll_seconds=min(2.0, settings.watch.poll_interval),
+                poll_seconds=settings.worker.poll_seconds,
             )
             self.workers.append(worker)
             threads.append(threading.Thread(target=worker.run, name=f"dqd-worker-{index}", daemon=True))

@@ -89,6 +89,14 @@ class SettleTracker:
         quiet = now - entry.last_change
         return quiet >= self.settle_seconds or (entry.closed and quiet >= self.close_grace)
 
+    def next_deadline(self) -> float | None:
+        """The earliest time an entry could become complete without another event."""
+        times = [
+            e.last_change + (self.close_grace if e.closed else self.settle_seconds)
+            for e in self._entries.values()
+        ]
+        return min(times) if times else None
+
     def due(self, now: float, stat: StatFn) -> list[Ready]:
         """Models that became complete by ``now``; they leave the tracker."""
         complete: dict[str, bool] = {}

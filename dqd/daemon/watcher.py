@@ -146,7 +146,12 @@ class ModelWatcher:
 
     def _settle_loop(self) -> None:
         while not self._stop.is_set():
-            self.wake.wait(self.tick)
+            with self._lock:
+                deadline = self.tracker.next_deadline()
+            # Sleep until something could be complete; still look every tick, since a
+            # file can change with no event (polling between snapshots, NFS).
+            wait = self.tick if deadline is None else min(self.tick, max(0.01, deadline - self.clock()))
+            self.wake.wait(wait)
             self.wake.clear()
             self.run_once(self.clock())
 

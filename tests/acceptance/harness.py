@@ -55,6 +55,7 @@ class Daemon:
             "DQD_LOG_FORMAT": "json",
             "DQD_WATCH__SETTLE_SECONDS": "1",
             "DQD_WATCH__POLL_INTERVAL": "0.25",
+            "DQD_WORKER__POLL_SECONDS": "0.25",
             "DQD_WORKER__HEARTBEAT_SECONDS": "0.5",
             "DQD_WORKER__LEASE_SECONDS": "3",
             "DQD_WORKER__GRACE_SECONDS": "5",

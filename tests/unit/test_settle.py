@@ -123,3 +123,13 @@ def test_zero_settle_interval_means_ready_on_first_check() -> None:
     files.write("m.onnx", 1, 1)
     tracker.written("m.onnx", 0.0)
     assert ready_paths(tracker, 0.0, files) == ["m.onnx"]
+
+
+def test_next_deadline_is_when_the_earliest_entry_could_be_complete() -> None:
+    tracker = SettleTracker(2.0, close_grace=0.25)
+    assert tracker.next_deadline() is None
+    tracker.written("a.onnx", 1.0)
+    tracker.closed("b.onnx", 1.5)
+    assert tracker.next_deadline() == 1.75
+    tracker.forget("b.onnx")
+    assert tracker.next_deadline() == 3.0
