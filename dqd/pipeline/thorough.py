@@ -151,7 +151,14 @@ def run_ladder(
     rules = rules_for(host_class)
     traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
     plan = plan_ladder(traits, rules, bench.prepared.preprocess)
-    stream = stream_evaluation(bench, summary, accuracy)
+    stateful: dict[str, Any] | None = None
+    try:
+        stream = stream_evaluation(bench, summary, accuracy)
+    except Exception as exc:  # FP32 itself cannot stream these feeds: judge single calls, and say so
+        logger.warning("stream evaluation of %s failed: %s", bench.source, exc)
+        stream = None
+        pairs = [[p.input, p.output] for p in find_state_pairs(summary.inputs, summary.outputs)]
+        stateful = {"pairs": pairs, "error": f"FP32 fails over a stream: {_first_line(exc)}; gated per call"}
     ladder = _Ladder(bench, plan, stream, time.monotonic)
     ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
     started = ladder.clock()
@@ -174,11 +181,12 @@ def run_ladder(
     )
     decision.numbers["host_class"] = host_class
     decision.numbers["seconds"] = round(ladder.clock() - started, 3)
-    decision.numbers["stateful"] = (
-        {"pairs": [[p.input, p.output] for p in stream.pairs], "sequence_length": len(stream.feeds)}
-        if stream is not None
-        else None
-    )
+    if stream is not None:
+        stateful = {
+            "pairs": [[p.input, p.output] for p in stream.pairs],
+            "sequence_length": len(stream.feeds),
+        }
+    decision.numbers["stateful"] = stateful
     return ladder.measured, decision
 
 
@@ -258,7 +266,7 @@ def check_accuracy(
         session = create_session(path, bench.threads)
         steps = run_stream(lambda feed: session.run(None, dict(feed)), names, stream.feeds, stream.pairs)
     except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash
-        reason = f"variant fails over a stream: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        reason = f"variant fails over a stream: {_first_line(exc)}"
         decisive = AccuracyResult(spec, source, {}, False, reason, True)
     else:
         metrics, passed, reason = judge_stream(names, stream.reference, steps, bench.thresholds)
@@ -280,9 +288,7 @@ def _time(
             )
     except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
         logger.debug("benchmark of %s failed", rung.name, exc_info=True)
-        return replace(
-            measurement, benchmark_error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        )
+        return replace(measurement, benchmark_error=_first_line(exc))
     timed = measured.benchmarks[1]
     return replace(measurement, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
 
@@ -298,3 +304,8 @@ def graph_digest(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
