@@ -65,10 +65,15 @@ def test_minilm_is_quantized_on_its_samples(results: dict[str, EngineResult]) ->
 def test_slower_variants_keep_fp32(results: dict[str, EngineResult], name: str) -> None:
     result = results[name]
     assert result.outcome is Outcome.KEPT_FP32, result.reasons
-    assert result.reasons[0] == "kept FP32: u8u8, u8s8 slower than FP32"
+    timed = [b for b in result.benchmarks if b.spec is not None]
+    assert [b.step for b in timed] == ["u8u8", "u8s8"]
+    # The short test budget on a shared CI machine may leave an interval touching 1.0 (then the
+    # reason reads "not faster ... by the margin"); the point estimates must still be below 1.
+    assert all(b.speedup is not None and b.speedup < 1.0 for b in timed), result.reasons
+    assert result.reasons[0].startswith("kept FP32: "), result.reasons
 
 
-def test_ppocr_cls_variants_are_smaller_once_constants_are_initializers(results: dict[str, EngineResult]) -> None:
+def test_ppocr_cls_variants_shrink_once_constants_are_initializers(results: dict[str, EngineResult]) -> None:
     source_size = (CORPUS_DIR / "ppocr-cls.onnx").stat().st_size
     for variant in results["ppocr-cls"].variants:
         assert variant.size_bytes is not None and variant.size_bytes < 0.5 * source_size
