@@ -131,3 +131,25 @@ def test_zero_outputs_agree() -> None:
     zero = np.zeros((2, 4))
     metrics = output_metrics("y", [zero], [zero])
     assert metrics["cosine_worst"] == 1.0 and metrics["relative_l2"] == 0.0
+
+
+def test_near_tie_flips_within_typical_noise_do_not_fail_the_gate() -> None:
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal((8, 5)) * 3
+    ref[2] = [4.0, 3.99, 0.0, 0.0, 0.0]  # FP32 itself can hardly tell class 0 from class 1 here
+    cand = ref + rng.uniform(-0.05, 0.05, ref.shape)
+    cand[2, :2] = [3.98, 4.01]  # a flip explained by ordinary noise
+    metrics = output_metrics("logits", [ref], [cand])
+    assert metrics["top1_agreement"] == pytest.approx(7 / 8)
+    assert metrics["top1_agreement_clear"] == 1.0 and metrics["top1_clear_rows"] == 7
+    assert gate({"logits": metrics}, DEFAULTS)[0]
+
+
+def test_a_flip_on_a_clearly_decided_row_fails_the_gate() -> None:
+    ref = np.tile(np.array([[5.0, 0.0, 0.0]]), (20, 1))
+    cand = ref + 0.01
+    cand[0] = [0.0, 5.0, 0.0]  # FP32 was sure; the variant changed its answer
+    metrics = output_metrics("logits", [ref], [cand])
+    assert metrics["top1_agreement_clear"] == pytest.approx(19 / 20)
+    passed, reason = gate({"logits": metrics}, GateThresholds(0.0, -1.0, 10.0, 0.99))
+    assert not passed and "top-1 agreement 0.950" in reason
