@@ -137,10 +137,18 @@ class Reconciler:
         return result
 
     def remove(self, rel_path: str) -> bool:
-        """Mark a path removed, unless it is back already (moved away and back)."""
+        """Mark a path removed, unless it is back already (moved away and back).
+
+        A folder moved or deleted as a whole marks every known model under it.
+        """
         if (self.root / rel_path).exists():
             return False
         removed = self.catalog.mark_removed(rel_path)
+        if not removed:
+            prefix = rel_path + "/"
+            for known in self.catalog.known_paths():
+                if known.startswith(prefix) and not (self.root / known).exists():
+                    removed = self.catalog.mark_removed(known) or removed
         if removed:
             logger.info("%s removed", rel_path, extra={"action": "model_removed", "path": rel_path})
         return removed

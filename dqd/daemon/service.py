@@ -194,6 +194,14 @@ class Daemon:
             return
         except FileNotFoundError:
             return  # gone again before we got to it
+        except OSError as exc:  # unreadable (permissions, I/O error): the next scan tries again
+            logger.warning(
+                "cannot read %s: %s",
+                ready.rel_path,
+                exc,
+                extra={"action": "read_error", "path": ready.rel_path},
+            )
+            return
         if registration.queued_classes:
             metrics.OBSERVER_LAG.observe(max(0.0, time.monotonic() - ready.last_change))
             if self.host.host_class in registration.queued_classes:

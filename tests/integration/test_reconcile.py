@@ -1,0 +1,116 @@
+"""Start-up and periodic reconciliation against a real folder and a real catalog (both backends)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from dqd.catalog import Catalog
+from dqd.daemon.filters import PathFilter
+from dqd.daemon.reconcile import Reconciler
+from dqd.domain import JobKind, JobState
+from dqd.settings import ModelOverrides, WatchSettings
+
+CLASS = "x86_64-avx2"
+
+
+def reconciler(
+    catalog: Catalog, root: Path, pending: list[str] | None = None, settle: float = 0.0
+) -> Reconciler:
+    watch = WatchSettings()
+    return Reconciler(
+        catalog,
+        PathFilter(root, watch.include, watch.exclude, [root / "out"]),
+        host_class=CLASS,
+        host_ttl_seconds=300,
+        max_attempts=3,
+        settle_seconds=settle,
+        overrides_for=lambda rel: ModelOverrides(exclude=rel.startswith("skip/")),
+        on_pending=pending.append if pending is not None else None,
+    )
+
+
+def old(path: Path, content: bytes) -> Path:
+    """Write a file that looks finished (mtime a minute ago)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    return path
+
+
+def test_scan_registers_dedups_refuses_and_removes(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    old(root / "a.onnx", b"A")
+    old(root / "copy" / "a.onnx", b"A")  # same content, second path
+    old(root / "b" / "1" / "model.onnx", b"B")
+    old(root / "skip" / "c.onnx", b"C")  # excluded by per-model settings
+    old(root / ".cache" / "d.onnx", b"D")  # dot-folder: not even walked
+    old(root / "out" / "e.onnx", b"E")  # dqd's own output folder
+    old(tmp_path / "secret.onnx", b"S")
+    (root / "escape.onnx").symlink_to(tmp_path / "secret.onnx")
+
+    summary = reconciler(catalog, root).scan()
+    assert (summary.registered, summary.refused, summary.removed) == (3, 1, 0)
+    assert sorted(catalog.known_paths()) == ["a.onnx", "b/1/model.onnx", "copy/a.onnx", "escape.onnx"]
+    assert catalog.known_paths()["escape.onnx"].sha256 is None  # refused: recorded, never hashed
+    jobs = catalog.list_jobs()
+    assert len(jobs) == 2 and {j.kind for j in jobs} == {JobKind.QUANTIZE}  # A once, B once
+
+    # Unchanged files are not registered again; a changed one is a new version; a deleted one is removed.
+    assert reconciler(catalog, root).scan().registered == 0
+    old(root / "b" / "1" / "model.onnx", b"B2")
+    (root / "a.onnx").unlink()
+    summary = reconciler(catalog, root).scan()
+    assert (summary.registered, summary.removed) == (1, 1)
+    assert "a.onnx" not in catalog.known_paths() and "a.onnx" in catalog.known_paths(include_removed=True)
+    assert len(catalog.list_jobs(states=[JobState.QUEUED])) == 3
+
+
+def test_files_still_being_written_are_handed_to_the_settle_tracker(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "fresh.onnx").write_bytes(b"half")
+    pending: list[str] = []
+    summary = reconciler(catalog, root, pending, settle=30).scan()
+    assert (summary.pending, summary.registered, pending) == (1, 0, ["fresh.onnx"])
+    assert catalog.known_paths() == {}
+
+
+def test_vanished_root_does_not_mark_everything_removed(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    old(root / "a.onnx", b"A")
+    reconciler(catalog, root).scan()
+    shutil.rmtree(root)  # an unmounted network share looks like this
+    assert reconciler(catalog, root).scan().errors == 1
+    assert "a.onnx" in catalog.known_paths()
+
+
+def test_folder_removed_as_a_whole(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    old(root / "repo" / "m" / "1" / "model.onnx", b"1")
+    old(root / "repo" / "m" / "2" / "model.onnx", b"2")
+    rec = reconciler(catalog, root)
+    rec.scan()
+    shutil.rmtree(root / "repo" / "m")
+    assert rec.remove("repo/m")
+    assert catalog.known_paths() == {}
+
+
+def test_new_host_class_gets_jobs_for_known_content(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    old(root / "a.onnx", b"A")
+    reconciler(catalog, root).scan()
+    other = Reconciler(
+        catalog,
+        PathFilter(root, ["*.onnx"], []),
+        host_class="aarch64-dotprod",
+        host_ttl_seconds=300,
+        max_attempts=3,
+        settle_seconds=0,
+        overrides_for=lambda rel: ModelOverrides(),
+    )
+    assert other.scan().queued == 1  # nothing changed on disk, but this class never had a job
+    assert sorted(j.host_class for j in catalog.list_jobs()) == ["aarch64-dotprod", CLASS]
