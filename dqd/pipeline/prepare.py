@@ -10,7 +10,6 @@ initializers whichever path was taken.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,13 +132,6 @@ def save_model(model: ModelProto, path: Path, *, large: bool) -> None:
         )
     else:
         onnx.save_model(model, str(path))
-
-
-def copy_model(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)
-    data = source.with_name(source.name + ".data")
-    if data.exists():
-        shutil.copyfile(data, target.with_name(target.name + ".data"))
 
 
 def _first_line(exc: BaseException) -> str:
