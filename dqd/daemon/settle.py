@@ -74,6 +74,7 @@ class SettleTracker:
         entry = self._entry(rel_path, now, companion)
         entry.last_change = now
         entry.closed = True
+        entry.stat = None  # growth seen before the close was the write that just finished
 
     def forget(self, rel_path: str) -> None:
         """Deleted or moved away: nothing to wait for."""

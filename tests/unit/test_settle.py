@@ -55,15 +55,18 @@ def test_a_write_after_close_reopens_the_file() -> None:
     assert ready_paths(tracker, 2.1, files) == ["m.onnx"]
 
 
-def test_size_change_seen_after_close_cancels_the_close() -> None:
+def test_size_change_after_close_cancels_the_close_but_earlier_growth_does_not() -> None:
     tracker, files = SettleTracker(2.0), FakeFiles()
     files.write("m.onnx", 10, 1)
     tracker.written("m.onnx", 0.0)
     assert ready_paths(tracker, 0.5, files) == []  # stat recorded as (10, 1)
-    tracker.closed("m.onnx", 0.6)
-    files.write("m.onnx", 30, 3)  # ...but it changed again and we missed the event
+    files.write("m.onnx", 20, 2)  # the rest of the write...
+    tracker.closed("m.onnx", 0.6)  # ...then the close: the growth before it does not count
     assert ready_paths(tracker, 0.7, files) == []
-    assert ready_paths(tracker, 2.7, files) == ["m.onnx"]
+    files.write("m.onnx", 30, 3)  # changed again after the close, and we missed the event
+    assert ready_paths(tracker, 0.9, files) == []
+    assert ready_paths(tracker, 2.8, files) == []
+    assert ready_paths(tracker, 2.9, files) == ["m.onnx"]
 
 
 def test_data_file_after_the_model_within_the_grace_holds_it_back() -> None:
