@@ -17,14 +17,20 @@ from typing import Any
 from dqd.domain import Outcome
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
 from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
-from dqd.pipeline.policy import Decision, describe, is_acceptable
+from dqd.pipeline.policy import POLICY_VERSION, Decision, describe, is_acceptable
 
+# Bump with RULES_VERSION too: the scheduler re-decides a model when its policy version is older.
 LADDER_POLICY_VERSION = "ladder/1"
 STATIC_ADVICE = (
     "next step: static quantization with calibration data (onnxruntime.quantization.quantize_static, "
     "QDQ format, a CalibrationDataReader over a few hundred representative inputs), which fixes activation "
     "scales ahead of time instead of computing them at every call; dqd does not do that step"
 )
+
+
+def policy_version_for(search: str) -> str:
+    """The policy version a decision made now in ``search`` mode records (for staleness checks)."""
+    return LADDER_POLICY_VERSION if search == "thorough" else POLICY_VERSION
 
 
 def clearly_faster(a: RungResult, b: RungResult, noise: float) -> bool:

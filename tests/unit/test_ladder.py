@@ -22,8 +22,14 @@ from dqd.pipeline.ladder_rules import (
     HostRules,
     rules_for,
 )
-from dqd.pipeline.ladder_select import LADDER_POLICY_VERSION, clearly_faster, decide_ladder, select_rung
-from dqd.pipeline.policy import VariantMeasurement
+from dqd.pipeline.ladder_select import (
+    LADDER_POLICY_VERSION,
+    clearly_faster,
+    decide_ladder,
+    policy_version_for,
+    select_rung,
+)
+from dqd.pipeline.policy import POLICY_VERSION, VariantMeasurement
 
 VNNI = rules_for("x86_64-avx512vnni")
 AVX2 = rules_for("x86_64-avx2")
@@ -427,3 +433,8 @@ def test_a_conv_rung_is_selected_only_when_it_measured_faster_with_a_passing_gat
 def test_variant_spec_names_used_in_the_records() -> None:
     spec = VariantSpec(WeightType.U8S8, per_channel=True, op_types=("Gemm", "MatMul"))
     assert spec.name == "u8s8-pc-gemm+matmul"
+
+
+def test_policy_version_follows_the_search_mode() -> None:
+    assert policy_version_for("thorough") == LADDER_POLICY_VERSION
+    assert policy_version_for("design") == POLICY_VERSION
