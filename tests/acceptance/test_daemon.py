@@ -42,7 +42,7 @@ def catalog(database_url: str) -> Iterator[Catalog]:
 
 
 @pytest.fixture
-def daemons(tmp_path: Path, database_url: str) -> Iterator[list[Daemon]]:
+def daemons() -> Iterator[list[Daemon]]:
     """Daemons a test starts; any still running at the end are killed."""
     started: list[Daemon] = []
     yield started
@@ -227,3 +227,32 @@ def _age_decision(catalog: Catalog, decision_id: int, *, ort_version: str) -> No
         session.execute(
             update(DecisionRow).where(DecisionRow.id == decision_id).values(ort_version=ort_version)
         )
+
+
+@pytest.mark.postgres
+def test_catalog_outage_is_waited_out(tmp_path: Path, postgres_url: str, daemons: list[Daemon]) -> None:
+    """Postgres refuses connections for a while: the daemon keeps running, then catches up."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import _admin_execute
+
+    name = make_url(postgres_url).database
+    daemon = new_daemon(daemons, tmp_path, postgres_url).start()
+    catalog = Catalog.from_url(postgres_url)
+    try:
+        before = sha(write_model(daemon.watch / "before.onnx", seed=900).read_bytes())
+        wait_for("the first model", lambda: done_count(catalog, {before}) == 1 or None, 60)
+        _admin_execute(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        _admin_execute(
+            postgres_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+        during = sha(write_model(daemon.watch / "during.onnx", seed=901).read_bytes())
+        wait_for("the outage to be noticed", lambda: daemon.has_logged("watch_error") or None, 15)
+        assert daemon.process is not None and daemon.process.poll() is None, "the daemon died in the outage"
+        _admin_execute(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        wait_for("the model seen during the outage", lambda: done_count(catalog, {during}) == 1 or None, 60)
+        assert_processed_once(catalog, {before, during})
+    finally:
+        _admin_execute(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        catalog.close()
+    assert daemon.stop() == 0
