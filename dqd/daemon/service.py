@@ -92,6 +92,8 @@ class Daemon:
         self._signals += 1
         if self._signals > 1:
             os.write(2, b"dqd: second signal, exiting now\n")
+            with contextlib.suppress(Exception):
+                _kill_children(wait=0)  # the engine's children would otherwise run on, orphaned
             os._exit(128 + signum)
         self.stop.set()
 
@@ -266,13 +268,14 @@ class Daemon:
         self.catalog.close()
 
 
-def _kill_children() -> None:
+def _kill_children(wait: float = 5.0) -> None:
     """End the engine's child processes of jobs given back to the queue (ours alone)."""
     children = psutil.Process().children(recursive=True)
     for child in children:
         with contextlib.suppress(psutil.Error):
             child.kill()
-    psutil.wait_procs(children, timeout=5)
+    if wait:
+        psutil.wait_procs(children, timeout=wait)
 
 
 def run_daemon(

@@ -256,3 +256,22 @@ def test_catalog_outage_is_waited_out(tmp_path: Path, postgres_url: str, daemons
         _admin_execute(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         catalog.close()
     assert daemon.stop() == 0
+
+
+def test_second_signal_exits_at_once(tmp_path: Path, daemons: list[Daemon]) -> None:
+    import psutil
+
+    url = f"sqlite:///{tmp_path / 'dqd.db'}"
+    daemon = new_daemon(daemons, tmp_path, url, **SLOW_ENGINE, DQD_WORKER__GRACE_SECONDS="60").start()
+    write_model(daemon.watch / "m.onnx", seed=42)
+    assert daemon.process is not None
+    parent = psutil.Process(daemon.process.pid)
+    engine_children = wait_for("the engine's child process", lambda: parent.children(recursive=True), 30)
+    daemon.signal(signal.SIGTERM)
+    wait_for("the drain to begin", lambda: daemon.has_logged("daemon_stopping") or None, 10)
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(5) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 3, "a second signal must not wait for the grace period"
+    _gone, alive = psutil.wait_procs(engine_children, timeout=2)
+    assert not alive, "the engine's child outlived the daemon"
