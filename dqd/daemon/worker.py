@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 
 from dqd import metrics
 from dqd.catalog import Catalog
+from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publish import publish_result
 from dqd.daemon.sidecar import settings_for_model
 from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
@@ -44,41 +45,6 @@ def default_process(
     from dqd.pipeline.engine import process_model
 
     return process_model(path, settings, host=host, search=search, model_root=model_root, threads=None)
-
-
-class LeaseKeeper:
-    """Renews a job's lease in the background; notices when the job stopped being ours."""
-
-    def __init__(self, catalog: Catalog, job: Job, owner: str, lease_seconds: float, interval: float) -> None:
-        self.catalog, self.job, self.owner = catalog, job, owner
-        self.lease_seconds, self.interval = lease_seconds, interval
-        self.lost = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"dqd-lease-{job.id}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._done.wait(self.interval):
-            try:
-                if not self.catalog.renew_lease(self.job.id, self.owner, self.lease_seconds):
-                    logger.warning(
-                        "job %s is no longer ours (cancelled or reclaimed)",
-                        self.job.id,
-                        extra={"action": "lease_lost", "job_id": self.job.id},
-                    )
-                    self.lost.set()
-                    return
-            except CatalogError as exc:  # keep trying: the lease may outlive a short outage
-                logger.warning(
-                    "lease renewal failed: %s", exc, extra={"action": "lease_error", "job_id": self.job.id}
-                )
 
 
 class Worker:
