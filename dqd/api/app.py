@@ -8,15 +8,13 @@ catalog failures are 503 and bad input 4xx with a message, never a 500.
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 import dqd.metrics  # noqa: F401  (registers the daemon's process metrics for /metrics)
 from dqd import __version__
+from dqd.api.guard import ReadOnlyGuard
 from dqd.api.metrics import CatalogCollector
 from dqd.api.report_pages import render_index, render_model
 from dqd.api.routes import build_router
@@ -25,9 +23,6 @@ from dqd.catalog.detail_queries import ModelErrored
 from dqd.catalog.migrate import ensure_current, head_revision
 from dqd.errors import CatalogError, DqdError, NotFound, SchemaMismatch
 from dqd.settings import Settings
-
-PROTECTED_PREFIXES = ("/api/", "/metrics", "/report")
-READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def status_for(error: DqdError) -> int:
@@ -52,25 +47,7 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
         redoc_url=None,
     )
 
-    @app.middleware("http")
-    async def read_only_and_token(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method not in READ_METHODS:
-            return JSONResponse(
-                {"detail": f"{request.method} not allowed: this API is read-only"},
-                status_code=405,
-                headers={"Allow": "GET, HEAD"},
-            )
-        if token is not None and request.url.path.startswith(PROTECTED_PREFIXES):
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="dqd"'},
-                )
-        return await call_next(request)
+    app.add_middleware(ReadOnlyGuard, token=token)
 
     @app.exception_handler(DqdError)
     async def dqd_error(_request: Request, exc: DqdError) -> JSONResponse:

@@ -73,22 +73,24 @@ class QueryStore(DetailQueries):
         if limit is not None:
             stmt = stmt.limit(limit + 1)  # one more tells whether a next page exists
         with self.tx.read() as session:
-            rows = list(session.execute(stmt))
+            rows = list(session.execute(stmt).tuples())
             more = limit is not None and len(rows) > limit
             rows = rows[:limit] if limit is not None else rows
-            shas = sorted({row.sha256 for row in rows if row.sha256})
+            # The whole catalog: one pass over the latest decisions beats thousands of IN parameters.
+            shas = sorted({row[2] for row in rows if row[2]}) if limit is not None else None
             latest = self._latest_for(session, shas, host_class)
+        # Plain tuples: named attribute access on 10,000 Rows costs more than the query itself.
         items = [
             ModelSummary(
-                path_id=row.id,
-                path=row.path,
-                sha256=row.sha256,
-                size_bytes=row.size_bytes,
-                last_seen_at=as_utc(row.last_seen_at),  # type: ignore[arg-type]
-                removed_at=as_utc(row.removed_at),
-                decisions=latest.get(row.sha256 or "", []),
+                path_id=path_id,
+                path=path,
+                sha256=sha,
+                size_bytes=size,
+                last_seen_at=as_utc(seen),  # type: ignore[arg-type]
+                removed_at=as_utc(removed),
+                decisions=latest.get(sha or "", []),
             )
-            for row in rows
+            for path_id, path, sha, size, seen, removed in rows
         ]
         next_cursor = _model_cursor(rows[-1], sort) if more and rows else None
         return ModelPage(items=items, next_cursor=next_cursor)
@@ -133,78 +135,40 @@ class QueryStore(DetailQueries):
         return stmt.order_by(*order)
 
     def _latest_for(
-        self, session: Session, shas: Sequence[str], host_class: str | None
+        self, session: Session, shas: Sequence[str] | None, host_class: str | None
     ) -> dict[str, list[LatestDecision]]:
-        """Newest decision per (content, host class) for these contents, with the decisive accuracy."""
-        d = DecisionRow
-        found: list[Any] = []
-        for part in chunks(shas):
-            newest = select(func.max(d.id)).where(d.sha256.in_(part))
+        """Newest decision per (content, host class) with its decisive accuracy; ``shas=None``: all.
+
+        One query per chunk: the accuracy row is joined on (decision, selected
+        variant), so only the metrics that are shown get decoded.
+        """
+        d, a = DecisionRow, AccuracyRow
+        columns = (
+            d.id, d.sha256, d.host_class, d.ort_version, d.outcome, d.variant_id, d.speedup,
+            d.speedup_ci_low, d.speedup_ci_high, d.created_at, VariantRow.name,
+            a.input_source, a.metrics, a.passed, a.reason,
+        )  # fmt: skip
+        found: dict[int, Any] = {}
+        for part in chunks(shas) if shas is not None else [None]:
+            newest = select(func.max(d.id))
+            if part is not None:
+                newest = newest.where(d.sha256.in_(part))
             if host_class is not None:
                 newest = newest.where(d.host_class == host_class)
-            newest = newest.group_by(d.sha256, d.host_class)
             stmt = (
-                select(
-                    d.id,
-                    d.sha256,
-                    d.host_class,
-                    d.ort_version,
-                    d.outcome,
-                    d.variant_id,
-                    d.speedup,
-                    d.speedup_ci_low,
-                    d.speedup_ci_high,
-                    d.created_at,
-                    VariantRow.name,
-                )
+                select(*columns)
                 .outerjoin(VariantRow, VariantRow.id == d.variant_id)
-                .where(d.id.in_(newest))
+                .outerjoin(a, and_(a.decision_id == d.id, a.variant_id == d.variant_id, a.decisive.is_(True)))
+                .where(d.id.in_(newest.group_by(d.sha256, d.host_class)))
             )
-            found.extend(session.execute(stmt))
-        accuracy = self._decisive_accuracy(session, [(r.id, r.variant_id) for r in found if r.variant_id])
+            for row in session.execute(stmt).tuples():
+                found.setdefault(row[0], row)  # one decisive evaluation per variant is expected
         result: dict[str, list[LatestDecision]] = {}
-        for r in found:
-            ci = (r.speedup_ci_low, r.speedup_ci_high) if r.speedup_ci_low is not None else None
-            result.setdefault(r.sha256, []).append(
-                LatestDecision(
-                    decision_id=r.id,
-                    host_class=r.host_class,
-                    ort_version=r.ort_version,
-                    outcome=Outcome(r.outcome),
-                    variant=r.name,
-                    variant_id=r.variant_id,
-                    speedup=r.speedup,
-                    speedup_ci=ci,
-                    accuracy=accuracy.get(r.id),
-                    created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-                )
-            )
+        for r in found.values():
+            result.setdefault(r[1], []).append(_latest_decision(*r))
         for decisions in result.values():
             decisions.sort(key=lambda item: item.host_class)
         return result
-
-    @staticmethod
-    def _decisive_accuracy(session: Session, pairs: Sequence[tuple[int, int]]) -> dict[int, AccuracySummary]:
-        """decision id → the decisive evaluation of its selected variant."""
-        wanted = dict(pairs)
-        summaries: dict[int, AccuracySummary] = {}
-        a = AccuracyRow
-        for part in chunks(list(wanted)):
-            stmt = select(a.decision_id, a.variant_id, a.input_source, a.metrics, a.passed, a.reason).where(
-                a.decision_id.in_(part), a.decisive.is_(True)
-            )
-            for row in session.execute(stmt):
-                if wanted.get(row.decision_id) != row.variant_id:
-                    continue
-                metric, value = headline_accuracy(row.metrics)
-                summaries[row.decision_id] = AccuracySummary(
-                    input_source=row.input_source,
-                    passed=row.passed,
-                    metric=metric,
-                    value=value,
-                    reason=row.reason,
-                )
-        return summaries
 
     # --- jobs ---
 
@@ -252,29 +216,61 @@ class QueryStore(DetailQueries):
             return {(cls, outcome): count for cls, outcome, count in session.execute(stmt)}
 
 
+def _latest_decision(
+    decision_id: int, _sha: str, host_class: str, ort_version: str, outcome: str, variant_id: int | None,
+    speedup: float | None, ci_low: float | None, ci_high: float | None, created_at: datetime,
+    variant: str | None, input_source: str | None, metrics: Any, passed: bool | None, reason: str | None,
+) -> LatestDecision:  # fmt: skip
+    """A row of ``_latest_for``'s query, in its column order."""
+    accuracy = None
+    if input_source is not None:
+        metric, value = headline_accuracy(metrics)
+        accuracy = AccuracySummary(input_source, bool(passed), metric, value, reason or "")
+    return LatestDecision(
+        decision_id=decision_id,
+        host_class=host_class,
+        ort_version=ort_version,
+        outcome=Outcome(outcome),
+        variant=variant,
+        variant_id=variant_id,
+        speedup=speedup,
+        speedup_ci=(ci_low, ci_high) if ci_low is not None and ci_high is not None else None,
+        accuracy=accuracy,
+        created_at=as_utc(created_at),  # type: ignore[arg-type]
+    )
+
+
 def _has_latest_decision(host_class: str | None, outcome: Outcome | None) -> Any:
-    """EXISTS a decision for the path's content that is the newest of its class and matches."""
+    """The path's content has a latest decision (for ``host_class``, or any class) with ``outcome``.
+
+    Driven from the decisions side: the candidates come from the host-class or
+    outcome index, and each is checked to be the newest of its (content, class)
+    with one probe of ``ix_decisions_latest``; correlating from the paths side
+    instead made SQLite scan decisions per path (seconds at 10,000 models).
+    """
     d = aliased(DecisionRow)
+    if outcome is None:
+        # Any decision for the class has a latest one: no need to find it.
+        return ModelPathRow.sha256.in_(select(d.sha256).where(d.host_class == host_class))
     newer = aliased(DecisionRow)
     newest_of_class = (
         select(func.max(newer.id))
         .where(newer.sha256 == d.sha256, newer.host_class == d.host_class)
         .scalar_subquery()
     )
-    cond = [d.sha256 == ModelPathRow.sha256, d.id == newest_of_class]
+    cond = [d.outcome == Outcome(outcome).value, d.id == newest_of_class]
     if host_class is not None:
         cond.append(d.host_class == host_class)
-    if outcome is not None:
-        cond.append(d.outcome == Outcome(outcome).value)
-    return select(d.id).where(*cond).exists()
+    return ModelPathRow.sha256.in_(select(d.sha256).where(*cond))
 
 
-def _model_cursor(row: Any, sort: str) -> str:
+def _model_cursor(row: tuple[Any, ...], sort: str) -> str:
+    path_id, path, _, _, last_seen, _ = row
     if sort.lstrip("-") == "path":
-        return encode_cursor(row.path)
-    seen = as_utc(row.last_seen_at)
+        return encode_cursor(path)
+    seen = as_utc(last_seen)
     assert seen is not None
-    return encode_cursor(seen.isoformat(), row.id)
+    return encode_cursor(seen.isoformat(), path_id)
 
 
 def _parse_time(value: Any) -> datetime:

@@ -62,7 +62,7 @@ def test_json_is_one_array_of_complete_objects() -> None:
         "path": "bert/1/model.onnx",
         "outcome": "quantized",
         "speedup": 1.6123456789,
-        "when": "2026-11-01T12:30:00+00:00",
+        "when": "2026-11-01T12:30:00Z",
         "reasons": ["fast"],
     }
     assert data[1]["path"] == ROWS[1].path  # newline and quotes survive
