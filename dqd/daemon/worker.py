@@ -11,18 +11,18 @@ engine, never an exception here; an unexpected exception fails the attempt
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publish import publish_result
-from dqd.daemon.sidecar import settings_for_model
 from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
 from dqd.errors import CatalogError, CatalogUnavailable
 from dqd.pipeline.policy import POLICY_VERSION
@@ -35,16 +35,47 @@ CATALOG_RETRY_SECONDS = (0.5, 1, 2, 5, 10)  # waits while the catalog is unreach
 
 class ProcessModel(Protocol):
     def __call__(
-        self, path: Path, settings: Settings, *, host: HostInfo, search: str | None, model_root: Path | None
+        self,
+        path: Path,
+        settings: Settings,
+        *,
+        host: HostInfo,
+        search: str | None,
+        model_root: Path | None,
+        overrides: ModelOverrides,
     ) -> EngineResult: ...
 
 
 def default_process(
-    path: Path, settings: Settings, *, host: HostInfo, search: str | None, model_root: Path | None
+    path: Path,
+    settings: Settings,
+    *,
+    host: HostInfo,
+    search: str | None,
+    model_root: Path | None,
+    overrides: ModelOverrides,
 ) -> EngineResult:
+    """The real engine, handed the model's merged per-model settings (sidecar included)."""
     from dqd.pipeline.engine import process_model
 
-    return process_model(path, settings, host=host, search=search, model_root=model_root, threads=None)
+    extra: dict[str, Any] = {}
+    if "overrides" in inspect.signature(process_model).parameters:
+        extra["overrides"] = overrides
+    elif model_root is not None:
+        settings = with_exact_section(settings, path.relative_to(model_root).as_posix(), overrides)
+    return process_model(path, settings, host=host, search=search, model_root=model_root, **extra)
+
+
+def escape_glob(text: str) -> str:
+    """A glob matching exactly ``text``."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+def with_exact_section(settings: Settings, rel_path: str, overrides: ModelOverrides) -> Settings:
+    """For an engine that reads ``[models."<glob>"]`` itself: the merged result as the last, exact section."""
+    if overrides == ModelOverrides():
+        return settings
+    return settings.model_copy(update={"models": {**settings.models, escape_glob(rel_path): overrides}})
 
 
 class Worker:
@@ -169,10 +200,11 @@ class Worker:
             search = overrides.search or self.settings.search
             result = self.process(
                 self.root / rel,
-                settings_for_model(self.settings, rel, overrides),
+                self.settings,
                 host=self.host,
                 search=search,
                 model_root=self.root,
+                overrides=overrides,
             )
         if self._aborted.is_set() or lease.lost.is_set():
             return  # released at shutdown or taken away: whoever runs it next records it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dqd.daemon.sidecar import escape_glob, overrides_for, settings_for_model
+from dqd.daemon.sidecar import overrides_for
 from dqd.settings import Settings
 
 
@@ -43,10 +43,13 @@ def test_invalid_sidecar_is_ignored(tmp_path: Path) -> None:
 def test_engine_sees_the_merged_overrides_under_an_exact_glob(tmp_path: Path) -> None:
     from fnmatch import fnmatch
 
+    from dqd.daemon.worker import escape_glob, with_exact_section
+
     (tmp_path / "a[1]").mkdir()
     (tmp_path / "a[1]" / "m.dqd.toml").write_text("[accuracy]\nmin_cosine_mean = 0.5\n")
     merged = overrides_for(settings(), tmp_path, "a[1]/m.onnx")
-    engine_settings = settings_for_model(settings(), "a[1]/m.onnx", merged)
+    assert merged.accuracy == {"min_cosine_mean": 0.5}
+    engine_settings = with_exact_section(settings(), "a[1]/m.onnx", merged)
     (pattern,) = engine_settings.models
     assert fnmatch("a[1]/m.onnx", pattern) and not fnmatch("a1/m.onnx", pattern)
     assert escape_glob("*?") == "[*][?]"
