@@ -18,11 +18,11 @@ from dqd.api.guard import ReadOnlyGuard
 from dqd.api.metrics import CatalogCollector
 from dqd.api.report_pages import render_index, render_model
 from dqd.api.routes import build_router
-from dqd.catalog import Catalog
+from dqd.catalog import Catalog, open_catalog
 from dqd.catalog.detail_queries import ModelErrored
 from dqd.catalog.migrate import ensure_current, head_revision
 from dqd.errors import CatalogError, DqdError, NotFound, SchemaMismatch
-from dqd.settings import Settings
+from dqd.settings import Settings, load
 
 
 def status_for(error: DqdError) -> int:
@@ -101,3 +101,9 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
 
     app.include_router(build_router(catalog), prefix="/api/v1")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory of ``dqd serve --workers N``: each worker opens the catalog from DQD_* settings."""
+    settings = load()
+    return create_app(open_catalog(settings, migrate=False), settings)

@@ -6,6 +6,7 @@ All read-only; a catalog that cannot be reached exits 3, a model with no decisio
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,6 +242,7 @@ def serve_cmd(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", min=0, max=65535, help="Port (default 8765).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes.")] = 1,
 ) -> None:
     """Serve the read-only HTTP API, /metrics and the report."""
     import uvicorn
@@ -248,9 +250,20 @@ def serve_cmd(
     from dqd.api import create_app
 
     settings = state(ctx).settings(**{"api.host": host, "api.port": port})
-    with _catalog(ctx) as (catalog, _):
-        api = create_app(catalog, settings)
-        uvicorn.run(api, host=settings.api.host, port=settings.api.port, log_level=settings.log_level)
+    bind: dict[str, Any] = {"host": settings.api.host, "port": settings.api.port}
+    bind["log_level"] = settings.log_level
+    with _catalog(ctx) as (catalog, _):  # also migrates or checks the schema once, before any worker starts
+        if workers == 1:
+            uvicorn.run(create_app(catalog, settings), **bind)
+            return
+    # Worker processes build their own app and engine: hand them this command's options through DQD_*.
+    st = state(ctx)
+    if st.config_file is not None:
+        os.environ["DQD_CONFIG"] = str(st.config_file)
+    for key, value in st.overrides.items():
+        if value is not None:
+            os.environ["DQD_" + key.upper().replace(".", "__")] = str(value)
+    uvicorn.run("dqd.api.app:app_from_environment", factory=True, workers=workers, **bind)
 
 
 @app.command("report")

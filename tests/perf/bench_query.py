@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -266,35 +268,39 @@ ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def drive(base: str, clients: int, per_client: int) -> tuple[dict[str, list[float]], float]:
+def drive(port: int, clients: int, per_client: int) -> tuple[dict[str, list[float]], float]:
     """Closed-loop clients, no think time; each walks every list endpoint page by page."""
     latencies: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     failures: list[str] = []
 
     def client(index: int) -> None:
+        # http.client, not httpx: a light client leaves the two cores of a small box to the server.
         rng = random.Random(index)
         cursors: dict[str, str | None] = dict.fromkeys(ENDPOINTS)
         names = list(ENDPOINTS)
-        with httpx.Client(base_url=base, timeout=30) as http:
-            for n in range(per_client):
-                name = names[(n + index) % len(names)]
-                url, params = ENDPOINTS[name]
-                params = dict(params)
-                if "offset" in name:
-                    params["offset"] = rng.randrange(0, 9950)
-                elif cursors[name]:
-                    params["cursor"] = cursors[name]
-                start = time.perf_counter()
-                response = http.get(url, params=params)
-                elapsed = (time.perf_counter() - start) * 1000
-                if response.status_code != 200:
-                    failures.append(f"{name}: {response.status_code} {response.text[:200]}")
-                    continue
-                if "offset" not in name:
-                    cursors[name] = response.json()["next_cursor"]
-                with lock:
-                    latencies[name].append(elapsed)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for n in range(per_client):
+            name = names[(n + index) % len(names)]
+            url, params = ENDPOINTS[name]
+            params = dict(params)
+            if "offset" in name:
+                params["offset"] = rng.randrange(0, 9950)
+            elif cursors[name]:
+                params["cursor"] = cursors[name]
+            start = time.perf_counter()
+            connection.request("GET", f"{url}?{urlencode(params)}")
+            response = connection.getresponse()
+            body = response.read()
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status != 200:
+                failures.append(f"{name}: {response.status} {body[:200]!r}")
+                continue
+            if "offset" not in name:
+                cursors[name] = json.loads(body)["next_cursor"]
+            with lock:
+                latencies[name].append(elapsed)
+        connection.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     started = time.perf_counter()
@@ -314,12 +320,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")} | {
         "DQD_DATABASE_URL": url,
         "DQD_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen([*DQD, "serve", "--port", str(port)], env=env)
+    process = subprocess.Popen([*DQD, "serve", "--port", str(port), "--workers", str(workers)], env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -347,27 +353,36 @@ def models_json_wall(url: str, runs: int = 3) -> tuple[float, int]:
     return min(times), count
 
 
-def bench(label: str, url: str, models: int, clients: int, per_client: int) -> None:
+def bench(label: str, url: str, models: int, clients: int, per_client: int, workers: list[int]) -> None:
     catalog = Catalog.from_url(url)
     upgrade(catalog.engine)
     started = time.perf_counter()
     counts = generate(catalog, models)
     catalog.close()
     print(f"\n== {label}: generated {counts} in {time.perf_counter() - started:.1f} s")
-    port = free_port()
-    server = serve(url, port)
-    try:
-        drive(f"http://127.0.0.1:{port}", clients, 10)  # warm-up: connections, caches, imports
-        latencies, wall = drive(f"http://127.0.0.1:{port}", clients, per_client)
-    finally:
-        server.terminate()
-        server.wait(10)
-    total = sum(len(v) for v in latencies.values())
-    print(f"{clients} concurrent clients, {total} requests in {wall:.1f} s ({total / wall:.0f} req/s)")
-    print(f"{'endpoint':28} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-    for name, values in latencies.items():
-        q = statistics.quantiles(values, n=100)
-        print(f"{name:28} {len(values):6d} {q[49]:8.1f} {q[94]:8.1f} {max(values):8.1f}")
+    for count in workers:
+        port = free_port()
+        server = serve(url, port, count)
+        try:
+            drive(port, clients, 10)  # warm-up: connections, caches, imports
+            latencies, wall = drive(port, clients, per_client)
+        finally:
+            server.terminate()
+            server.wait(10)
+        total = sum(len(v) for v in latencies.values())
+        print(
+            f"dqd serve --workers {count}: {clients} concurrent clients, {total} requests in {wall:.1f} s "
+            f"({total / wall:.0f} req/s)"
+        )
+        print(f"{'endpoint':28} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+        for name, values in latencies.items():
+            q = statistics.quantiles(values, n=100)
+            print(f"{name:28} {len(values):6d} {q[49]:8.1f} {q[94]:8.1f} {max(values):8.1f}")
+        every = sorted(v for values in latencies.values() for v in values)
+        print(
+            f"{'all list endpoints':28} {len(every):6d} {every[len(every) // 2]:8.1f} "
+            f"{every[int(len(every) * 0.95)]:8.1f} {every[-1]:8.1f}"
+        )
     seconds, count = models_json_wall(url)
     print(f"dqd models --json: {count} models in {seconds:.2f} s wall (best of 3, start-up included)")
 
@@ -379,6 +394,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100, help="requests per client")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="dqd serve --workers to try")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("DQD_TEST_POSTGRES_URL"),
@@ -386,7 +402,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench("SQLite", f"sqlite:///{tmp}/perf.db", args.models, args.clients, args.requests)
+        bench("SQLite", f"sqlite:///{tmp}/perf.db", args.models, args.clients, args.requests, args.workers)
     if args.postgres:
         name = f"dqd_perf_{uuid.uuid4().hex[:8]}"
         admin = create_engine(normalize_url(args.postgres), isolation_level="AUTOCOMMIT")
@@ -394,7 +410,7 @@ def main() -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = make_url(normalize_url(args.postgres)).set(database=name).render_as_string(hide_password=False)
         try:
-            bench("Postgres", url, args.models, args.clients, args.requests)
+            bench("Postgres", url, args.models, args.clients, args.requests, args.workers)
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
