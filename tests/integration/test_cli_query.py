@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +187,46 @@ def test_report_export(filled_url: str, tmp_path: Path, run_dqd: Callable[..., R
     pages = sorted((out / "models").glob("*.html"))
     assert len(pages) == 3
     assert any('class="plot boxplot"' in p.read_text() for p in pages)
+
+
+def test_serve_binds_loopback_and_answers(sqlite_url: str, tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")} | {"DQD_DATABASE_URL": sqlite_url}
+    server = subprocess.Popen(
+        [*DQD, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("dqd serve did not answer")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/models").json() == {
+            "items": [],
+            "next_cursor": None,
+        }
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False
+        )
+        if listening.returncode == 0 and listening.stdout.strip():
+            local_addresses = [line.split()[3] for line in listening.stdout.splitlines()]
+            assert local_addresses == [f"127.0.0.1:{port}"]  # loopback only by default
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=10)
+    assert "Uvicorn running on http://127.0.0.1:" in output
