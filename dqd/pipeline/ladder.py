@@ -279,3 +279,20 @@ def needs_timing(rung: Rung, gate_passed: bool, results: Sequence[RungResult]) -
     if not rung.quantizes_conv:
         return False
     return not any(r.rung.quantizes_conv and r.measurement.speedup_ci is not None for r in results)
+
+
+def finalists(results: Sequence[RungResult], margin: float) -> list[RungResult]:
+    """Rungs worth a joint re-timing: passed the gate and may be significantly faster than FP32.
+
+    Each rung was timed in its own run against FP32, and run-to-run noise
+    (about 5%) is as large as the differences between good rungs; timing the
+    finalists together in one interleaved run compares them round by round.
+    """
+    return [
+        r
+        for r in results
+        if r.identical_to is None
+        and r.measurement.gate_passed is True
+        and r.measurement.speedup_ci is not None
+        and r.measurement.speedup_ci[1] >= 1.0 + margin
+    ]

@@ -11,10 +11,12 @@ with more options).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dqd.domain import Outcome
+from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
 from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
 from dqd.pipeline.policy import POLICY_VERSION, Decision, describe, is_acceptable
@@ -33,12 +35,25 @@ def policy_version_for(search: str) -> str:
     return LADDER_POLICY_VERSION if search == "thorough" else POLICY_VERSION
 
 
-def clearly_faster(a: RungResult, b: RungResult, noise: float) -> bool:
-    """``a`` beats ``b`` beyond doubt: by more than the run-to-run noise *and* with disjoint intervals.
+@dataclass(frozen=True)
+class Playoff:
+    """The finalists timed together in one interleaved run: latencies paired round by round."""
 
-    Each rung is timed in its own interleaved run against FP32, so two rungs'
-    speed-ups differ by run-to-run noise as well as by their own intervals.
+    samples_ms: Mapping[str, Sequence[float]]  # rung name -> latencies (ms), same rounds for every rung
+    margin: float  # within one run, the benchmark's decision margin says "significantly"
+
+
+def clearly_faster(a: RungResult, b: RungResult, noise: float, playoff: Playoff | None = None) -> bool:
+    """``a`` beats ``b`` beyond doubt.
+
+    Both in the playoff: the paired interval of ``b``'s latency over ``a``'s
+    clears ``1 + margin``.  Otherwise each was timed in its own run against
+    FP32, so their speed-ups also differ by run-to-run noise: ``a`` must be
+    faster by more than ``noise`` *and* with disjoint intervals.
     """
+    if playoff is not None and a.rung.name in playoff.samples_ms and b.rung.name in playoff.samples_ms:
+        low, _ = speedup_ci(playoff.samples_ms[b.rung.name], playoff.samples_ms[a.rung.name])
+        return low >= 1.0 + playoff.margin
     sa, sb = a.measurement.speedup, b.measurement.speedup
     ca, cb = a.measurement.speedup_ci, b.measurement.speedup_ci
     if sa is None or sb is None or ca is None or cb is None:
@@ -47,7 +62,7 @@ def clearly_faster(a: RungResult, b: RungResult, noise: float) -> bool:
 
 
 def select_rung(
-    results: Sequence[RungResult], *, margin: float, noise: float
+    results: Sequence[RungResult], *, margin: float, noise: float, playoff: Playoff | None = None
 ) -> tuple[RungResult | None, str]:
     """The earliest acceptable rung that no other acceptable rung is clearly faster than, and why."""
     eligible = sorted(
@@ -56,7 +71,7 @@ def select_rung(
     )
     if not eligible:
         return None, ""
-    chosen = next(r for r in eligible if not any(clearly_faster(o, r, noise) for o in eligible))
+    chosen = next(r for r in eligible if not any(clearly_faster(o, r, noise, playoff) for o in eligible))
     fastest = max(eligible, key=lambda r: r.measurement.speedup or 0.0)
     speedup = chosen.measurement.speedup or 0.0
     why = (
@@ -65,8 +80,13 @@ def select_rung(
     if chosen is not fastest:
         best = fastest.measurement.speedup or 0.0
         why += (
-            f"; {fastest.rung.name} measured {best:.2f}x but not clearly faster (within the {noise:.0%} "
-            f"run-to-run noise or overlapping intervals), so the earlier rung is preferred"
+            f"; {fastest.rung.name} measured {best:.2f}x but not clearly faster "
+            + (
+                f"(paired interval in the playoff below {1 + playoff.margin:.2f}x)"
+                if playoff is not None and fastest.rung.name in playoff.samples_ms
+                else f"(within the {noise:.0%} run-to-run noise or overlapping intervals)"
+            )
+            + ", so the earlier rung is preferred"
         )
     elif len(eligible) > 1:
         why += f"; clearly the fastest of {len(eligible)} qualifying rungs"
@@ -81,14 +101,24 @@ def decide_ladder(
     *,
     margin: float,
     noise: float,
+    playoff: Playoff | None = None,
 ) -> Decision:
-    """The ladder's decision with reasons a person can act on and the numbers behind them."""
-    chosen, why = select_rung(results, margin=margin, noise=noise)
+    """The ladder's decision with reasons a person can act on and the numbers behind them.
+
+    With a ``playoff``, the finalists' results carry their playoff speed-ups.
+    """
+    chosen, why = select_rung(results, margin=margin, noise=noise, playoff=playoff)
     lines = [_describe(r, margin) for r in results]
+    if playoff is not None:
+        names = ", ".join(n for n in playoff.samples_ms)
+        lines.append(
+            f"playoff: FP32 and {names} timed together in one interleaved run; their speed-ups above"
+        )
     lines += [f"{s.name}: not tried ({s.rule}: {s.reason})" for s in (*plan.skipped, *skipped)]
     lines.append(f"ladder stopped: {stop_reason}")
     lines += advice(plan, results, chosen, margin=margin)
     numbers = ladder_numbers(plan, results, skipped, stop_reason, margin=margin, noise=noise)
+    numbers["playoff"] = list(playoff.samples_ms) if playoff is not None else None
     if chosen is None:
         summary = "kept FP32: no rung passed the gate and was significantly faster than FP32"
         return Decision(

@@ -31,12 +31,13 @@ from dqd.pipeline.ladder import (
     Rung,
     RungResult,
     Skipped,
+    finalists,
     needs_timing,
     next_step,
     plan_ladder,
 )
 from dqd.pipeline.ladder_rules import rules_for
-from dqd.pipeline.ladder_select import decide_ladder
+from dqd.pipeline.ladder_select import Playoff, decide_ladder
 from dqd.pipeline.policy import Decision, VariantMeasurement
 from dqd.pipeline.quantize import build_variant
 from dqd.pipeline.stateful import (
@@ -151,6 +152,8 @@ def run_ladder(
     rules = rules_for(host_class)
     traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
     plan = plan_ladder(traits, rules, bench.prepared.preprocess)
+    # Per-model settings (nodes_to_exclude) reach every rung's spec, hence its file key and record.
+    plan = replace(plan, rungs=tuple(replace(r, spec=bench.tailor(r.spec)) for r in plan.rungs))
     stateful: dict[str, Any] | None = None
     try:
         stream = stream_evaluation(bench, summary, accuracy)
@@ -176,8 +179,18 @@ def run_ladder(
             stop_reason = step.stop_reason or "ladder complete"
             break
         _try_rung(ladder, step.rung)
+    playoff = None
+    contenders = finalists(ladder.results, margin)
+    if len(contenders) >= 2 and ladder.clock() - started < settings.time_budget_seconds:
+        playoff = _playoff(ladder, contenders, margin)
     decision = decide_ladder(
-        plan, ladder.results, ladder.skipped, stop_reason, margin=margin, noise=settings.noise
+        plan,
+        ladder.results,
+        ladder.skipped,
+        stop_reason,
+        margin=margin,
+        noise=settings.noise,
+        playoff=playoff,
     )
     decision.numbers["host_class"] = host_class
     decision.numbers["seconds"] = round(ladder.clock() - started, 3)
@@ -251,6 +264,49 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
         bench.report(f"rung {rung.index}: benchmarking {spec.name} against FP32")
         measurement = _time(bench, measured, measurement, path, rung)
     ladder.results.append(RungResult(rung, measurement, ladder.clock() - started))
+
+
+def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -> Playoff | None:
+    """Time FP32 and the finalists together; their results then carry the playoff's speed-ups.
+
+    Adaptive stopping only asks whether each beats FP32, which clear cases
+    answer in a second; comparing finalists with each other needs more
+    rounds, so the playoff runs at least half the benchmark's time budget.
+    """
+    bench = ladder.bench
+    measured = {r.rung.name: m for r, m in zip(ladder.results, ladder.measured, strict=True)}
+    names = [r.rung.name for r in contenders]
+    settings = bench.benchmark_settings
+    longer = settings.model_copy(update={"min_seconds": max(settings.min_seconds, settings.max_seconds / 2)})
+    bench.report(f"playoff: timing {', '.join(names)} together against FP32")
+    try:
+        with host_lock(exclusive=True):
+            timed = benchmark_interleaved(
+                [
+                    Contender(None, bench.source),
+                    *(
+                        Contender(r.rung.spec, Path(measured[r.rung.name].variant.output_path or ""))
+                        for r in contenders
+                    ),
+                ],
+                bench.benchmark_feed,
+                longer,
+                threads=bench.threads,
+                step="ladder:playoff",
+            )
+    except Exception as exc:  # keep the separate timings; the decision says no playoff ran
+        logger.warning("playoff of %s failed: %s", names, _first_line(exc))
+        return None
+    measured[names[0]].benchmarks.append(timed[0])  # the playoff's FP32 baseline
+    by_name = dict(zip(names, timed[1:], strict=True))
+    for name, timing in by_name.items():
+        measured[name].benchmarks.append(timing)
+    for index, rung_result in enumerate(ladder.results):
+        if rung_result.rung.name in by_name:
+            timing = by_name[rung_result.rung.name]
+            joint = replace(rung_result.measurement, speedup=timing.speedup, speedup_ci=timing.speedup_ci)
+            ladder.results[index] = replace(rung_result, measurement=joint)
+    return Playoff({name: t.latency.samples_ms for name, t in by_name.items()}, margin)
 
 
 def check_accuracy(

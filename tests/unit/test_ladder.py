@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dqd.domain import Outcome, VariantSpec, WeightType
@@ -10,6 +11,7 @@ from dqd.pipeline.ladder import (
     Plan,
     Rung,
     RungResult,
+    finalists,
     needs_timing,
     next_step,
     plan_ladder,
@@ -24,6 +26,7 @@ from dqd.pipeline.ladder_rules import (
 )
 from dqd.pipeline.ladder_select import (
     LADDER_POLICY_VERSION,
+    Playoff,
     clearly_faster,
     decide_ladder,
     policy_version_for,
@@ -438,3 +441,54 @@ def test_variant_spec_names_used_in_the_records() -> None:
 def test_policy_version_follows_the_search_mode() -> None:
     assert policy_version_for("thorough") == LADDER_POLICY_VERSION
     assert policy_version_for("design") == POLICY_VERSION
+
+
+# --- the playoff: finalists timed together ------------------------------------------------------
+
+
+def test_finalists_are_gate_passing_rungs_that_may_beat_fp32() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    keep = measured(rung_named(plan, "u8s8-pc"), ci=(2.4, 2.6))
+    unresolved = measured(rung_named(plan, "u8s8"), ci=(0.98, 1.10))
+    not_faster = measured(rung_named(plan, "u8u8"), ci=(1.00, 1.04))
+    failing = measured(rung_named(plan, "u8s8-gemm+matmul"), gate=False, ci=(2.4, 2.6))
+    twin = measured(rung_named(plan, "u8u8-gemm+matmul"), ci=(2.0, 2.2), identical_to="u8u8")
+    untimed = measured(rung_named(plan, "u8s8-pc-gemm+matmul"), ci=None)
+    chosen = finalists([keep, unresolved, not_faster, failing, twin, untimed], MARGIN)
+    assert chosen == [keep, unresolved]
+
+
+def paired(base_ms: float, ratio: float, rounds: int = 60, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(base_ms / ratio * (1 + 0.01 * rng.standard_normal(rounds)))
+
+
+def test_a_playoff_win_beyond_the_margin_selects_the_later_rung() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    early = measured(rung_named(plan, "u8s8-pc"), ci=(2.40, 2.50))
+    late = measured(rung_named(plan, "u8s8"), ci=(2.60, 2.70))
+    playoff = Playoff({"u8s8-pc": paired(26.5, 1.0), "u8s8": paired(26.5, 1.12, seed=1)}, MARGIN)
+    chosen, why = select_rung([early, late], margin=MARGIN, noise=NOISE, playoff=playoff)
+    assert chosen is late and "clearly the fastest" in why
+
+
+def test_a_small_playoff_edge_keeps_the_earlier_rung() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    early = measured(rung_named(plan, "u8s8-pc"), ci=(2.40, 2.50))
+    late = measured(rung_named(plan, "u8s8"), ci=(2.60, 2.70))  # separate runs alone would call this clear
+    assert clearly_faster(late, early, NOISE)
+    playoff = Playoff({"u8s8-pc": paired(26.5, 1.0), "u8s8": paired(26.5, 1.03, seed=1)}, MARGIN)
+    chosen, why = select_rung([early, late], margin=MARGIN, noise=NOISE, playoff=playoff)
+    assert chosen is early and "paired interval in the playoff" in why
+
+
+def test_the_decision_records_the_playoff() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    results = [
+        measured(rung_named(plan, "u8s8-pc"), ci=(2.4, 2.5)),
+        measured(rung_named(plan, "u8s8"), ci=(2.6, 2.7)),
+    ]
+    playoff = Playoff({"u8s8-pc": paired(26.5, 1.0), "u8s8": paired(26.5, 1.02, seed=1)}, MARGIN)
+    decision = decide_ladder(plan, results, [], "done", margin=MARGIN, noise=NOISE, playoff=playoff)
+    assert decision.numbers["playoff"] == ["u8s8-pc", "u8s8"]
+    assert any(line.startswith("playoff: FP32 and u8s8-pc, u8s8") for line in decision.reasons)
