@@ -21,6 +21,7 @@ from dqd.pipeline.ladder_rules import (
     PER_CHANNEL_OPS,
     SUBSET_OP_TYPES,
     SUBSET_REACH,
+    WEIGHT_TYPE_OPS,
     HostRules,
     RungTemplate,
     Subset,
@@ -171,7 +172,7 @@ def _signature(template: RungTemplate, reaches: frozenset[str]) -> tuple[Any, ..
     if template.weight is None:
         return ("fp32",)
     # weight_type changes only Conv/MatMul/Attention weights (LSTM is int8, Gather uint8, regardless).
-    weight = template.weight if reaches & {"Conv", *MATMUL_OPS} else None
+    weight = template.weight if reaches & WEIGHT_TYPE_OPS else None
     return (reaches, weight, template.per_channel)
 
 
