@@ -91,6 +91,28 @@ class VariantSpec:
             preprocess=str(data.get("preprocess", "")),
         )
 
+    @classmethod
+    def from_settings(cls, data: Mapping[str, Any]) -> VariantSpec:
+        """A hand-written spec (a per-model ``pin``), checked: a typo must not quietly pin another variant.
+
+        Raises ``ValueError`` naming the bad key. ``preprocess`` is refused: the
+        engine records the pre-processing path that actually worked.
+        """
+        unknown = sorted(set(data) - set(_SETTING_TYPES))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(_SETTING_TYPES)})")
+        for key, value in data.items():
+            kind, description = _SETTING_TYPES[key]
+            elements_ok = not isinstance(value, list) or all(isinstance(v, str) for v in value)
+            if not isinstance(value, kind) or not elements_ok:
+                raise ValueError(f"{key} must be {description}, not {value!r}")
+        weights = ", ".join(w.value for w in WeightType)
+        if "weight_type" not in data:
+            raise ValueError(f'weight_type is required: one of {weights} (pin = "fp32" keeps FP32)')
+        if data["weight_type"] not in set(WeightType):
+            raise ValueError(f"weight_type {data['weight_type']!r}: one of {weights}")
+        return cls.from_dict(data)
+
     def key(self, ort_version: str) -> str:
         """Stable identity of the file this spec makes under ``ort_version``."""
         payload = json.dumps({"spec": self.to_dict(), "ort": ort_version}, sort_keys=True)
@@ -113,6 +135,17 @@ class VariantSpec:
         if self.nodes_to_exclude:
             parts.append(f"x{len(self.nodes_to_exclude)}")
         return "-".join(parts)
+
+
+# What a hand-written spec may say (VariantSpec.from_settings), with the type each key takes.
+_SETTING_TYPES: dict[str, tuple[type, str]] = {
+    "weight_type": (str, "a string"),
+    "per_channel": (bool, "true or false"),
+    "reduce_range": (bool, "true or false"),
+    "op_types": (list, "a list of op type names"),
+    "nodes_to_exclude": (list, "a list of node names"),
+    "extra_options": (dict, "a table of quantize_dynamic extra_options"),
+}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Precedence, lowest to highest: built-in defaults, a TOML file (``--config`` or
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dqd.domain import VariantSpec
 from dqd.errors import ConfigError
 
 ENV_PREFIX = "DQD_"
@@ -137,6 +139,17 @@ class ModelOverrides(_Section):
     nodes_to_exclude: list[str] = Field(default_factory=list)
     input_shapes: dict[str, list[int]] = Field(default_factory=dict)
     accuracy: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin_is_fp32_or_a_spec(cls, value: Any) -> Any:
+        # Checked when the configuration loads, not when the model's turn comes hours later.
+        if value is None or (isinstance(value, str) and value.lower() == "fp32"):
+            return None if value is None else "fp32"
+        if isinstance(value, Mapping):
+            VariantSpec.from_settings(value)
+            return dict(value)
+        raise ValueError('"fp32" or a variant spec such as { weight_type = "U8S8", per_channel = true }')
 
 
 class Settings(BaseSettings):
@@ -270,8 +283,6 @@ def _env_as_dict() -> dict[str, Any]:
 def _maybe_json(value: str) -> Any:
     stripped = value.strip()
     if stripped[:1] in "[{":
-        import json
-
         try:
             return json.loads(stripped)
         except ValueError:
@@ -303,12 +314,20 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 
 def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
     error = exc.errors()[0]
-    key = ".".join(str(part) for part in error["loc"]) or "config"
+    key = _dotted_key(error["loc"])
     value = error.get("input", _lookup(data, error["loc"]))
     if "database_url" in key or "token" in key:
         value = "(redacted)"
     allowed = _allowed_text(error)
     return ConfigError(key, value, allowed)
+
+
+def _dotted_key(loc: tuple[Any, ...]) -> str:
+    """``models."bert/*.onnx".pin``: a glob holds dots and slashes, so it is quoted as TOML quotes it."""
+    parts = [str(part) for part in loc]
+    if len(parts) > 1 and parts[0] == "models":
+        parts[1] = json.dumps(parts[1])
+    return ".".join(parts) or "config"
 
 
 def _lookup(data: Mapping[str, Any], loc: tuple[Any, ...]) -> Any:

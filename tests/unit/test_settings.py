@@ -68,6 +68,15 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ('database_url = "mysql://x"', "database_url", "postgresql"),
         ("colour = 3", "colour", "no such key"),
         ('[watch]\nobserver = "kqueue"', "watch.observer", "'auto', 'native' or 'polling'"),
+        ('[models."a/*.onnx"]\npin = { weight_type = "U4S4" }', 'models."a/*.onnx".pin', "U8U8, U8S8"),
+        (
+            '[models."m.onnx"]\npin = { weight_type = "U8S8", perchannel = true }',
+            'models."m.onnx".pin',
+            "'perchannel'",
+        ),
+        ("[models.m]\npin = { per_channel = true }", 'models."m".pin', "weight_type is required"),
+        ('[models.m]\npin = { weight_type = "U8S8", op_types = "MatMul" }', 'models."m".pin', "a list of op"),
+        ('[models.m]\npin = "int8"', 'models."m".pin', '"fp32" or a variant spec'),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(
@@ -128,3 +137,12 @@ def test_bad_database_url_value_is_redacted(monkeypatch: pytest.MonkeyPatch) -> 
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_a_pin_is_fp32_or_a_checked_spec(tmp_path: Path) -> None:
+    config = tmp_path / "pins.toml"
+    config.write_text(
+        '[models.a]\npin = "FP32"\n[models.b]\npin = { weight_type = "U8S8", per_channel = true }\n'
+    )
+    pins = {glob: section.pin for glob, section in load(config).models.items()}
+    assert pins == {"a": "fp32", "b": {"weight_type": "U8S8", "per_channel": True}}
