@@ -79,6 +79,8 @@ class ModelVersionRow(Base):
 
 class ModelPathRow(Base):
     __tablename__ = "model_paths"
+    # Keyset pages of `dqd models --sort -seen` / the API's sort=-seen (recently seen first).
+    __table_args__ = (Index("ix_model_paths_seen", "last_seen_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     path: Mapped[str] = mapped_column(String(1024), unique=True)

@@ -99,6 +99,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("model_paths", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_model_paths_sha256"), ["sha256"], unique=False)
+        batch_op.create_index("ix_model_paths_seen", ["last_seen_at", "id"], unique=False)
 
     op.create_table(
         "variants",
@@ -291,6 +292,7 @@ def downgrade() -> None:
 
     op.drop_table("variants")
     with op.batch_alter_table("model_paths", schema=None) as batch_op:
+        batch_op.drop_index("ix_model_paths_seen")
         batch_op.drop_index(batch_op.f("ix_model_paths_sha256"))
 
     op.drop_table("model_paths")
