@@ -2,8 +2,10 @@
 
 Globs match the path relative to the watched root or the file name; every
 matching section applies in file order, and the sidecar beside the model
-applies last, so the most specific word wins. A sidecar that does not parse
-is reported and ignored: one bad file must not stop the daemon.
+applies last, so the most specific word wins. The daemon logs and ignores a
+sidecar that does not parse or validate (one bad file must not stop it);
+``dqd process`` reports it as that model's error instead. The engine takes
+the merged result as it is and does not look at ``settings.models`` itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dqd.daemon.filters import SIDECAR_SUFFIX
+from dqd.errors import DqdError
 from dqd.settings import ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
@@ -27,17 +30,24 @@ def sidecar_path(model: Path) -> Path:
     return model.with_name(model.stem + SIDECAR_SUFFIX)
 
 
-def read_sidecar(model: Path) -> dict[str, Any]:
+class SidecarError(DqdError):
+    """A ``<stem>.dqd.toml`` that cannot be read or does not validate."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        super().__init__(f"invalid per-model settings in {path}: {problem}")
+
+
+def load_sidecar(model: Path) -> dict[str, Any]:
+    """The sidecar's table, ``{}`` when there is none; :class:`SidecarError` when it does not parse."""
     path = sidecar_path(model)
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        logger.error("ignoring %s: %s", path, exc, extra={"action": "sidecar_invalid", "path": str(path)})
-        return {}
-    return data
+        raise SidecarError(path, str(exc)) from exc
 
 
 def merge_overrides(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -52,41 +62,36 @@ def merge_overrides(layers: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def resolve_overrides(settings: Settings, root: Path, rel_path: str) -> ModelOverrides:
+    """The model's merged per-model settings; :class:`SidecarError` when its sidecar is invalid.
+
+    For callers that report a bad sidecar as the model's error (``dqd process``).
+    """
+    layers = _config_layers(settings, rel_path)
+    sidecar = load_sidecar(root / rel_path)
+    try:
+        return ModelOverrides.model_validate(merge_overrides([*layers, sidecar]))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise SidecarError(sidecar_path(root / rel_path), f"{key}: {error['msg']}") from None
+
+
 def overrides_for(settings: Settings, root: Path, rel_path: str) -> ModelOverrides:
-    rel = PurePosixPath(rel_path)
-    layers = [
+    """:func:`resolve_overrides` for the daemon: an invalid sidecar is logged and left out."""
+    try:
+        return resolve_overrides(settings, root, rel_path)
+    except SidecarError as exc:
+        logger.error("ignoring %s", exc, extra={"action": "sidecar_invalid", "path": str(exc.path)})
+        # Configuration sections were validated when the configuration loaded.
+        return ModelOverrides.model_validate(merge_overrides(_config_layers(settings, rel_path)))
+
+
+def _config_layers(settings: Settings, rel_path: str) -> list[dict[str, Any]]:
+    """The ``[models."<glob>"]`` sections matching the path or the file name, in file order."""
+    name = PurePosixPath(rel_path).name
+    return [
         section.model_dump(exclude_unset=True)
         for pattern, section in settings.models.items()
-        if fnmatchcase(rel_path, pattern) or fnmatchcase(rel.name, pattern)
+        if fnmatchcase(rel_path, pattern) or fnmatchcase(name, pattern)
     ]
-    sidecar = read_sidecar(root / rel_path)
-    if sidecar:
-        layers.append(sidecar)
-    try:
-        return ModelOverrides.model_validate(merge_overrides(layers))
-    except ValidationError as exc:
-        logger.error(
-            "ignoring the sidecar of %s: %s",
-            rel_path,
-            exc.errors()[0]["msg"],
-            extra={"action": "sidecar_invalid", "path": rel_path},
-        )
-        return ModelOverrides.model_validate(merge_overrides(layers[:-1] if sidecar else layers))
-
-
-def escape_glob(text: str) -> str:
-    """A glob matching exactly ``text``."""
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
-
-
-def settings_for_model(settings: Settings, rel_path: str, overrides: ModelOverrides) -> Settings:
-    """Settings the engine sees for this model: the merged overrides under an exact-path glob.
-
-    The engine applies ``[models."<glob>"]`` sections itself, so adding the
-    sidecar's merged result as the last, exact section hands it over unchanged.
-    """
-    if overrides == ModelOverrides():
-        return settings
-    models = {k: v for k, v in settings.models.items()}
-    models[escape_glob(rel_path)] = overrides
-    return settings.model_copy(update={"models": models})

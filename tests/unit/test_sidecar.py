@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dqd.daemon.sidecar import overrides_for
+import pytest
+
+from dqd.daemon.sidecar import SidecarError, overrides_for, resolve_overrides
 from dqd.settings import Settings
 
 
@@ -53,3 +55,18 @@ def test_engine_sees_the_merged_overrides_under_an_exact_glob(tmp_path: Path) ->
     (pattern,) = engine_settings.models
     assert fnmatch("a[1]/m.onnx", pattern) and not fnmatch("a1/m.onnx", pattern)
     assert escape_glob("*?") == "[*][?]"
+
+
+def test_a_bad_sidecar_pin_is_an_error_for_resolve_and_ignored_by_the_daemon(tmp_path: Path) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m.dqd.toml").write_text('pin = { weight_type = "U8S8", perchannel = true }\n')
+    config = settings(**{"*.onnx": {"nodes_to_exclude": ["MatMul_1"]}})
+    with pytest.raises(SidecarError) as caught:
+        resolve_overrides(config, tmp_path, "m.onnx")
+    assert caught.value.path == tmp_path / "m.dqd.toml"
+    assert "pin: " in str(caught.value) and "unknown key 'perchannel'" in str(caught.value)
+    kept = overrides_for(config, tmp_path, "m.onnx")  # the daemon goes on with the configuration's word
+    assert kept.pin is None and kept.nodes_to_exclude == ["MatMul_1"]
+
+    (tmp_path / "m.dqd.toml").write_text('pin = { weight_type = "U8S8", per_channel = true }\n')
+    assert resolve_overrides(config, tmp_path, "m.onnx").pin == {"weight_type": "U8S8", "per_channel": True}
