@@ -13,23 +13,30 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from dqd import __version__
-from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
+from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, ModelError
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet, load_samples, synthesize_inputs
-from dqd.pipeline.inspect import Preflight, preflight
+from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
-from dqd.pipeline.policy import POLICY_VERSION, Decision, decide_design, design_specs, is_acceptable
-from dqd.pipeline.prepare import prepare_model
+from dqd.pipeline.ladder_select import policy_version_for
+from dqd.pipeline.policy import (
+    POLICY_VERSION,
+    Decision,
+    decide_design,
+    decide_pinned,
+    design_specs,
+    is_acceptable,
+)
+from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import OutputDirError, provenance_for, sha256_file, variant_dir
 from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
 from dqd.pipeline.workbench import Measured, Workbench
-from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, Settings
+from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str], None]
@@ -51,6 +58,8 @@ class EngineRequest:
     source_size: int
     host_class: str = ""  # picks the ladder's host rule set (search=thorough)
     ladder: LadderSettings = field(default_factory=LadderSettings)
+    nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: kept in FP32 by every quantized candidate
+    pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
 
 
 def process_model(
@@ -62,31 +71,23 @@ def process_model(
     threads: int | None = None,
     model_root: Path | str | None = None,
     progress: ProgressCallback | None = None,
+    overrides: ModelOverrides | None = None,
 ) -> EngineResult:
-    """Quantize, check, benchmark and decide for ``path`` on this host; see the module docstring."""
+    """Quantize, check, benchmark and decide for ``path`` on this host; see the module docstring.
+
+    ``overrides`` are the model's per-model settings as the caller resolved them
+    (:mod:`dqd.daemon.sidecar`); ``settings.models`` is not consulted here.
+    ``search`` wins over ``overrides.search``, which wins over ``settings.search``.
+    """
     started = time.monotonic()
     path = Path(path)
-    mode = SearchMode(search or settings.search)
-    base = _error_result(path, "", mode, host, started)
-    try:
-        size = path.stat().st_size
-        sha256 = sha256_file(path)
-    except OSError as exc:
-        return replace(base, reasons=(f"cannot read {path}: {exc.strerror or exc}",), error=str(exc))
-    request = EngineRequest(
-        path=path.resolve(),
-        relative_path=_relative(path, model_root),
-        sha256=sha256,
-        output_dir=Path(settings.output_dir),
-        search=mode,
-        threads=threads or settings.benchmark.threads,
-        accuracy=_accuracy_for(settings, path, model_root),
-        benchmark=settings.benchmark,
-        ort_version=host.ort_version,
-        source_size=size,
-        host_class=host.host_class,
-        ladder=settings.ladder,
-    )
+    overrides = overrides or ModelOverrides()
+    mode = SearchMode(search or overrides.search or settings.search)
+    base = _identify(path, mode, host)
+    settled = base if base.error is not None else _settled_by_overrides(base, overrides)
+    if settled is not None:
+        return replace(settled, seconds=time.monotonic() - started)
+    request = _request(base, settings, host, mode, threads, model_root, overrides)
     try:
         result: EngineResult = run_isolated(
             analyse_model,
@@ -102,14 +103,62 @@ def process_model(
         )
         result = replace(
             base,
-            sha256=sha256,
-            source_size_bytes=size,
             reasons=(str(exc),),
             error=str(exc),
             permanent_error=exc.permanent,
             details={"failure": exc.kind},
         )
     return replace(result, seconds=time.monotonic() - started)
+
+
+def invalid_settings_result(
+    path: Path | str, host: HostInfo, message: str, *, search: SearchMode | str
+) -> EngineResult:
+    """``error`` for a model whose per-model settings are invalid (a bad sidecar): nothing runs."""
+    base = _identify(Path(path), SearchMode(search), host)
+    return base if base.error is not None else replace(base, reasons=(message,), error=message)
+
+
+def _request(
+    base: EngineResult,
+    settings: Settings,
+    host: HostInfo,
+    mode: SearchMode,
+    threads: int | None,
+    model_root: Path | str | None,
+    overrides: ModelOverrides,
+) -> EngineRequest:
+    path = Path(base.path)
+    pin = VariantSpec.from_dict(overrides.pin) if isinstance(overrides.pin, dict) else None
+    # A pin's own nodes_to_exclude are checked against the graph with the model's (see _excluded_nodes).
+    nodes = (*overrides.nodes_to_exclude, *(pin.nodes_to_exclude if pin else ()))
+    return EngineRequest(
+        path=path.resolve(),
+        relative_path=_relative(path, model_root),
+        sha256=base.sha256,
+        output_dir=Path(settings.output_dir),
+        search=mode,
+        threads=threads or settings.benchmark.threads,
+        accuracy=_accuracy_for(settings.accuracy, overrides),
+        benchmark=settings.benchmark,
+        ort_version=host.ort_version,
+        source_size=base.source_size_bytes or 0,
+        host_class=host.host_class,
+        ladder=settings.ladder,
+        nodes_to_exclude=tuple(dict.fromkeys(nodes)),
+        pin=replace(pin, nodes_to_exclude=()) if pin else None,
+    )
+
+
+def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> EngineResult | None:
+    """``exclude`` and ``pin = "fp32"`` decide without loading the model; None: run the engine."""
+    if overrides.exclude:
+        reason = "excluded by per-model settings (exclude = true)"
+        return replace(base, outcome=Outcome.SKIPPED, reasons=(reason,), details={"excluded": True})
+    if overrides.pin == "fp32":
+        reason = "pinned to FP32 by per-model settings"
+        return replace(base, outcome=Outcome.KEPT_FP32, reasons=(reason,), details={"pinned": "fp32"})
+    return None
 
 
 def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
@@ -123,9 +172,10 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
 
 def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     report("preflight")
-    # Design mode does not reach If/Loop/Scan bodies; the ladder does (EnableSubgraph).
+    # Design mode does not reach If/Loop/Scan bodies; the ladder does (EnableSubgraph), and so may a pin.
     thorough = request.search is SearchMode.THOROUGH
-    checked = preflight(request.path, reach_subgraphs=thorough)
+    pin_reaches = request.pin is not None and bool(request.pin.extra_options.get("EnableSubgraph"))
+    checked = preflight(request.path, reach_subgraphs=thorough or pin_reaches)
     notes: list[str] = []
     details: dict[str, Any] = {"preflight": checked.summary.to_dict() if checked.summary else None}
     if checked.outcome is not None:
@@ -133,8 +183,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         return _finished(
             request, checked.outcome, reasons=(*checked.reasons, *notes), error=error, details=details
         )
+    assert checked.summary is not None  # preflight passed
     input_sets = _input_sets(request, checked)
-    if thorough and checked.summary is not None:
+    if thorough:
         input_sets = fit_thorough_inputs(input_sets, checked.summary, request.accuracy, request.path)
     details["inputs"] = [{"source": s.source.value, "description": s.description} for s in input_sets]
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
@@ -151,6 +202,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             "folded_constants": prepared.folded_constants,
             "notes": list(prepared.notes),
         }
+        excluded, unknown = _excluded_nodes(request.nodes_to_exclude, request.path, prepared)
+        notes.extend(unknown)
+        details["nodes_to_exclude"] = list(excluded)
         bench = Workbench(
             source=request.path,
             prepared=prepared,
@@ -162,20 +216,11 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             ort_version=request.ort_version,
             provenance=provenance_for(request.sha256, request.ort_version, __version__, str(request.path)),
             report=report,
+            nodes_to_exclude=excluded,
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()
-        if thorough and checked.summary is not None:
-            measured, decision = run_ladder(
-                bench,
-                checked.summary,
-                host_class=request.host_class,
-                accuracy=request.accuracy,
-                settings=request.ladder,
-                margin=request.benchmark.margin,
-            )
-        else:
-            measured, decision = run_design(bench, prepared.preprocess, request.benchmark.margin)
+        measured, decision = _search(bench, request, checked.summary)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     details["decision"] = decision.numbers
@@ -186,10 +231,30 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         speedup=decision.speedup,
         speedup_ci=decision.speedup_ci,
         reasons=(*decision.reasons, *notes),
+        error=decision.reasons[0] if decision.outcome is Outcome.ERROR else None,
         details=details,
         measured=measured,
         policy_version=decision.policy_version,
     )
+
+
+def _search(
+    bench: Workbench, request: EngineRequest, summary: ModelSummary
+) -> tuple[list[Measured], Decision]:
+    """The per-model pin when there is one, else the search mode's walk over candidates."""
+    margin = request.benchmark.margin
+    if request.pin is not None:
+        return run_pinned(bench, request.pin, margin, request.search)
+    if request.search is SearchMode.THOROUGH:
+        return run_ladder(
+            bench,
+            summary,
+            host_class=request.host_class,
+            accuracy=request.accuracy,
+            settings=request.ladder,
+            margin=margin,
+        )
+    return run_design(bench, bench.prepared.preprocess, margin)
 
 
 def run_design(bench: Workbench, preprocess: str, margin: float) -> tuple[list[Measured], Decision]:
@@ -206,6 +271,54 @@ def run_design(bench: Workbench, preprocess: str, margin: float) -> tuple[list[M
             break
     decision = decide_design([m.measurement for m in measured if m.measurement], margin=margin)
     return measured, decision
+
+
+def run_pinned(
+    bench: Workbench, pin: VariantSpec, margin: float, mode: SearchMode
+) -> tuple[list[Measured], Decision]:
+    """Build, gate and time exactly the pinned spec; :func:`decide_pinned` ships it whatever it measured."""
+    measured = bench.measure(pin, step="pinned")
+    assert measured.measurement is not None  # measure always says what happened
+    decision = decide_pinned(measured.measurement, margin=margin)
+    # Recorded under the mode's policy version, so staleness checks treat it like any decision made there.
+    return [measured], replace(decision, policy_version=policy_version_for(mode.value))
+
+
+def _excluded_nodes(
+    wanted: tuple[str, ...], source: Path, prepared: PreparedModel
+) -> tuple[tuple[str, ...], list[str]]:
+    """The nodes_to_exclude the quantizer can honour, and a reason for the names it cannot.
+
+    quantize_dynamic silently ignores a name it does not find, so each one is
+    looked up in the pre-processed graph it reads; a name only the shipped file
+    has was fused or renamed by pre-processing.
+    """
+    if not wanted:
+        return (), []
+    present = node_names(prepared.path)
+    missing = [name for name in wanted if name not in present]
+    if not missing:
+        return wanted, []
+    shipped = node_names(source)
+    reasons = []
+    absent = [name for name in missing if name not in shipped]
+    if absent:
+        known = [name for name, op in present.items() if op in QUANTIZABLE_WEIGHT_INPUTS][:8]
+        reasons.append(
+            f"nodes_to_exclude: no node named {_quoted(absent)} in this model, so nothing was kept in FP32 "
+            f"for it; quantizable nodes here include {_quoted(known) or 'none with a name'}"
+        )
+    renamed = [name for name in missing if name in shipped]
+    if renamed:
+        reasons.append(
+            f"nodes_to_exclude: {_quoted(renamed)} did not survive pre-processing ({prepared.preprocess}: "
+            "fused or renamed), so the quantizer could not keep it in FP32"
+        )
+    return tuple(name for name in wanted if name in present), reasons
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(name) for name in names)
 
 
 def _input_sets(request: EngineRequest, checked: Preflight) -> list[InputSet]:
@@ -262,21 +375,26 @@ def _finished(
     )
 
 
-def _error_result(path: Path, sha256: str, mode: SearchMode, host: HostInfo, started: float) -> EngineResult:
-    return EngineResult(
+def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
+    """An ``error`` result holding the file's sha256 and size, or saying why the file cannot be read."""
+    base = EngineResult(
         path=str(path),
-        sha256=sha256,
+        sha256="",
         outcome=Outcome.ERROR,
         selected=None,
         speedup=None,
         speedup_ci=None,
         reasons=(),
         error=None,
-        seconds=time.monotonic() - started,
-        search_mode=SearchMode.DESIGN.value,
-        policy_version=POLICY_VERSION,
+        seconds=0.0,
+        search_mode=mode.value,
+        policy_version=policy_version_for(mode.value),
         ort_version=host.ort_version,
     )
+    try:
+        return replace(base, sha256=sha256_file(path), source_size_bytes=path.stat().st_size)
+    except OSError as exc:
+        return replace(base, reasons=(f"cannot read {path}: {exc.strerror or exc}",), error=str(exc))
 
 
 def _relative(path: Path, model_root: Path | str | None) -> Path:
@@ -288,12 +406,7 @@ def _relative(path: Path, model_root: Path | str | None) -> Path:
     return Path(path.name)
 
 
-def _accuracy_for(settings: Settings, path: Path, model_root: Path | str | None) -> AccuracySettings:
-    """Global accuracy settings with any matching ``[models."<glob>"]`` overrides applied."""
-    relative = _relative(path, model_root).as_posix()
-    accuracy = settings.accuracy
-    for pattern, override in settings.models.items():
-        if fnmatch(relative, pattern) or fnmatch(path.name, pattern):
-            shapes = {**accuracy.input_shapes, **override.input_shapes}
-            accuracy = accuracy.model_copy(update={**override.accuracy, "input_shapes": shapes})
-    return accuracy
+def _accuracy_for(accuracy: AccuracySettings, overrides: ModelOverrides) -> AccuracySettings:
+    """Global accuracy settings with the model's own thresholds and input shapes applied."""
+    shapes = {**accuracy.input_shapes, **overrides.input_shapes}
+    return accuracy.model_copy(update={**overrides.accuracy, "input_shapes": shapes})

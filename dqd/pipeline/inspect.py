@@ -225,6 +225,12 @@ def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> Mod
     )
 
 
+def node_names(path: Path) -> dict[str, str]:
+    """Named nodes of every graph, subgraphs included: name → op type (what nodes_to_exclude names)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {node.name: node.op_type for graph, _ in _graphs(model.graph) for node in graph.node if node.name}
+
+
 def _graphs(graph: GraphProto, depth: int = 0) -> Iterator[tuple[GraphProto, int]]:
     yield graph, depth
     for node in graph.node:

@@ -2,7 +2,8 @@
 
 Design mode, the two-step: U8U8 first; if it passes the gate and is
 significantly faster than FP32, ship it.  Otherwise U8S8 under the same test.
-Otherwise keep FP32, saying what each variant measured.
+Otherwise keep FP32, saying what each variant measured.  A per-model pin
+(:func:`decide_pinned`) replaces the choice but not the measurements.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from dqd.domain import Outcome, VariantSpec, WeightType
 
 POLICY_VERSION = "design-two-step/1"
+PINNED = "pinned by per-model settings"
 
 
 class Speed(StrEnum):
@@ -131,6 +133,46 @@ def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) 
             )
     summary = "kept FP32: " + _why_none(measurements, margin)
     return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *reasons), numbers)
+
+
+def decide_pinned(measurement: VariantMeasurement, *, margin: float) -> Decision:
+    """Ship the pinned spec whatever it measured, unless it cannot be built or run at all.
+
+    The pin is the user's call, so the gate and the benchmark only inform it;
+    a pinned variant that fails either is still shipped, with a warning that
+    says so first.  One that onnxruntime cannot build or run would break the
+    model's users: that is an ``error``.
+    """
+    spec = measurement.spec
+    measured = describe(measurement, margin)
+    numbers: dict[str, Any] = {
+        "margin": margin,
+        "pinned": spec.to_dict(),
+        "steps": [_numbers(measurement, margin)],
+    }
+    if measurement.quantize_error is not None:
+        failure = f"{PINNED}: {spec.name} cannot be built: {measurement.quantize_error}"
+        return Decision(Outcome.ERROR, None, None, None, (failure, measured), numbers)
+    if measurement.benchmark_error is not None:
+        failure = f"{PINNED}: onnxruntime cannot run {spec.name}: {measurement.benchmark_error}"
+        return Decision(Outcome.ERROR, None, None, None, (failure, measured), numbers)
+    reasons = (f"selected {spec.name}: {PINNED}", *_pin_warnings(measurement, margin), measured)
+    return Decision(Outcome.QUANTIZED, spec, measurement.speedup, measurement.speedup_ci, reasons, numbers)
+
+
+def _pin_warnings(measurement: VariantMeasurement, margin: float) -> list[str]:
+    name = measurement.spec.name
+    warnings = []
+    if measurement.gate_passed is not True:
+        warnings.append(
+            f"WARNING: pinned {name} failed the accuracy gate ({measurement.gate_reason}); "
+            "shipped anyway because it is pinned"
+        )
+    speed = classify_speed(measurement.speedup_ci, margin) if measurement.speedup_ci else None
+    if speed is not Speed.FASTER:
+        how = speed.value if speed is not None else "not timed"
+        warnings.append(f"WARNING: pinned {name} is {how}; shipped anyway because it is pinned")
+    return warnings
 
 
 def next_design_step(measurements: Sequence[VariantMeasurement], *, margin: float) -> WeightType | None:

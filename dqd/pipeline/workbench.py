@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class Workbench:
     ort_version: str
     provenance: dict[str, str]
     report: Callable[[str], None] = lambda _message: None
+    nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: every quantized candidate keeps them FP32
     _references: dict[int, Outputs] = field(default_factory=dict)
     _fp32_session: Any = None
 
@@ -84,8 +85,20 @@ class Workbench:
     def output_names(self) -> list[str]:
         return [o.name for o in self.fp32_session().get_outputs()]
 
+    def tailor(self, spec: VariantSpec) -> VariantSpec:
+        """``spec`` as built for this model: its pre-processing path and the per-model nodes_to_exclude.
+
+        Every search's specs pass through here (:meth:`measure`; the ladder's
+        plan), so the file key and the catalog record say what was left in FP32.
+        """
+        if spec.weight_type is None:  # the pre-processed FP32: nothing is quantized, nothing to exclude
+            return replace(spec, preprocess=self.prepared.preprocess)
+        nodes = tuple(sorted({*spec.nodes_to_exclude, *self.nodes_to_exclude}))
+        return replace(spec, nodes_to_exclude=nodes, preprocess=self.prepared.preprocess)
+
     def measure(self, spec: VariantSpec, *, step: str) -> Measured:
-        """Build ``spec``, gate it on every input set (the first decides), then time it against FP32."""
+        """Build ``spec`` (tailored), gate it on every input set (the first decides), time it against FP32."""
+        spec = self.tailor(spec)
         self.report(f"quantizing {spec.name}")
         # Shared host lock: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
         with host_lock(exclusive=False):

@@ -13,6 +13,7 @@ from dqd.pipeline.policy import (
     VariantMeasurement,
     classify_speed,
     decide_design,
+    decide_pinned,
     describe,
     design_specs,
     is_acceptable,
@@ -139,3 +140,27 @@ def test_design_specs_use_default_options_and_record_preprocess() -> None:
     for spec in (first, second):
         assert not spec.per_channel and not spec.reduce_range and not spec.op_types and not spec.extra_options
         assert spec.preprocess == "pre_process:skip_symbolic_shape"
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_a_pin_is_shipped_whatever_it_measured_unless_it_cannot_be_built_or_run(state: str) -> None:
+    pinned = VariantSpec(WeightType.U8S8, per_channel=True, preprocess="raw")
+    decision = decide_pinned(measure(pinned, state), margin=MARGIN)
+
+    warnings = [r for r in decision.reasons if r.startswith("WARNING: pinned u8s8-pc ")]
+    if state == "quantize_error":
+        assert (decision.outcome, decision.selected) == (Outcome.ERROR, None)
+        assert decision.reasons[0] == (
+            "pinned by per-model settings: u8s8-pc cannot be built: Expected w to be an initializer"
+        )
+    elif state.endswith("bench_error"):
+        assert (decision.outcome, decision.selected) == (Outcome.ERROR, None)
+        assert "onnxruntime cannot run u8s8-pc: session failed" in decision.reasons[0]
+    else:
+        assert (decision.outcome, decision.selected) == (Outcome.QUANTIZED, pinned)
+        assert decision.reasons[0] == "selected u8s8-pc: pinned by per-model settings"
+        assert decision.speedup_ci == INTERVALS[state.split("/")[1]]
+        assert any("failed the accuracy gate" in w for w in warnings) is state.startswith("fail/")
+        assert any("shipped anyway" in w and "FP32" in w for w in warnings) is not state.endswith("/faster")
+    assert decision.reasons[-1].startswith("U8S8-PC: ")  # what it measured, as the two-step says it
+    assert decision.numbers["pinned"]["per_channel"] is True and len(decision.numbers["steps"]) == 1
