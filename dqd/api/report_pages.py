@@ -17,6 +17,7 @@ from dqd.catalog import Catalog
 from dqd.catalog.views import BenchmarkView, DecisionView, ModelDetail, ModelSummary
 
 MAX_BOX_PLOTS = 6  # per model page: the newest decisions' benchmarks
+MAX_SCATTER_POINTS = 5000  # an evenly spaced sample beyond this: the page stays light for a browser
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
@@ -66,7 +67,7 @@ def render_index(catalog: Catalog) -> str:
             f"{p.path} [{p.host_class}] {p.variant}: {p.speedup:.2f}x, {p.accuracy:.4f}",
             "selected" if p.selected else "passed gate" if p.passed else "failed gate",
         )
-        for p in points
+        for p in points[:: max(1, -(-len(points) // MAX_SCATTER_POINTS))]
     ]
     timeline_points = [
         (
@@ -85,7 +86,12 @@ def render_index(catalog: Catalog) -> str:
         + "</p>",
         "<h2>Speed-up vs accuracy</h2>",
         scatter(
-            "Speed-up vs accuracy (latest decisions)",
+            "Speed-up vs accuracy (latest decisions"
+            + (
+                f", {len(scatter_points)} of {len(points)} shown)"
+                if len(scatter_points) < len(points)
+                else ")"
+            ),
             scatter_points,
             "speed-up vs shipped FP32 (x)",
             "accuracy (worst output, decisive inputs)",
