@@ -9,6 +9,7 @@ initializers whichever path was taken.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -71,8 +72,15 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
 def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large: bool) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    # The pre-processor leaves partial files behind on failure; work in a scratch folder.
-    with tempfile.TemporaryDirectory(prefix="dqd-pre-", dir=target.parent) as scratch:
+    source, target = source.resolve(), target.resolve()  # the cwd changes below
+    # The pre-processor leaves partial files behind on failure, and symbolic shape
+    # inference saves "sym_shape_infer_temp.onnx" plus external data into the *current
+    # directory* when it gives up: work in a scratch folder, and make it the cwd (this
+    # runs in the isolated child, so changing the process's cwd affects nothing else).
+    with (
+        tempfile.TemporaryDirectory(prefix="dqd-pre-", dir=target.parent) as scratch,
+        contextlib.chdir(scratch),
+    ):
         out = Path(scratch) / target.name
         quant_pre_process(
             str(source),
