@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
-from dqd.domain import EngineResult, Outcome, SearchMode
+from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
 from dqd.errors import UsageError
+from dqd.settings import Settings
 
 
 @app.command("process")
@@ -32,10 +33,9 @@ def process(
     """Quantize, check, benchmark and decide for each model; exit 1 if any ended in error."""
     from dqd.catalog import open_catalog
     from dqd.hostinfo import detect_host
-    from dqd.pipeline.engine import process_model
 
-    overrides: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
-    settings = state(ctx).settings(**overrides)
+    flags: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
+    settings = state(ctx).settings(**flags)
     configure_logging(settings)
     models = expand_paths(paths)
     host = detect_host()
@@ -46,14 +46,8 @@ def process(
         for index, (model, root) in enumerate(models, start=1):
             prefix = f"[{index}/{len(models)}] {model.name}"
             typer.echo(f"{prefix}: started", err=True)
-            result = process_model(
-                model,
-                settings,
-                host=host,
-                search=settings.search,
-                threads=settings.benchmark.threads,
-                model_root=root,
-                progress=_progress_printer(prefix),
+            result = process_one(
+                model, root, settings, host, search=search, progress=_progress_printer(prefix)
             )
             catalog.record_engine_result(host, result)
             any_error |= result.outcome is Outcome.ERROR
@@ -65,6 +59,42 @@ def process(
     finally:
         catalog.close()
     raise typer.Exit(EXIT_NO_RESULT if any_error else EXIT_OK)
+
+
+def process_one(
+    model: Path,
+    root: Path | None,
+    settings: Settings,
+    host: HostInfo,
+    *,
+    search: SearchMode | None,
+    progress: Callable[[str], None],
+) -> EngineResult:
+    """Run the engine with the model's per-model settings, resolved as the daemon resolves them.
+
+    ``[models."<glob>"]`` globs match the path below the folder given (or the
+    file name), then the sidecar beside the file applies; unlike the daemon,
+    which logs a bad sidecar and goes on, here it is the model's error.
+    ``--search`` wins over a model's own ``search``.
+    """
+    from dqd.daemon.sidecar import SidecarError, resolve_overrides
+    from dqd.pipeline.engine import invalid_settings_result, process_model
+
+    folder = root or model.parent
+    try:
+        overrides = resolve_overrides(settings, folder, model.relative_to(folder).as_posix())
+    except SidecarError as exc:
+        return invalid_settings_result(model, host, str(exc), search=search or settings.search)
+    return process_model(
+        model,
+        settings,
+        host=host,
+        search=search,
+        threads=settings.benchmark.threads,
+        model_root=root,
+        progress=progress,
+        overrides=overrides,
+    )
 
 
 def _progress_printer(prefix: str) -> Callable[[str], None]:

@@ -27,8 +27,10 @@ CONTRACT = {
 }
 
 
-def run_process(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_process(tmp_path: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+    if config is not None:
+        env["DQD_CONFIG"] = str(config)
     env.update(
         {
             "DQD_DATABASE_URL": f"sqlite:///{tmp_path / 'dqd.db'}",
@@ -91,7 +93,7 @@ def test_exit_code_1_when_a_model_ends_in_error(tmp_path: Path) -> None:
     assert outcomes == ["error", "skipped"]  # the caller carried on after the error
 
 
-def test_thorough_falls_back_to_design_and_says_so_for_now(tmp_path: Path) -> None:
+def test_search_thorough_is_accepted_and_skips_a_model_with_nothing_to_quantize(tmp_path: Path) -> None:
     model = models.save(models.nothing_quantizable(), tmp_path / "add.onnx")
     done = run_process(tmp_path, str(model), "--search", "thorough", "--json")
     assert done.returncode == 0, done.stderr
