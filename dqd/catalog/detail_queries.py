@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, as_utc
@@ -28,8 +28,6 @@ from dqd.catalog.views import (
     DecisionView,
     ModelDetail,
     PathVersion,
-    ScatterPoint,
-    TimelinePoint,
     decode_cursor,
     encode_cursor,
 )
@@ -306,62 +304,6 @@ class DetailQueries:
         more = limit is not None and len(items) > limit
         items = items[:limit] if limit is not None else items
         return DecisionPage(items=items, next_cursor=encode_cursor(items[-1].decision.id) if more else None)
-
-    # --- report aggregates ---
-
-    def scatter_points(self) -> list[ScatterPoint]:
-        """Every benchmarked variant of each latest decision with its decisive accuracy."""
-        d, b, a, v = DecisionRow, BenchmarkRow, AccuracyRow, VariantRow
-        newest = select(func.max(d.id)).group_by(d.sha256, d.host_class)
-        stmt = (
-            select(
-                d.sha256,
-                d.host_class,
-                d.variant_id.label("selected"),
-                b.variant_id,
-                b.speedup,
-                v.name,
-                a.metrics,
-                a.passed,
-            )
-            .join(b, b.decision_id == d.id)
-            .join(v, v.id == b.variant_id)
-            .join(a, (a.decision_id == d.id) & (a.variant_id == b.variant_id) & a.decisive.is_(True))
-            .where(d.id.in_(newest), b.speedup.is_not(None))
-            .order_by(b.id)
-        )
-        with self.tx.read() as session:
-            rows = list(session.execute(stmt))
-            path_stmt = select(ModelPathRow.sha256, func.min(ModelPathRow.path)).group_by(ModelPathRow.sha256)
-            # A Result has .keys(): dict(result) would treat it as a mapping.
-            paths = {sha: path for sha, path in session.execute(path_stmt)}
-        points: dict[tuple[str, str, int], ScatterPoint] = {}
-        for r in rows:
-            _, value = headline_accuracy(r.metrics)
-            if value is None:
-                continue
-            # The last benchmark of a variant within a decision is its final measurement.
-            points[(r.sha256, r.host_class, r.variant_id)] = ScatterPoint(
-                path=paths.get(r.sha256) or r.sha256[:12],
-                host_class=r.host_class,
-                variant=r.name,
-                speedup=float(r.speedup),
-                accuracy=value,
-                passed=bool(r.passed),
-                selected=r.selected == r.variant_id,
-            )
-        return list(points.values())
-
-    def timeline_points(self, *, limit: int = 5000) -> list[TimelinePoint]:
-        """The newest ``limit`` decisions, oldest first, for the decision-history plot."""
-        d = DecisionRow
-        stmt = select(d.created_at, d.host_class, d.ort_version, d.outcome, d.speedup).order_by(d.id.desc())
-        with self.tx.read() as session:
-            rows = list(session.execute(stmt.limit(limit)))
-        return [
-            TimelinePoint(as_utc(r.created_at), r.host_class, r.ort_version, Outcome(r.outcome), r.speedup)  # type: ignore[arg-type]
-            for r in reversed(rows)
-        ]
 
 
 def _one(rows: list[ModelPathRow], ref: str, *, key: Any) -> ModelPathRow:

@@ -1,9 +1,9 @@
 """Read-side queries for the CLI, the HTTP API and the report.
 
 Lists are built in two steps so that a page costs the same at 10 or 10,000
-models: first the page of paths (keyset on an indexed, unique sort key), then
-the latest decisions of just those contents through ``ix_decisions_latest``
-(sha256, host_class, id), then their decisive accuracy rows. Wide JSON
+models: first the page of paths (keyset on an indexed sort key), then the
+latest decisions of just those contents through ``ix_decisions_latest``
+(sha256, host_class, id), joined with their decisive accuracy rows. Wide JSON
 columns (reasons, details) are only read where a person asked for one model.
 """
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from dqd.catalog.db import Transactions, as_utc
 from dqd.catalog.detail_queries import DetailQueries, headline_accuracy
+from dqd.catalog.report_queries import ReportQueries
 from dqd.catalog.rows import job_from_row
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
 from dqd.catalog.views import (
@@ -32,7 +33,6 @@ from dqd.catalog.views import (
 from dqd.domain import JobState, Outcome
 from dqd.errors import UsageError
 
-ModelSort = Literal["path", "-path", "seen", "-seen"]
 MODEL_SORTS: tuple[str, ...] = ("path", "-path", "seen", "-seen")
 _IN_CHUNK = 500  # bound parameters per IN (...): far below SQLite's and Postgres' limits
 
@@ -42,7 +42,7 @@ def chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any
         yield items[start : start + size]
 
 
-class QueryStore(DetailQueries):
+class QueryStore(DetailQueries, ReportQueries):
     tx: Transactions
 
     # --- models ---

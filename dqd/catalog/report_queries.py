@@ -1,0 +1,69 @@
+"""Catalog-wide aggregates for the report's plots and the metrics endpoint."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from dqd.catalog.db import Transactions, as_utc
+from dqd.catalog.detail_queries import headline_accuracy
+from dqd.catalog.tables import AccuracyRow, BenchmarkRow, DecisionRow, ModelPathRow, VariantRow
+from dqd.catalog.views import ScatterPoint, TimelinePoint
+from dqd.domain import Outcome
+
+
+class ReportQueries:
+    tx: Transactions
+
+    def scatter_points(self) -> list[ScatterPoint]:
+        """Every benchmarked variant of each latest decision with its decisive accuracy."""
+        d, b, a, v = DecisionRow, BenchmarkRow, AccuracyRow, VariantRow
+        newest = select(func.max(d.id)).group_by(d.sha256, d.host_class)
+        stmt = (
+            select(
+                d.sha256,
+                d.host_class,
+                d.variant_id.label("selected"),
+                b.variant_id,
+                b.speedup,
+                v.name,
+                a.metrics,
+                a.passed,
+            )
+            .join(b, b.decision_id == d.id)
+            .join(v, v.id == b.variant_id)
+            .join(a, (a.decision_id == d.id) & (a.variant_id == b.variant_id) & a.decisive.is_(True))
+            .where(d.id.in_(newest), b.speedup.is_not(None))
+            .order_by(b.id)
+        )
+        with self.tx.read() as session:
+            rows = list(session.execute(stmt))
+            path_stmt = select(ModelPathRow.sha256, func.min(ModelPathRow.path)).group_by(ModelPathRow.sha256)
+            # A Result has .keys(): dict(result) would treat it as a mapping.
+            paths = {sha: path for sha, path in session.execute(path_stmt)}
+        points: dict[tuple[str, str, int], ScatterPoint] = {}
+        for r in rows:
+            _, value = headline_accuracy(r.metrics)
+            if value is None:
+                continue
+            # The last benchmark of a variant within a decision is its final measurement.
+            points[(r.sha256, r.host_class, r.variant_id)] = ScatterPoint(
+                path=paths.get(r.sha256) or r.sha256[:12],
+                host_class=r.host_class,
+                variant=r.name,
+                speedup=float(r.speedup),
+                accuracy=value,
+                passed=bool(r.passed),
+                selected=r.selected == r.variant_id,
+            )
+        return list(points.values())
+
+    def timeline_points(self, *, limit: int = 5000) -> list[TimelinePoint]:
+        """The newest ``limit`` decisions, oldest first, for the decision-history plot."""
+        d = DecisionRow
+        stmt = select(d.created_at, d.host_class, d.ort_version, d.outcome, d.speedup).order_by(d.id.desc())
+        with self.tx.read() as session:
+            rows = list(session.execute(stmt.limit(limit)))
+        return [
+            TimelinePoint(as_utc(r.created_at), r.host_class, r.ort_version, Outcome(r.outcome), r.speedup)  # type: ignore[arg-type]
+            for r in reversed(rows)
+        ]
