@@ -149,10 +149,9 @@ def best_cmd(
         choice = catalog.best_choice(
             model, host_class or this_host_class(), ort_version or installed_ort_version()
         )
-    load = Path(choice.load_path)
-    if choice.is_original:
-        load = settings.watch_dir / choice.load_path
-    data = jsonable(choice) | {"load_path": str(load.absolute())}
+    # The original lives under the watched folder; a variant's path is printed as the engine recorded it.
+    load = str((settings.watch_dir / choice.load_path).absolute()) if choice.is_original else choice.load_path
+    data = jsonable(choice) | {"load_path": load}
     typer.echo(json.dumps(data) if as_json else data["load_path"])
 
 
