@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, is_sqlite, utcnow
@@ -71,8 +72,14 @@ class JobStore:
                 created_at=now,
                 updated_at=now,
             )
-            session.add(row)
-            session.flush()
+            try:
+                # A savepoint: another daemon may insert the same key between our check and
+                # this insert (Postgres, read committed); the unique key then says "duplicate".
+                with session.begin_nested():
+                    session.add(row)
+                    session.flush()
+            except IntegrityError:
+                return None
             return job_from_row(row)
 
     def claim_next_job(

@@ -172,3 +172,27 @@ def test_concurrent_daemons_in_processes_never_share_a_job(postgres_url: str) ->
     for process in processes:
         process.join(30)
     assert sorted(claimed) == sorted(ids)
+
+
+def test_concurrent_enqueue_of_one_key_gives_one_job_and_no_error(catalog: Catalog) -> None:
+    """Several daemons fire the same nightly tick at once: one job, the others see a duplicate."""
+    digest = content(catalog, 1)
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def enqueue() -> None:
+        barrier.wait()
+        try:
+            results.append(catalog.enqueue(digest, CLASS, kind=JobKind.REQUANTIZE, idempotency_key="tick:1"))
+        except Exception as exc:  # the assertion below names it
+            results.append(exc)
+
+    threads = [threading.Thread(target=enqueue) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert sum(r is not None for r in results) == 1
+    assert len(catalog.list_jobs()) == 1
