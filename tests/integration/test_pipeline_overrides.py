@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import onnx
 import pytest
@@ -16,30 +15,18 @@ import pytest
 from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
-from dqd.settings import ModelOverrides, Settings, load
+from dqd.settings import ModelOverrides
 from tests import models
 from tests.integration.test_pipeline_cli import run_process
-
-
-def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "output_dir": str(tmp_path / "out"),
-        "benchmark.threads": 1,
-        "benchmark.warmup_runs": 1,
-        "benchmark.min_seconds": 0.2,
-        "benchmark.max_seconds": 1.0,
-        "ladder.time_budget_seconds": 60,
-        "limits.timeout_seconds": 120,
-        "limits.memory_mb": 4096,
-    }
-    return load(overrides={**base, **overrides})
+from tests.integration.test_pipeline_engine import fast_settings
 
 
 def run(tmp_path: Path, overrides: ModelOverrides, search: str = "design") -> EngineResult:
     source = models.save(models.matmul_heavy(hidden=64, layers=3), tmp_path / "mlp.onnx")
-    return process_model(
-        source, fast_settings(tmp_path), host=detect_host(), search=search, overrides=overrides
-    )
+    # Shorter timings than the engine tests: these check what was built, not which variant wins.
+    quick = {"benchmark.warmup_runs": 1, "benchmark.min_seconds": 0.2, "benchmark.max_seconds": 1.0}
+    settings = fast_settings(tmp_path, **quick)
+    return process_model(source, settings, host=detect_host(), search=search, overrides=overrides)
 
 
 def node_ops(path: str | None) -> dict[str, str]:
