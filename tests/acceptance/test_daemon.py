@@ -111,7 +111,7 @@ def test_slow_write_then_twenty_models_then_sigterm(
     shas = set()
     for index in range(20):
         shas.add(sha(write_model(daemon.watch / f"batch/m{index:02d}.onnx", seed=index).read_bytes()))
-    wait_for("20 models processed", lambda: done_count(catalog, shas) == 20 or None, 120, interval=0.25)
+    wait_for("20 models processed", lambda: done_count(catalog, shas) == 20 or None, 240, interval=0.25)
     assert_processed_once(catalog, shas)
     assert all(job.attempts == 1 for job in catalog.list_jobs())
 
