@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROTECTED_PREFIXES = ("/api/", "/metrics", "/report")
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -28,6 +28,10 @@ class ReadOnlyGuard:
             response = self._refusal(scope)
             if response is not None:
                 await response(scope, receive, send)
+                return
+            if scope["method"] == "HEAD":
+                # Routes are GET-only: answer HEAD as the GET would, headers without the body.
+                await self.app(dict(scope, method="GET"), receive, _without_body(send))
                 return
         await self.app(scope, receive, send)
 
@@ -50,3 +54,16 @@ class ReadOnlyGuard:
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="dqd"'},
         )
+
+
+def _without_body(send: Send) -> Send:
+    async def send_headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {
+                "type": "http.response.body",
+                "body": b"",
+                "more_body": message.get("more_body", False),
+            }
+        await send(message)
+
+    return send_headers_only

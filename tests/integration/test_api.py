@@ -120,6 +120,10 @@ def test_no_endpoint_writes(api: TestClient) -> None:
             assert response.status_code == 405, (method, url)
             assert response.headers["allow"] == "GET, HEAD"
     assert api.get("/api/v1/jobs", params={"state": "queued"}).json()["items"][0]["state"] == "queued"
+    head = api.head("/api/v1/models")
+    assert (
+        head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "application/json"
+    )
 
 
 def test_malformed_parameters_are_4xx_with_a_message(api: TestClient) -> None:
