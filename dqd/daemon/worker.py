@@ -11,21 +11,19 @@ engine, never an exception here; an unexpected exception fails the attempt
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publish import publish_result
-from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
+from dqd.domain import EngineResult, HostInfo, Job, Outcome
 from dqd.errors import CatalogError, CatalogUnavailable
-from dqd.pipeline.policy import POLICY_VERSION
 from dqd.settings import ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
@@ -58,24 +56,7 @@ def default_process(
     """The real engine, handed the model's merged per-model settings (sidecar included)."""
     from dqd.pipeline.engine import process_model
 
-    extra: dict[str, Any] = {}
-    if "overrides" in inspect.signature(process_model).parameters:
-        extra["overrides"] = overrides
-    elif model_root is not None:
-        settings = with_exact_section(settings, path.relative_to(model_root).as_posix(), overrides)
-    return process_model(path, settings, host=host, search=search, model_root=model_root, **extra)
-
-
-def escape_glob(text: str) -> str:
-    """A glob matching exactly ``text``."""
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
-
-
-def with_exact_section(settings: Settings, rel_path: str, overrides: ModelOverrides) -> Settings:
-    """For an engine that reads ``[models."<glob>"]`` itself: the merged result as the last, exact section."""
-    if overrides == ModelOverrides():
-        return settings
-    return settings.model_copy(update={"models": {**settings.models, escape_glob(rel_path): overrides}})
+    return process_model(path, settings, host=host, search=search, model_root=model_root, overrides=overrides)
 
 
 class Worker:
@@ -194,18 +175,15 @@ class Worker:
                 extra={"action": "job_cancelled", "job_id": job.id},
             )
             return
-        if overrides.pin == "fp32":
-            result = self._pinned_fp32(job, rel)
-        else:
-            search = overrides.search or self.settings.search
-            result = self.process(
-                self.root / rel,
-                self.settings,
-                host=self.host,
-                search=search,
-                model_root=self.root,
-                overrides=overrides,
-            )
+        # Pins (a variant spec, or FP32) are the engine's: it builds, gates and records them.
+        result = self.process(
+            self.root / rel,
+            self.settings,
+            host=self.host,
+            search=overrides.search or self.settings.search,
+            model_root=self.root,
+            overrides=overrides,
+        )
         if self._aborted.is_set() or lease.lost.is_set():
             return  # released at shutdown or taken away: whoever runs it next records it
         if result.sha256 and result.sha256 != job.sha256:
@@ -215,23 +193,6 @@ class Worker:
             )
             return
         self._finish(job, rel, result)
-
-    def _pinned_fp32(self, job: Job, rel: str) -> EngineResult:
-        return EngineResult(
-            path=str(self.root / rel),
-            sha256=job.sha256,
-            outcome=Outcome.KEPT_FP32,
-            selected=None,
-            speedup=None,
-            speedup_ci=None,
-            reasons=("pinned to FP32 by per-model settings",),
-            error=None,
-            seconds=0.0,
-            search_mode=self.overrides_for(rel).search or self.settings.search or SearchMode.DESIGN.value,
-            policy_version=POLICY_VERSION,
-            ort_version=self.host.ort_version,
-            details={"pinned": "fp32"},
-        )
 
     def _finish(self, job: Job, rel: str, result: EngineResult) -> None:
         log = {"job_id": job.id, "path": rel, "outcome": result.outcome.value}

@@ -19,7 +19,7 @@ from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.worker import Worker
 from dqd.domain import EngineResult, HostInfo, JobState, Outcome, VariantResult, VariantSpec, WeightType
 from dqd.hostinfo import detect_host
-from dqd.settings import Settings
+from dqd.settings import ModelOverrides, Settings
 
 SHA = "d" * 64
 
@@ -156,17 +156,30 @@ def test_success_records_completes_and_publishes(catalog: Catalog, tree: Path, t
     assert not list(published.parent.glob(".*.tmp"))  # no temporary left behind
 
 
-def test_sidecar_pin_and_exclude(catalog: Catalog, tree: Path) -> None:
+def test_sidecar_settings_reach_the_engine_and_exclude_cancels(catalog: Catalog, tree: Path) -> None:
     sidecar = tree / "repo" / "m" / "1" / "model.dqd.toml"
-    sidecar.write_text('pin = "fp32"\n')
-    engine = Engine()
-    worker, host = make_worker(catalog, tree, engine)
+    sidecar.write_text('pin = "fp32"\nsearch = "thorough"\nnodes_to_exclude = ["mm0"]\n')
+    seen: list[dict[str, object]] = []
+
+    def engine(path: Path, settings: Settings, **kwargs: object) -> EngineResult:
+        seen.append(kwargs)
+        return result(Outcome.KEPT_FP32)
+
+    worker, host = make_worker(
+        catalog, tree, engine, models={"repo/*": {"accuracy": {"min_cosine_mean": 0.5}}}
+    )
     job = claim(catalog, host)
     worker.run_job(job)
-    decision = catalog.latest_decision(SHA, host.host_class)
-    assert engine.calls == 0
-    assert decision is not None and decision.outcome is Outcome.KEPT_FP32
-    assert "pinned" in decision.reasons[0]
+    (call,) = seen
+    overrides = call["overrides"]
+    assert isinstance(overrides, ModelOverrides)
+    assert (overrides.pin, overrides.nodes_to_exclude, overrides.accuracy) == (
+        "fp32",
+        ["mm0"],
+        {"min_cosine_mean": 0.5},
+    )
+    assert call["search"] == "thorough" and call["model_root"] == tree
+    assert catalog.get_job(job.id).state is JobState.DONE
 
     sidecar.write_text("exclude = true\n")
     catalog.enqueue(SHA, host.host_class, idempotency_key="again")
@@ -174,6 +187,7 @@ def test_sidecar_pin_and_exclude(catalog: Catalog, tree: Path) -> None:
     assert again is not None
     worker.run_job(again)
     assert catalog.get_job(again.id).state is JobState.CANCELLED
+    assert len(seen) == 1  # an excluded model never reaches the engine
 
 
 def test_abort_gives_the_job_back_and_records_nothing(catalog: Catalog, tree: Path) -> None:

@@ -42,21 +42,6 @@ def test_invalid_sidecar_is_ignored(tmp_path: Path) -> None:
     assert overrides_for(settings(), tmp_path, "m.onnx").exclude is False
 
 
-def test_engine_sees_the_merged_overrides_under_an_exact_glob(tmp_path: Path) -> None:
-    from fnmatch import fnmatch
-
-    from dqd.daemon.worker import escape_glob, with_exact_section
-
-    (tmp_path / "a[1]").mkdir()
-    (tmp_path / "a[1]" / "m.dqd.toml").write_text("[accuracy]\nmin_cosine_mean = 0.5\n")
-    merged = overrides_for(settings(), tmp_path, "a[1]/m.onnx")
-    assert merged.accuracy == {"min_cosine_mean": 0.5}
-    engine_settings = with_exact_section(settings(), "a[1]/m.onnx", merged)
-    (pattern,) = engine_settings.models
-    assert fnmatch("a[1]/m.onnx", pattern) and not fnmatch("a1/m.onnx", pattern)
-    assert escape_glob("*?") == "[*][?]"
-
-
 def test_a_bad_sidecar_pin_is_an_error_for_resolve_and_ignored_by_the_daemon(tmp_path: Path) -> None:
     (tmp_path / "m.onnx").write_bytes(b"x")
     (tmp_path / "m.dqd.toml").write_text('pin = { weight_type = "U8S8", perchannel = true }\n')
