@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from dqd import metrics
 from dqd.catalog import open_catalog
 from dqd.daemon.filters import PathFilter
-from dqd.daemon.mounts import choose_observer, filesystem_type, is_network_fs
+from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
 from dqd.daemon.reconcile import FileBusy, Reconciler
 from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler
 from dqd.daemon.settle import Ready, SettleTracker
@@ -51,12 +51,12 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
-def warn_if_sqlite_on_network(url: str) -> str | None:
+def warn_if_sqlite_on_network(url: str, mounts: list[Mount] | None = None) -> str | None:
     """SQLite's WAL needs shared memory that network filesystems do not provide."""
     path = sqlite_file(url)
     if path is None:
         return None
-    fs_type = filesystem_type(path.parent if not path.exists() else path)
+    fs_type = filesystem_type(path.parent if not path.exists() else path, mounts)
     if fs_type and is_network_fs(fs_type):
         message = (
             f"the SQLite catalog {path} is on a {fs_type} filesystem: WAL locking does not work there "

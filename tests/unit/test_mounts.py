@@ -65,3 +65,13 @@ def test_network_types(fs: str) -> None:
 @pytest.mark.parametrize("fs", ["ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs"])
 def test_local_types(fs: str) -> None:
     assert not is_network_fs(fs)
+
+
+def test_sqlite_catalog_on_nfs_is_warned_about() -> None:
+    from dqd.daemon.service import warn_if_sqlite_on_network
+
+    mounts = parse_mounts(MOUNTS)
+    warning = warn_if_sqlite_on_network("sqlite:////mnt/nfs/dqd/dqd.db", mounts)
+    assert warning is not None and "nfs4" in warning and "Postgres" in warning
+    assert warn_if_sqlite_on_network("sqlite:////srv/dqd.db", mounts) is None
+    assert warn_if_sqlite_on_network("postgresql+psycopg://u:p@h/db", mounts) is None
