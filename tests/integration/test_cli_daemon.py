@@ -79,3 +79,14 @@ def test_run_refuses_a_bad_cron(workdir: Path) -> None:
     result = dqd("run", cwd=workdir, DQD_SCHEDULE__CRON="61 * * * *")
     assert result.returncode == 2, result.stderr
     assert "schedule.cron" in result.stderr
+
+
+def test_run_refuses_a_catalog_newer_than_the_code(workdir: Path) -> None:
+    import sqlite3
+
+    assert dqd("db", "upgrade", cwd=workdir).returncode == 0
+    with sqlite3.connect(workdir / "dqd.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    result = dqd("run", cwd=workdir)
+    assert result.returncode == 3, result.stderr
+    assert "newer than this dqd" in result.stderr
