@@ -165,7 +165,10 @@ def test_forced_polling_observer(
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the observer does not depend on the catalog backend; once is enough")
-    daemon = new_daemon(daemons, tmp_path, database_url, DQD_WATCH__OBSERVER="polling").start()
+    publish = tmp_path / "publish"
+    daemon = new_daemon(
+        daemons, tmp_path, database_url, DQD_WATCH__OBSERVER="polling", DQD_PUBLISH_DIR=str(publish)
+    ).start()
     assert any(e.get("observer") == "polling" for e in daemon.events() if e.get("action") == "watch_started")
     check_slow_write_gives_one_job(catalog, daemon.watch, seed=2000)
     # A rename into the tree, and a model beside external-data-like companions.
@@ -175,6 +178,12 @@ def test_forced_polling_observer(
     others = {sha(write_model(daemon.watch / f"p/m{i}.onnx", seed=300 + i).read_bytes()) for i in range(3)}
     wait_for("polled models processed", lambda: done_count(catalog, others | {moved}) == 4 or None, 60)
     assert_processed_once(catalog, others | {moved})
+    # Each model's chosen file is published at <publish_dir>/<host class>/<relative path>.
+    import onnx
+
+    (host_class,) = {job.host_class for job in catalog.list_jobs()}
+    for index in range(3):
+        onnx.checker.check_model(str(publish / host_class / "p" / f"m{index}.onnx"))
     # Deleting a model marks its path removed; its history stays.
     (daemon.watch / "moved.onnx").unlink()
     wait_for("removal noticed", lambda: "moved.onnx" not in catalog.known_paths() or None, 10)
