@@ -297,3 +297,15 @@ def finalists(results: Sequence[RungResult], margin: float) -> list[RungResult]:
         and r.measurement.speedup_ci is not None
         and r.measurement.speedup_ci[1] >= 1.0 + margin
     ]
+
+
+def needs_playoff(contenders: Sequence[RungResult], margin: float) -> bool:
+    """Re-time the finalists together when they must be told apart, or one is still unresolved.
+
+    An unresolved finalist ran out of benchmark time with its interval
+    straddling ``1 + margin``; the playoff is its one extension (close cases
+    take longer), never a third run.
+    """
+    if len(contenders) >= 2:
+        return True
+    return any(r.speed(margin) is Speed.UNRESOLVED for r in contenders)

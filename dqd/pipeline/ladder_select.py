@@ -6,7 +6,9 @@ than.  Run-to-run noise is about 5% even when one run's interval is tight,
 so "clearly" means by more than ``noise`` and with disjoint intervals;
 smaller differences are unresolved and the earlier rung wins (the host rule
 set's order: the pre-processed FP32 first, then simpler variants before ones
-with more options).
+with more options).  When the finalists were re-timed together in one
+interleaved run (a playoff, see :func:`dqd.pipeline.ladder.needs_playoff`),
+"clearly" is their paired interval clearing the benchmark margin instead.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from dqd.pipeline.ladder import (
     RungResult,
     Skipped,
     finalists,
+    needs_playoff,
     needs_timing,
     next_step,
     plan_ladder,
@@ -181,7 +182,7 @@ def run_ladder(
         _try_rung(ladder, step.rung)
     playoff = None
     contenders = finalists(ladder.results, margin)
-    if len(contenders) >= 2 and ladder.clock() - started < settings.time_budget_seconds:
+    if needs_playoff(contenders, margin) and ladder.clock() - started < settings.time_budget_seconds:
         playoff = _playoff(ladder, contenders, margin)
     decision = decide_ladder(
         plan,

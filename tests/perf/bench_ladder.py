@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of the long fixed-budget run")
     parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument("--reasons", action="store_true", help="also print the thorough decision's reasons")
     parser.add_argument("models", nargs="*", help="model stems (default: every corpus model)")
     args = parser.parse_args()
     output = args.output_dir or Path(tempfile.mkdtemp(prefix="dqd-ladder-bench-"))
@@ -160,6 +161,8 @@ def main() -> None:
                 f"{model.stem:<12} {mode:<8} {rungs:>5} {secs:6.1f} {label:<22} {measured:>7} "
                 f"{achieved:8.2f} {oracle + f' {speedups[oracle]:.2f}':<22} {regret:6.3f}"
             )
+        if args.reasons:
+            print("\n".join(f"    {line}" for line in result.reasons))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dqd.pipeline.ladder import (
     Rung,
     RungResult,
     finalists,
+    needs_playoff,
     needs_timing,
     next_step,
     plan_ladder,
@@ -492,3 +493,13 @@ def test_the_decision_records_the_playoff() -> None:
     decision = decide_ladder(plan, results, [], "done", margin=MARGIN, noise=NOISE, playoff=playoff)
     assert decision.numbers["playoff"] == ["u8s8-pc", "u8s8"]
     assert any(line.startswith("playoff: FP32 and u8s8-pc, u8s8") for line in decision.reasons)
+
+
+def test_a_playoff_is_needed_for_two_finalists_or_one_unresolved() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    resolved = measured(rung_named(plan, "u8s8-pc"), ci=(2.4, 2.6))
+    unresolved = measured(rung_named(plan, "u8s8"), ci=(1.02, 1.12))
+    assert not needs_playoff([], MARGIN)
+    assert not needs_playoff([resolved], MARGIN)
+    assert needs_playoff([unresolved], MARGIN)
+    assert needs_playoff([resolved, unresolved], MARGIN)
