@@ -169,7 +169,8 @@ def synthesize_tensor(
     if is_state:
         return np.zeros(shape, dtype=dtype)
     if dtype == np.bool_:
-        return rng.random(shape) < 0.5
+        # A comparison on a 0-d draw yields a numpy scalar, which onnxruntime refuses as a feed.
+        return np.asarray(rng.random(shape) < 0.5)
     if np.issubdtype(dtype, np.integer):
         if _MASK.search(info.name):
             return np.ones(shape, dtype=dtype)

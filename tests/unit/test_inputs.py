@@ -82,6 +82,8 @@ def test_state_inputs_are_zero_and_bools_are_bool() -> None:
     feeds = synthesize_inputs(summary(inputs, outputs=["output", "stateN"]), batch=1, default_dim=4).feeds[0]
     assert feeds["state"].shape == (2, 4, 128) and not feeds["state"].any()
     assert feeds["flag"].dtype == np.bool_ and feeds["flag"].shape == ()
+    # onnxruntime takes arrays only: a numpy scalar (what a 0-d comparison gives) is refused.
+    assert all(isinstance(value, np.ndarray) for value in feeds.values())
     assert feeds["input"].std() > 0.5
 
 
