@@ -212,7 +212,7 @@ def requantize(
     from dqd.daemon.scheduler import CurrentPolicy, enqueue_stale
     from dqd.daemon.sidecar import overrides_for
     from dqd.hostinfo import detect_host
-    from dqd.pipeline.policy import POLICY_VERSION
+    from dqd.pipeline.ladder_select import policy_version_for
 
     if sum([bool(models), all_models, stale]) != 1:
         raise UsageError("give model paths, --all or --stale (exactly one)")
@@ -234,14 +234,16 @@ def requantize(
         classes = sorted(set(catalog.live_host_classes(settings.worker.host_ttl_seconds)) | {host.host_class})
         # Explicit or --all: a zero max age makes every version stale; --stale uses the nightly rule.
         max_age = timedelta(days=settings.schedule.max_age_days) if stale else timedelta(seconds=-1)
+
+        def current(search: str) -> CurrentPolicy:
+            return CurrentPolicy(host.ort_version, policy_version_for(search), search, max_age)
+
         queued = 0
         for host_class in classes:
             jobs = enqueue_stale(
                 catalog,
                 host_class,
-                current_for=lambda rel: CurrentPolicy(
-                    host.ort_version, POLICY_VERSION, overrides(rel).search or settings.search, max_age
-                ),
+                current_for=lambda rel: current(overrides(rel).search or settings.search),
                 overrides_for=overrides,
                 tick=now,
                 now=now,

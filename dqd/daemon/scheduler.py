@@ -19,11 +19,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from dqd.catalog import Catalog
-from dqd.domain import DecisionRecord, Job, JobKind
+from dqd.domain import DecisionRecord, Job, JobKind, Outcome
 from dqd.errors import CatalogError, ConfigError
 from dqd.settings import ModelOverrides
 
 logger = logging.getLogger(__name__)
+
+POLICY_OUTCOMES = frozenset({Outcome.QUANTIZED, Outcome.OPTIMIZED_FP32, Outcome.KEPT_FP32})
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,11 @@ def staleness(decision: DecisionRecord | None, current: CurrentPolicy, now: date
         return "never decided for this host class"
     if decision.ort_version != current.ort_version:
         return f"decided with onnxruntime {decision.ort_version}, now {current.ort_version}"
-    if policy_is_older(decision.policy_version, current.policy_version):
+    # Only outcomes the selection policy produced depend on its version: a preflight
+    # ``skipped`` or an ``error`` is the same under any policy (the mode rule covers the rest).
+    if decision.outcome in POLICY_OUTCOMES and policy_is_older(
+        decision.policy_version, current.policy_version
+    ):
         return f"decided under policy {decision.policy_version}, now {current.policy_version}"
     if decision.search_mode != current.search_mode:
         return f"decided in {decision.search_mode} search, now {current.search_mode}"

@@ -38,7 +38,7 @@ from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.domain import HostInfo
 from dqd.errors import CatalogError
 from dqd.hostinfo import detect_host
-from dqd.pipeline.policy import POLICY_VERSION
+from dqd.pipeline.ladder_select import policy_version_for
 from dqd.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Daemon:
         search = self.overrides_for(rel_path).search or self.settings.search
         return CurrentPolicy(
             ort_version=self.host.ort_version,
-            policy_version=POLICY_VERSION,
+            policy_version=policy_version_for(search),
             search_mode=search,
             max_age=timedelta(days=self.settings.schedule.max_age_days),
         )

@@ -64,6 +64,12 @@ def test_each_rule_makes_it_stale(changes: dict[str, object], words: str) -> Non
     assert reason is not None and words in reason
 
 
+@pytest.mark.parametrize("outcome", [Outcome.SKIPPED, Outcome.ERROR])
+def test_policy_version_does_not_matter_for_outcomes_the_policy_did_not_make(outcome: Outcome) -> None:
+    assert staleness(decision(outcome=outcome, policy_version="design-two-step/1"), CURRENT, NOW) is None
+    assert staleness(decision(outcome=outcome, ort_version="1.0"), CURRENT, NOW) is not None
+
+
 def test_never_decided_is_stale() -> None:
     assert staleness(None, CURRENT, NOW) == "never decided for this host class"
 
