@@ -73,7 +73,7 @@ class QueryStore(DetailQueries, ReportQueries):
         if limit is not None:
             stmt = stmt.limit(limit + 1)  # one more tells whether a next page exists
         with self.tx.read() as session:
-            rows = list(session.execute(stmt).tuples())
+            rows = list(session.execute(stmt))
             more = limit is not None and len(rows) > limit
             rows = rows[:limit] if limit is not None else rows
             # The whole catalog: one pass over the latest decisions beats thousands of IN parameters.
@@ -161,7 +161,7 @@ class QueryStore(DetailQueries, ReportQueries):
                 .outerjoin(a, and_(a.decision_id == d.id, a.variant_id == d.variant_id, a.decisive.is_(True)))
                 .where(d.id.in_(newest.group_by(d.sha256, d.host_class)))
             )
-            for row in session.execute(stmt).tuples():
+            for row in session.execute(stmt):
                 found.setdefault(row[0], row)  # one decisive evaluation per variant is expected
         result: dict[str, list[LatestDecision]] = {}
         for r in found.values():
