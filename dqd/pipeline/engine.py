@@ -136,7 +136,8 @@ def _request(
         path=path.resolve(),
         relative_path=_relative(path, model_root),
         sha256=base.sha256,
-        output_dir=Path(settings.output_dir),
+        # Absolute: the catalog path must work from any cwd (`dqd best` in a deploy script).
+        output_dir=Path(settings.output_dir).resolve(),
         search=mode,
         threads=threads or settings.benchmark.threads,
         accuracy=_accuracy_for(settings.accuracy, overrides),

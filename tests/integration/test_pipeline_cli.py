@@ -34,7 +34,7 @@ def run_process(tmp_path: Path, *args: str, config: Path | None = None) -> subpr
     env.update(
         {
             "DQD_DATABASE_URL": f"sqlite:///{tmp_path / 'dqd.db'}",
-            "DQD_OUTPUT_DIR": str(tmp_path / "out"),
+            "DQD_OUTPUT_DIR": "out",  # relative to the cwd, as in the default configuration
             "DQD_BENCHMARK__MIN_SECONDS": "0.3",
             "DQD_BENCHMARK__MAX_SECONDS": "2",
             "DQD_ACCURACY__SYNTHETIC_BATCH": "16",
@@ -64,6 +64,8 @@ def test_json_lines_follow_the_contract_and_land_in_the_catalog(tmp_path: Path) 
     by_name = {Path(line["path"]).name: line for line in lines}
     mlp, ml = by_name["mlp.onnx"], by_name["ml.onnx"]
     assert mlp["outcome"] == "quantized" and mlp["variant"]["weight_type"] == "U8U8"
+    # Absolute, so `dqd best` hands deploy scripts a path that works from any cwd.
+    assert Path(mlp["variant"]["output_path"]).is_absolute()
     assert Path(mlp["variant"]["output_path"]).is_file()
     assert mlp["speedup"] > 1 and mlp["speedup_ci"][0] <= mlp["speedup"] <= mlp["speedup_ci"][1]
     assert mlp["accuracy"]["input_source"] == "synthetic" and "y" in mlp["accuracy"]["metrics"]
