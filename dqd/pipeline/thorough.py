@@ -40,7 +40,6 @@ from dqd.pipeline.ladder import (
 from dqd.pipeline.ladder_rules import rules_for
 from dqd.pipeline.ladder_select import Playoff, decide_ladder
 from dqd.pipeline.policy import Decision, VariantMeasurement
-from dqd.pipeline.quantize import build_variant
 from dqd.pipeline.stateful import (
     StatePair,
     find_state_pairs,
@@ -229,15 +228,7 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
     started = ladder.clock()
     spec = rung.spec
     bench.report(f"rung {rung.index}: quantizing {spec.name}")
-    with host_lock(exclusive=False):
-        variant = build_variant(
-            bench.prepared.path,
-            spec,
-            bench.variant_directory,
-            ort_version=bench.ort_version,
-            provenance=bench.provenance,
-            large=bench.prepared.large,
-        )
+    variant = bench.build(spec)
     measured = Measured(variant)
     ladder.measured.append(measured)
     if variant.error is not None or variant.output_path is None:

@@ -96,13 +96,13 @@ class Workbench:
         nodes = tuple(sorted({*spec.nodes_to_exclude, *self.nodes_to_exclude}))
         return replace(spec, nodes_to_exclude=nodes, preprocess=self.prepared.preprocess)
 
-    def measure(self, spec: VariantSpec, *, step: str) -> Measured:
-        """Build ``spec`` (tailored), gate it on every input set (the first decides), time it against FP32."""
-        spec = self.tailor(spec)
-        self.report(f"quantizing {spec.name}")
-        # Shared host lock: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
+    def build(self, spec: VariantSpec) -> VariantResult:
+        """Quantize an already tailored ``spec`` (or reuse its file) under the shared host lock.
+
+        Shared: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
+        """
         with host_lock(exclusive=False):
-            variant = build_variant(
+            return build_variant(
                 self.prepared.path,
                 spec,
                 self.variant_directory,
@@ -110,7 +110,13 @@ class Workbench:
                 provenance=self.provenance,
                 large=self.prepared.large,
             )
-        measured = Measured(variant)
+
+    def measure(self, spec: VariantSpec, *, step: str) -> Measured:
+        """Build ``spec`` (tailored), gate it on every input set (the first decides), time it against FP32."""
+        spec = self.tailor(spec)
+        self.report(f"quantizing {spec.name}")
+        measured = Measured(self.build(spec))
+        variant = measured.variant
         if variant.error is not None or variant.output_path is None:
             measured.measurement = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
             return measured
