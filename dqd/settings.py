@@ -12,9 +12,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dqd.domain import VariantSpec
@@ -82,6 +82,23 @@ class AccuracySettings(_Section):
     input_shapes: dict[str, list[int]] = Field(default_factory=dict)
 
 
+# The thresholds and numbers a model may set for itself (``[models."<glob>".accuracy]``): the
+# numeric accuracy settings; input shapes have their own per-model key.
+ACCURACY_OVERRIDE_KEYS = tuple(
+    name for name, field in AccuracySettings.model_fields.items() if field.annotation in (float, int)
+)
+
+
+def _known_accuracy_key(key: str) -> str:
+    # A typo would otherwise be silently ignored and the model gated with the global threshold.
+    if key not in ACCURACY_OVERRIDE_KEYS:
+        raise ValueError(f"one of {', '.join(ACCURACY_OVERRIDE_KEYS)}")
+    return key
+
+
+AccuracyOverrideKey = Annotated[str, AfterValidator(_known_accuracy_key)]
+
+
 class LadderSettings(_Section):
     """``search = "thorough"``: the variant ladder (issue 6)."""
 
@@ -138,7 +155,7 @@ class ModelOverrides(_Section):
     search: Literal["design", "thorough"] | None = None
     nodes_to_exclude: list[str] = Field(default_factory=list)
     input_shapes: dict[str, list[int]] = Field(default_factory=dict)
-    accuracy: dict[str, float] = Field(default_factory=dict)
+    accuracy: dict[AccuracyOverrideKey, float] = Field(default_factory=dict)
 
     @field_validator("pin", mode="before")
     @classmethod
@@ -324,7 +341,8 @@ def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
 
 def _dotted_key(loc: tuple[Any, ...]) -> str:
     """``models."bert/*.onnx".pin``: a glob holds dots and slashes, so it is quoted as TOML quotes it."""
-    parts = [str(part) for part in loc]
+    # A dict key's own error ends in "[key]": the key is already the part before it.
+    parts = [str(part) for part in loc if part != "[key]"]
     if len(parts) > 1 and parts[0] == "models":
         parts[1] = json.dumps(parts[1])
     return ".".join(parts) or "config"

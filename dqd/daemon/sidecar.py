@@ -73,7 +73,7 @@ def resolve_overrides(settings: Settings, root: Path, rel_path: str) -> ModelOve
         return ModelOverrides.model_validate(merge_overrides([*layers, sidecar]))
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"])
+        key = ".".join(str(part) for part in error["loc"] if part != "[key]")
         raise SidecarError(sidecar_path(root / rel_path), f"{key}: {error['msg']}") from None
 
 

@@ -139,6 +139,22 @@ def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
+def test_an_unknown_per_model_accuracy_key_names_the_key_and_the_allowed_ones(tmp_path: Path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text('[models."bert/*.onnx".accuracy]\nmin_cosine_mean = 0.9\nmin_cosin_worst = 0.8\n')
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert caught.value.key == 'models."bert/*.onnx".accuracy.min_cosin_worst'
+    assert caught.value.exit_code == 2
+    assert "min_cosine_worst" in caught.value.allowed and "max_relative_l2" in caught.value.allowed
+
+
+def test_known_per_model_accuracy_keys_load(tmp_path: Path) -> None:
+    config = tmp_path / "ok.toml"
+    config.write_text('[models."bert/*.onnx".accuracy]\nmin_cosine_mean = 0.9\nmax_relative_l2 = 0.5\n')
+    assert load(config).models["bert/*.onnx"].accuracy == {"min_cosine_mean": 0.9, "max_relative_l2": 0.5}
+
+
 def test_a_pin_is_fp32_or_a_checked_spec(tmp_path: Path) -> None:
     config = tmp_path / "pins.toml"
     config.write_text(
