@@ -141,6 +141,7 @@ class ScheduleSettings(_Section):
 
 
 class ApiSettings(_Section):
+    serve_in_daemon: bool = Field(False, description="`dqd run` also serves the API (`--serve`)")
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     token: SecretStr | None = None

@@ -45,13 +45,25 @@ def run(
         Path | None, typer.Option("--publish-dir", help="Publish chosen models under DIR/<host class>/.")
     ] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text or json.")] = None,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve", help="Also serve the HTTP API, /metrics and /healthz (api.host, api.port)."
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", min=0, max=65535, help="API port (api.port).")] = None,
 ) -> None:
     """Watch a folder, quantize what lands in it, requantize nightly. Runs in the foreground."""
     from dqd.daemon.service import run_daemon
 
     settings = state(ctx).settings(
         watch_dir=watch,
-        **{"watch.observer": observer, "worker.concurrency": concurrency},
+        **{
+            "watch.observer": observer,
+            "worker.concurrency": concurrency,
+            "api.serve_in_daemon": serve,
+            "api.port": port,
+        },
         publish_dir=publish_dir,
         log_format=log_format,
     )

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from dqd import metrics
 from dqd.catalog import open_catalog
+from dqd.daemon.api_thread import ApiThread
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
 from dqd.daemon.reconcile import FileBusy, Reconciler
@@ -79,6 +80,7 @@ class Daemon:
     def __post_init__(self) -> None:
         self._signals = 0
         self._wake_workers = threading.Event()
+        self.api: ApiThread | None = None
         self.root = Path(os.path.abspath(self.settings.watch_dir))
         self.overrides_for = partial(overrides_for, self.settings, self.root)
 
@@ -158,6 +160,9 @@ class Daemon:
                 on_queued=self._wake_workers.set,
             )
         self.scheduler = scheduler
+        if settings.api.serve_in_daemon:
+            self.api = ApiThread(catalog, settings)
+            self.api.start()
         # Watch first, then scan: a file written during the scan is seen by one or the other.
         self.watcher.start()
         threads = [threading.Thread(target=self._reconcile_loop, name="dqd-reconcile", daemon=True)]
@@ -255,6 +260,8 @@ class Daemon:
         self.watcher.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.api is not None:
+            self.api.stop()
         deadline = time.monotonic() + grace
         # Keep the host heartbeat (and the job leases, renewed by each worker) alive while draining.
         for thread in worker_threads:
