@@ -27,18 +27,31 @@ from tests.acceptance.tiny import tiny_model_bytes, write_model
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'dqd.db'}"  # the daemon migrates it on start
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'dqd.db'}"  # the daemon migrates it on start
-    return str(request.getfixturevalue("postgres_url"))
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+
+
+def _open_catalog(url: str) -> Iterator[Catalog]:
+    catalog = Catalog.from_url(url)
+    yield catalog
+    catalog.close()
 
 
 @pytest.fixture
 def catalog(database_url: str) -> Iterator[Catalog]:
-    catalog = Catalog.from_url(database_url)
-    yield catalog
-    catalog.close()
+    yield from _open_catalog(database_url)
+
+
+@pytest.fixture
+def sqlite_catalog(sqlite_url: str) -> Iterator[Catalog]:
+    """For tests of behaviour that does not depend on the catalog backend: they run once, on SQLite."""
+    yield from _open_catalog(sqlite_url)
 
 
 @pytest.fixture
@@ -161,10 +174,10 @@ def test_kill9_sigterm_and_files_dropped_while_stopped(
 
 
 def test_forced_polling_observer(
-    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+    tmp_path: Path, sqlite_url: str, sqlite_catalog: Catalog, daemons: list[Daemon]
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the observer does not depend on the catalog backend; once is enough")
+    # The observer does not depend on the catalog backend: SQLite only, once is enough.
+    database_url, catalog = sqlite_url, sqlite_catalog
     publish = tmp_path / "publish"
     daemon = new_daemon(
         daemons, tmp_path, database_url, DQD_WATCH__OBSERVER="polling", DQD_PUBLISH_DIR=str(publish)
