@@ -221,10 +221,9 @@ def requantize(
     """Queue requantization for every live host class, as the nightly job does."""
     from functools import partial
 
-    from dqd.daemon.scheduler import CurrentPolicy, enqueue_stale
+    from dqd.daemon.scheduler import current_policy, enqueue_stale
     from dqd.daemon.sidecar import overrides_for
     from dqd.hostinfo import detect_host
-    from dqd.pipeline.ladder_select import policy_version_for
 
     if sum([bool(models), all_models, stale]) != 1:
         raise UsageError("give model paths, --all or --stale (exactly one)")
@@ -247,15 +246,14 @@ def requantize(
         # Explicit or --all: a zero max age makes every version stale; --stale uses the nightly rule.
         max_age = timedelta(days=settings.schedule.max_age_days) if stale else timedelta(seconds=-1)
 
-        def current(search: str) -> CurrentPolicy:
-            return CurrentPolicy(host.ort_version, policy_version_for(search), search, max_age)
-
         queued = 0
         for host_class in classes:
             jobs = enqueue_stale(
                 catalog,
                 host_class,
-                current_for=lambda rel: current(overrides(rel).search or settings.search),
+                current_for=lambda rel: current_policy(
+                    host.ort_version, overrides(rel).search or settings.search, max_age
+                ),
                 overrides_for=overrides,
                 tick=now,
                 now=now,

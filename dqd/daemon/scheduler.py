@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from dqd.catalog import Catalog
 from dqd.domain import DecisionRecord, Job, JobKind, Outcome
 from dqd.errors import CatalogError, ConfigError
+from dqd.pipeline.policy import policy_version_for
 from dqd.settings import ModelOverrides
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ class CurrentPolicy:
     policy_version: str
     search_mode: str
     max_age: timedelta
+
+
+def current_policy(ort_version: str, search_mode: str, max_age: timedelta) -> CurrentPolicy:
+    """What a decision made now in ``search_mode`` would record: the one place that builds it."""
+    return CurrentPolicy(ort_version, policy_version_for(search_mode), search_mode, max_age)
 
 
 def _policy_parts(version: str) -> tuple[str, int | None]:
@@ -57,14 +63,16 @@ def staleness(decision: DecisionRecord | None, current: CurrentPolicy, now: date
         return "never decided for this host class"
     if decision.ort_version != current.ort_version:
         return f"decided with onnxruntime {decision.ort_version}, now {current.ort_version}"
+    # The mode first: each mode has its own policy, so across modes the versions are not
+    # comparable and "another search mode" is the reason a person can act on.
+    if decision.search_mode != current.search_mode:
+        return f"decided in {decision.search_mode} search, now {current.search_mode}"
     # Only outcomes the selection policy produced depend on its version: a preflight
-    # ``skipped`` or an ``error`` is the same under any policy (the mode rule covers the rest).
+    # ``skipped`` or an ``error`` is the same under any policy.
     if decision.outcome in POLICY_OUTCOMES and policy_is_older(
         decision.policy_version, current.policy_version
     ):
         return f"decided under policy {decision.policy_version}, now {current.policy_version}"
-    if decision.search_mode != current.search_mode:
-        return f"decided in {decision.search_mode} search, now {current.search_mode}"
     age = now - decision.created_at
     if age > current.max_age:
         return f"decided {age.days} days ago (max_age_days {current.max_age.days})"

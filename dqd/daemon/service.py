@@ -31,7 +31,7 @@ from dqd.daemon.api_thread import ApiThread
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
 from dqd.daemon.reconcile import FileBusy, Reconciler
-from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler
+from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy
 from dqd.daemon.settle import Ready, SettleTracker
 from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.watcher import ModelWatcher
@@ -39,7 +39,6 @@ from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.domain import HostInfo
 from dqd.errors import CatalogError
 from dqd.hostinfo import detect_host
-from dqd.pipeline.ladder_select import policy_version_for
 from dqd.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -103,11 +102,8 @@ class Daemon:
 
     def current_policy(self, rel_path: str) -> CurrentPolicy:
         search = self.overrides_for(rel_path).search or self.settings.search
-        return CurrentPolicy(
-            ort_version=self.host.ort_version,
-            policy_version=policy_version_for(search),
-            search_mode=search,
-            max_age=timedelta(days=self.settings.schedule.max_age_days),
+        return current_policy(
+            self.host.ort_version, search, timedelta(days=self.settings.schedule.max_age_days)
         )
 
     def run(self) -> int:

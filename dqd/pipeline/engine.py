@@ -23,14 +23,13 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet, load_samples, synthesize_inputs
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
-from dqd.pipeline.ladder_select import policy_version_for
 from dqd.pipeline.policy import (
-    POLICY_VERSION,
     Decision,
     decide_design,
     decide_pinned,
     design_specs,
     is_acceptable,
+    policy_version_for,
 )
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import OutputDirError, provenance_for, sha256_file, variant_dir
@@ -282,7 +281,7 @@ def run_pinned(
     assert measured.measurement is not None  # measure always says what happened
     decision = decide_pinned(measured.measurement, margin=margin)
     # Recorded under the mode's policy version, so staleness checks treat it like any decision made there.
-    return [measured], replace(decision, policy_version=policy_version_for(mode.value))
+    return [measured], replace(decision, policy_version=policy_version_for(mode))
 
 
 def _excluded_nodes(
@@ -351,8 +350,10 @@ def _finished(
     details: dict[str, Any] | None = None,
     measured: list[Measured] | None = None,
     permanent: bool = True,
-    policy_version: str = POLICY_VERSION,
+    policy_version: str | None = None,
 ) -> EngineResult:
+    """``policy_version`` defaults to the request's mode's: a preflight outcome in thorough
+    mode must not read as a design-mode decision (staleness compares it with the mode's)."""
     measured = measured or []
     return EngineResult(
         path=str(request.path),
@@ -365,7 +366,7 @@ def _finished(
         error=error,
         seconds=0.0,
         search_mode=request.search.value,
-        policy_version=policy_version,
+        policy_version=policy_version or policy_version_for(request.search),
         ort_version=request.ort_version,
         source_size_bytes=request.source_size,
         variants=tuple(m.variant for m in measured),
@@ -389,7 +390,7 @@ def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
         error=None,
         seconds=0.0,
         search_mode=mode.value,
-        policy_version=policy_version_for(mode.value),
+        policy_version=policy_version_for(mode),
         ort_version=host.ort_version,
     )
     try:

@@ -17,24 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dqd.domain import Outcome
+from dqd.domain import Outcome, SearchMode
 from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
 from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
-from dqd.pipeline.policy import POLICY_VERSION, Decision, describe, is_acceptable
+from dqd.pipeline.policy import Decision, describe, is_acceptable, policy_version_for
 
-# Bump with RULES_VERSION too: the scheduler re-decides a model when its policy version is older.
-LADDER_POLICY_VERSION = "ladder/1"
+THOROUGH_VERSION = policy_version_for(SearchMode.THOROUGH)  # what every ladder decision records
 STATIC_ADVICE = (
     "next step: static quantization with calibration data (onnxruntime.quantization.quantize_static, "
     "QDQ format, a CalibrationDataReader over a few hundred representative inputs), which fixes activation "
     "scales ahead of time instead of computing them at every call; dqd does not do that step"
 )
-
-
-def policy_version_for(search: str) -> str:
-    """The policy version a decision made now in ``search`` mode records (for staleness checks)."""
-    return LADDER_POLICY_VERSION if search == "thorough" else POLICY_VERSION
 
 
 @dataclass(frozen=True)
@@ -123,13 +117,11 @@ def decide_ladder(
     numbers["playoff"] = list(playoff.samples_ms) if playoff is not None else None
     if chosen is None:
         summary = "kept FP32: no rung passed the gate and was significantly faster than FP32"
-        return Decision(
-            Outcome.KEPT_FP32, None, None, None, (summary, *lines), numbers, LADDER_POLICY_VERSION
-        )
+        return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *lines), numbers, THOROUGH_VERSION)
     outcome = Outcome.OPTIMIZED_FP32 if chosen.rung.spec.weight_type is None else Outcome.QUANTIZED
     m = chosen.measurement
     return Decision(
-        outcome, chosen.rung.spec, m.speedup, m.speedup_ci, (why, *lines), numbers, LADDER_POLICY_VERSION
+        outcome, chosen.rung.spec, m.speedup, m.speedup_ci, (why, *lines), numbers, THOROUGH_VERSION
     )
 
 
@@ -207,7 +199,7 @@ def ladder_numbers(
     for skip in (*plan.skipped, *skipped):
         rungs.append({"variant": skip.name, "status": "skipped", "rule": skip.rule, "reason": skip.reason})
     return {
-        "policy_version": LADDER_POLICY_VERSION,
+        "policy_version": THOROUGH_VERSION,
         "rules": {**plan.rules.to_dict(), "version": RULES_VERSION, "pruning": dict(PRUNING_RULES)},
         "traits": plan.traits.to_dict(),
         "order": [r.name for r in plan.rungs],

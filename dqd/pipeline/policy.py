@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dqd.domain import Outcome, VariantSpec, WeightType
+from dqd.domain import Outcome, SearchMode, VariantSpec, WeightType
 
 POLICY_VERSION = "design-two-step/1"
+# Bump with ladder_rules.RULES_VERSION too: the scheduler re-decides a model when its policy version is older.
+LADDER_POLICY_VERSION = "ladder/1"
 PINNED = "pinned by per-model settings"
 
 
@@ -49,6 +51,16 @@ class Decision:
     reasons: tuple[str, ...]
     numbers: dict[str, Any] = field(default_factory=dict)
     policy_version: str = POLICY_VERSION
+
+
+def policy_version_for(search: SearchMode | str) -> str:
+    """The policy version a decision made now in ``search`` mode records.
+
+    The one source for it: the engine stamps its results with it and the
+    scheduler compares recorded decisions against it, so the two cannot drift.
+    Lives here, not in the ladder, so the daemon can ask without importing ONNX code.
+    """
+    return LADDER_POLICY_VERSION if SearchMode(search) is SearchMode.THOROUGH else POLICY_VERSION
 
 
 def design_specs(preprocess: str) -> tuple[VariantSpec, VariantSpec]:

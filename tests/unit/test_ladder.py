@@ -26,14 +26,12 @@ from dqd.pipeline.ladder_rules import (
     rules_for,
 )
 from dqd.pipeline.ladder_select import (
-    LADDER_POLICY_VERSION,
     Playoff,
     clearly_faster,
     decide_ladder,
-    policy_version_for,
     select_rung,
 )
-from dqd.pipeline.policy import POLICY_VERSION, VariantMeasurement
+from dqd.pipeline.policy import LADDER_POLICY_VERSION, POLICY_VERSION, VariantMeasurement, policy_version_for
 
 VNNI = rules_for("x86_64-avx512vnni")
 AVX2 = rules_for("x86_64-avx2")
