@@ -37,3 +37,8 @@ def fail(report: Callable[[str], None], permanent: bool) -> None:
 
 def bug(report: Callable[[str], None]) -> None:
     raise KeyError("oops")
+
+
+def report_pid_and_hang(report: Callable[[str], None]) -> None:
+    report(f"pid {os.getpid()}")
+    time.sleep(600)

@@ -8,8 +8,11 @@ that never become resident.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -22,6 +25,8 @@ from dqd.errors import ModelError
 
 T = TypeVar("T")
 POLL_SECONDS = 0.1
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+ORPHANED_EXIT_CODE = 70  # the child found its parent gone before it could start work
 ProgressCallback = Callable[[str], None]
 
 
@@ -60,7 +65,8 @@ def run_isolated(
     """
     context = multiprocessing.get_context("spawn")  # fork would copy the caller's threads and sessions
     parent_conn, child_conn = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(child_conn, function, args), daemon=True)
+    # The child dies with this thread (see die_with_parent): the thread waits here until the child ends.
+    process = context.Process(target=_child_main, args=(child_conn, os.getpid(), function, args), daemon=True)
     process.start()
     child_conn.close()
     deadline = time.monotonic() + timeout_seconds
@@ -139,7 +145,30 @@ class _RemoteTraceback(Exception):
         return str(self.args[0]) if self.args else ""
 
 
-def _child_main(conn: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """In a child: be killed when ``parent_pid`` dies, even by SIGKILL.
+
+    ``daemon=True`` only helps when the parent exits cleanly; after ``kill -9``
+    of the daemon or ``dqd process`` the child would otherwise run to the end
+    of its work, burning CPU and disturbing the next benchmark. Linux's
+    ``PR_SET_PDEATHSIG`` fires when the thread that started the child exits,
+    which is never before the child here. Elsewhere only the start-up check runs.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # best effort: the parent's kill on timeout still applies
+    # The parent may have died between starting us and the prctl: we were re-parented already.
+    if os.getppid() != parent_pid:
+        os._exit(ORPHANED_EXIT_CODE)
+
+
+def _child_main(
+    conn: Connection, parent_pid: int, function: Callable[..., Any], args: tuple[Any, ...]
+) -> None:
+    die_with_parent(parent_pid)
     try:
         result = function(ChildReporter(conn), *args)
         conn.send(("result", result))

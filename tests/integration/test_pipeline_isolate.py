@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
-from dqd.pipeline.isolate import IsolationError, run_isolated
+from dqd.pipeline.isolate import ORPHANED_EXIT_CODE, IsolationError, run_isolated
 from tests import isolation_targets as targets
 
 
@@ -48,3 +54,55 @@ def test_model_errors_keep_their_permanence(permanent: bool) -> None:
 def test_unexpected_exceptions_name_their_type() -> None:
     with pytest.raises(IsolationError, match="KeyError"):
         run_isolated(targets.bug, timeout_seconds=60, memory_mb=2048)
+
+
+PARENT = """
+import sys
+from dqd.pipeline.isolate import run_isolated
+from tests import isolation_targets as targets
+
+run_isolated(
+    targets.report_pid_and_hang,
+    timeout_seconds=600,
+    memory_mb=2048,
+    progress=lambda line: print(line, flush=True),
+)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet (PID 1 in a container may not)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_the_child_dies_with_its_parent_even_after_kill_9() -> None:
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=root, stdout=subprocess.PIPE, text=True)
+    child: int | None = None
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # the child is running its work once it reports
+        assert line.startswith("pid "), line
+        child = int(line.split()[1])
+        assert psutil.Process(child).ppid() == parent.pid
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child), "the engine child outlived its killed parent"
+    finally:
+        parent.kill()
+        if child is not None:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(child).kill()
+
+
+def test_a_child_whose_parent_is_already_gone_exits_at_once() -> None:
+    # The race: the parent died before the child could ask to die with it.
+    code = "import os; from dqd.pipeline.isolate import die_with_parent; die_with_parent(os.getppid() + 1)"
+    finished = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert finished.returncode == ORPHANED_EXIT_CODE
