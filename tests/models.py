@@ -42,6 +42,15 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
+def save_with_external_data(model: onnx.ModelProto, path: Path) -> Path:
+    """``path`` plus every tensor in ``<name>.data`` beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
+    )
+    return path
+
+
 def matmul_heavy(hidden: int = 512, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
     """``x[batch, hidden]`` through MatMul+Relu layers: where dynamic quantization pays off."""
     rng = _rng(seed)

@@ -15,7 +15,7 @@ import typer
 from dqd.catalog import Catalog, open_catalog
 from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, jobs_app, state
 from dqd.domain import JobState
-from dqd.errors import CatalogUnavailable, UsageError
+from dqd.errors import CatalogUnavailable, ModelError, UsageError
 from dqd.settings import Settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
@@ -116,7 +116,7 @@ def enqueue(ctx: typer.Context, paths: Annotated[list[Path], typer.Argument(help
         for rel in rels:
             try:
                 registration = reconciler.register(rel)
-            except (OSError, FileBusy) as exc:
+            except (OSError, FileBusy, ModelError) as exc:
                 typer.echo(f"{rel}: cannot read: {exc}", err=True)
                 failed = True
                 continue

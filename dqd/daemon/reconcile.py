@@ -1,7 +1,8 @@
 """Registering files with the catalog, and the reconciliation scan.
 
-``register`` hashes one complete file (sha256, streamed), records what the
-path holds now and queues the content for every host class with live hosts.
+``register`` hashes one complete model (its file and external-data files as
+one unit, :func:`dqd.modelfile.content_sha256`), records what the path holds
+now and queues the content for every host class with live hosts.
 The default idempotency key (content, class) means the same content at a
 second path reuses the work already done. ``scan`` walks the whole tree at
 start-up and periodically: anything new or changed since the catalog last
@@ -12,7 +13,6 @@ unreachable, are never missed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -23,19 +23,11 @@ from pathlib import Path, PurePosixPath
 from dqd.catalog import Catalog
 from dqd.daemon.filters import Kind, PathFilter
 from dqd.domain import JobKind, ModelPath
+from dqd.errors import ModelError
+from dqd.modelfile import content_sha256, files_stat, model_files, unit_stat
 from dqd.settings import ModelOverrides
 
 logger = logging.getLogger(__name__)
-
-HASH_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FileBusy(Exception):
@@ -90,7 +82,10 @@ class Reconciler:
         return sorted(classes)
 
     def register(self, rel_path: str) -> Registration:
-        """Hash, record and queue one complete file (raises FileBusy, OSError, CatalogError)."""
+        """Hash, record and queue one complete model (raises FileBusy, OSError, ModelError, CatalogError).
+
+        ModelError: an external-data file the graph references is missing (maybe not copied yet).
+        """
         result = Registration(rel_path)
         absolute = self.root / rel_path
         verdict = self.filter.classify(absolute)
@@ -108,12 +103,14 @@ class Reconciler:
             result.skipped = "excluded by per-model settings"
             logger.info("skipping %s: excluded", rel_path, extra={"action": "excluded", "path": rel_path})
             return result
-        before = os.stat(absolute)
-        sha = sha256_file(absolute)
-        after = os.stat(absolute)
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        # The unit's stat (data files included) is what the scan compares later.
+        files = model_files(absolute)
+        before = files_stat(files)
+        sha = content_sha256(absolute)
+        size, mtime_ns = files_stat(files)
+        if before != (size, mtime_ns):
             raise FileBusy(rel_path)
-        observation = self.catalog.observe_file(rel_path, sha, after.st_size, after.st_mtime_ns)
+        observation = self.catalog.observe_file(rel_path, sha, size, mtime_ns)
         result.sha256 = sha
         for host_class in self.target_classes():
             job = self.catalog.enqueue(
@@ -189,12 +186,12 @@ class Reconciler:
                 seen.add(rel)
                 summary.seen += 1
                 try:
-                    self._scan_file(rel, absolute, known, now, summary)
+                    self._scan_file(rel, absolute, known, now, summary, refused=verdict.kind is Kind.REFUSED)
                 except FileBusy:
                     summary.pending += 1
                     if self.on_pending:
                         self.on_pending(rel)
-                except OSError as exc:
+                except (OSError, ModelError) as exc:  # the next scan tries again
                     summary.errors += 1
                     logger.warning(
                         "cannot read %s: %s", rel, exc, extra={"action": "scan_error", "path": rel}
@@ -217,17 +214,29 @@ class Reconciler:
         return summary
 
     def _scan_file(
-        self, rel: str, absolute: Path, known: Mapping[str, ModelPath], now: float, summary: ScanSummary
+        self,
+        rel: str,
+        absolute: Path,
+        known: Mapping[str, ModelPath],
+        now: float,
+        summary: ScanSummary,
+        *,
+        refused: bool,
     ) -> None:
         st = os.stat(absolute)
         record = known.get(rel)
-        if (
-            record is not None
-            and record.sha256 is not None
-            and (record.size_bytes, record.mtime_ns) == (st.st_size, st.st_mtime_ns)
-        ):
-            return  # unchanged since the catalog last saw it
-        if now - st.st_mtime_ns / 1e9 < self.settle_seconds:
+        seen = None if record is None or record.sha256 is None else (record.size_bytes, record.mtime_ns)
+        if seen == (st.st_size, st.st_mtime_ns):
+            # Recorded as this very file alone: it had no external data, and since its bytes
+            # are unchanged it has none now either, so no need to parse it.
+            return
+        mtime_ns = st.st_mtime_ns
+        if not refused:  # a link out of the tree is never read: register records the refusal
+            size_mtime = unit_stat(absolute)
+            if seen == size_mtime:
+                return  # unchanged since the catalog last saw it, data files included
+            mtime_ns = size_mtime[1]
+        if now - mtime_ns / 1e9 < self.settle_seconds:
             raise FileBusy(rel)  # still being written, probably: let the settle tracker decide
         registration = self.register(rel)
         if registration.sha256:

@@ -37,7 +37,7 @@ from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.watcher import ModelWatcher
 from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.domain import HostInfo
-from dqd.errors import CatalogError
+from dqd.errors import CatalogError, ModelError
 from dqd.hostinfo import detect_host
 from dqd.settings import Settings, redact_url
 
@@ -197,7 +197,7 @@ class Daemon:
             return
         except FileNotFoundError:
             return  # gone again before we got to it
-        except OSError as exc:  # unreadable (permissions, I/O error): the next scan tries again
+        except (OSError, ModelError) as exc:  # unreadable, or data file missing: the next scan tries again
             logger.warning(
                 "cannot read %s: %s",
                 ready.rel_path,

@@ -186,11 +186,17 @@ class Worker:
         )
         if self._aborted.is_set() or lease.lost.is_set():
             return  # released at shutdown or taken away: whoever runs it next records it
-        if result.sha256 and result.sha256 != job.sha256:
-            # The file changed after it was queued; the new content has its own job.
-            self._finish_failed(
-                job, f"{rel} changed while queued (now {result.sha256[:12]})", permanent=False
+        if result.sha256 != job.sha256:
+            # Both sides hash with dqd.modelfile.content_sha256. No sha256: the model cannot be read
+            # as a unit now (an external-data file missing, maybe still being copied); another one:
+            # it changed after it was queued, and the new content has its own job. Either way this
+            # attempt fails and nothing is recorded under an identity that is not the job's.
+            problem = (
+                f"{rel} changed while queued (now {result.sha256[:12]})"
+                if result.sha256
+                else result.error or f"cannot read {rel}"
             )
+            self._finish_failed(job, problem, permanent=False)
             return
         self._finish(job, rel, result)
 

@@ -19,6 +19,7 @@ from typing import Any
 from dqd import __version__
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, ModelError
+from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet, load_samples, synthesize_inputs
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
@@ -32,7 +33,7 @@ from dqd.pipeline.policy import (
     policy_version_for,
 )
 from dqd.pipeline.prepare import PreparedModel, prepare_model
-from dqd.pipeline.quantize import OutputDirError, provenance_for, sha256_file, variant_dir
+from dqd.pipeline.quantize import OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
@@ -378,7 +379,11 @@ def _finished(
 
 
 def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
-    """An ``error`` result holding the file's sha256 and size, or saying why the file cannot be read."""
+    """An ``error`` result holding the model's sha256 and size, or saying why it cannot be read.
+
+    The sha256 is the model's with its external data (:func:`content_sha256`), as the
+    daemon queued it: the worker compares the two to notice a model changed while queued.
+    """
     base = EngineResult(
         path=str(path),
         sha256="",
@@ -394,9 +399,11 @@ def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
         ort_version=host.ort_version,
     )
     try:
-        return replace(base, sha256=sha256_file(path), source_size_bytes=path.stat().st_size)
+        return replace(base, sha256=content_sha256(path), source_size_bytes=path.stat().st_size)
     except OSError as exc:
         return replace(base, reasons=(f"cannot read {path}: {exc.strerror or exc}",), error=str(exc))
+    except ModelError as exc:  # an external-data file is missing
+        return replace(base, reasons=(str(exc),), error=str(exc), permanent_error=exc.permanent)
 
 
 def _relative(path: Path, model_root: Path | str | None) -> Path:

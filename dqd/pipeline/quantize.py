@@ -8,7 +8,6 @@ model is only ever read.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import onnx
 
 from dqd.domain import VariantResult, VariantSpec, WeightType
 from dqd.errors import DqdError
+from dqd.modelfile import content_sha256
 from dqd.pipeline.prepare import save_model
 
 logger = logging.getLogger(__name__)
@@ -183,19 +183,11 @@ def _result(
         spec=spec,
         ort_version=ort_version,
         output_path=str(path),
-        output_sha256=sha256_file(path),
+        output_sha256=content_sha256(path),  # with its .data file: the same identity as any model
         size_bytes=size,
         quantize_seconds=seconds,
         notes=(*notes, "reused an existing file with the same key") if reused else notes,
     )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,7 +11,9 @@ from dqd.catalog import Catalog
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.reconcile import Reconciler
 from dqd.domain import JobKind, JobState
+from dqd.modelfile import content_sha256
 from dqd.settings import ModelOverrides, WatchSettings
+from tests import models
 
 CLASS = "x86_64-avx2"
 
@@ -67,6 +69,51 @@ def test_scan_registers_dedups_refuses_and_removes(catalog: Catalog, tmp_path: P
     assert (summary.registered, summary.removed) == (1, 1)
     assert "a.onnx" not in catalog.known_paths() and "a.onnx" in catalog.known_paths(include_removed=True)
     assert len(catalog.list_jobs(states=[JobState.QUEUED])) == 3
+
+
+def age(*paths: Path, seconds_ago: float = 60) -> None:
+    past = time.time() - seconds_ago
+    for path in paths:
+        os.utime(path, (past, past))
+
+
+def test_a_changed_external_data_file_is_a_new_version(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    model = models.save_with_external_data(models.matmul_heavy(hidden=16, layers=1), root / "ext" / "m.onnx")
+    data = model.with_name("m.onnx.data")
+    age(model, data)
+    assert reconciler(catalog, root).scan().registered == 1
+    first = catalog.known_paths()["ext/m.onnx"].sha256
+    assert first == content_sha256(model)
+    assert reconciler(catalog, root).scan().registered == 0  # the unit is unchanged
+
+    # Only the weights change: same graph file, same sizes.
+    graph = model.read_bytes()
+    blob = bytearray(data.read_bytes())
+    blob[:4] = bytes(b ^ 0xFF for b in blob[:4])
+    data.write_bytes(bytes(blob))
+    age(data, seconds_ago=30)
+    assert model.read_bytes() == graph
+    summary = reconciler(catalog, root).scan()
+    assert summary.registered == 1
+    second = catalog.known_paths()["ext/m.onnx"].sha256
+    assert second not in (None, first)
+    assert {job.sha256 for job in catalog.list_jobs(states=[JobState.QUEUED])} == {first, second}
+
+
+def test_a_model_whose_data_file_is_missing_waits_for_it(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    model = models.save_with_external_data(models.matmul_heavy(hidden=16, layers=1), root / "m.onnx")
+    data = model.with_name("m.onnx.data")
+    aside = data.rename(tmp_path / "aside.data")
+    age(model)
+    summary = reconciler(catalog, root).scan()
+    assert (summary.registered, summary.errors) == (0, 1)
+    assert catalog.list_jobs() == []
+    aside.rename(data)  # copied in last: the next scan registers the model
+    age(data)
+    assert reconciler(catalog, root).scan().registered == 1
+    assert catalog.known_paths()["m.onnx"].sha256 == content_sha256(model)
 
 
 def test_files_still_being_written_are_handed_to_the_settle_tracker(catalog: Catalog, tmp_path: Path) -> None:

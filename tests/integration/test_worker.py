@@ -206,6 +206,19 @@ def test_abort_gives_the_job_back_and_records_nothing(catalog: Catalog, tree: Pa
     assert catalog.latest_decision(SHA, host.host_class) is None
 
 
+def test_a_model_that_cannot_be_read_as_a_unit_is_retried_and_nothing_recorded(
+    catalog: Catalog, tree: Path
+) -> None:
+    missing = "external data file 'model.onnx.data' referenced by model.onnx is missing"
+    worker, host = make_worker(catalog, tree, Engine(result(Outcome.ERROR, sha256="", error=missing)))
+    job = claim(catalog, host)
+    worker.run_job(job)
+    back = catalog.get_job(job.id)
+    assert back.state is JobState.QUEUED and back.last_error == missing
+    assert catalog.latest_decision(SHA, host.host_class) is None
+    assert catalog.latest_decision("", host.host_class) is None
+
+
 def test_content_gone_fails_permanently(catalog: Catalog, tree: Path) -> None:
     worker, host = make_worker(catalog, tree, Engine())
     (tree / "repo" / "m" / "1" / "model.onnx").unlink()
