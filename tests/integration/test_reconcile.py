@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -114,6 +115,20 @@ def test_a_model_whose_data_file_is_missing_waits_for_it(catalog: Catalog, tmp_p
     age(data)
     assert reconciler(catalog, root).scan().registered == 1
     assert catalog.known_paths()["m.onnx"].sha256 == content_sha256(model)
+
+
+def test_a_link_out_of_the_tree_is_refused_without_being_read(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "zero.onnx").symlink_to("/dev/zero")  # reading it would never end
+    outcome: list[int] = []
+    scan = threading.Thread(
+        target=lambda: outcome.append(reconciler(catalog, root).scan().refused), daemon=True
+    )
+    scan.start()
+    scan.join(30)
+    assert outcome == [1], "the scan read a file outside the watched folder"
+    assert catalog.known_paths()["zero.onnx"].sha256 is None
 
 
 def test_files_still_being_written_are_handed_to_the_settle_tracker(catalog: Catalog, tmp_path: Path) -> None:
