@@ -21,7 +21,7 @@ from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, ModelError
 from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
-from dqd.pipeline.inputs import InputSet, load_samples, synthesize_inputs
+from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
 from dqd.pipeline.policy import (
@@ -323,20 +323,8 @@ def _quoted(names: list[str]) -> str:
 
 
 def _input_sets(request: EngineRequest, checked: Preflight) -> list[InputSet]:
-    """Samples first when present (they decide the gate); synthetic inputs are always evaluated too."""
-    summary = checked.summary
-    assert summary is not None  # preflight passed
-    settings = request.accuracy
-    synthetic = synthesize_inputs(
-        summary,
-        batch=settings.synthetic_batch,
-        default_dim=settings.default_dim,
-        distribution=settings.float_distribution,
-        seed=settings.seed,
-        input_shapes=settings.input_shapes,
-    )
-    samples = load_samples(request.path, summary.inputs)
-    return [samples, synthetic] if samples is not None else [synthetic]
+    assert checked.summary is not None  # preflight passed
+    return gather_input_sets(request.path, checked.summary, request.accuracy)
 
 
 def _finished(

@@ -18,6 +18,7 @@ import numpy as np
 from dqd.domain import InputSource
 from dqd.errors import ModelError
 from dqd.pipeline.inspect import ModelSummary, TensorInfo
+from dqd.settings import AccuracySettings
 
 Feed = dict[str, np.ndarray]
 
@@ -189,3 +190,24 @@ def synthesize_tensor(
     raise ModelError(
         f"input {info.name!r} has dtype {info.dtype}, which dqd cannot synthesize: provide samples"
     )
+
+
+def synthesize_from_settings(
+    summary: ModelSummary, accuracy: AccuracySettings, *, default_dim: int | None = None
+) -> InputSet:
+    """Synthetic inputs as the accuracy settings describe them (``default_dim`` may be probed larger)."""
+    return synthesize_inputs(
+        summary,
+        batch=accuracy.synthetic_batch,
+        default_dim=default_dim or accuracy.default_dim,
+        distribution=accuracy.float_distribution,
+        seed=accuracy.seed,
+        input_shapes=accuracy.input_shapes,
+    )
+
+
+def gather_input_sets(model_path: Path, summary: ModelSummary, accuracy: AccuracySettings) -> list[InputSet]:
+    """Samples first when present (they decide the gate); synthetic inputs are always evaluated too."""
+    synthetic = synthesize_from_settings(summary, accuracy)
+    samples = load_samples(model_path, summary.inputs)
+    return [samples, synthetic] if samples is not None else [synthetic]

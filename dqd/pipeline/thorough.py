@@ -23,7 +23,7 @@ import onnx
 from dqd.domain import AccuracyResult, InputSource, VariantSpec
 from dqd.hostlock import host_lock
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
-from dqd.pipeline.inputs import InputSet, synthesize_inputs
+from dqd.pipeline.inputs import InputSet, synthesize_from_settings
 from dqd.pipeline.inspect import ModelSummary
 from dqd.pipeline.ladder import (
     ModelTraits,
@@ -81,14 +81,7 @@ def _probe_synthetic(
     if _runs(session, fitted):
         return fitted
     for dim in (d for d in PROBE_DIMS if d > accuracy.default_dim):
-        synthesized = synthesize_inputs(
-            summary,
-            batch=accuracy.synthetic_batch,
-            default_dim=dim,
-            distribution=accuracy.float_distribution,
-            seed=accuracy.seed,
-            input_shapes=accuracy.input_shapes,
-        )
+        synthesized = synthesize_from_settings(summary, accuracy, default_dim=dim)
         candidate = fit_input_set(synthesized, summary.inputs, pairs)
         if _runs(session, candidate):
             return candidate

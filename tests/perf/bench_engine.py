@@ -24,7 +24,7 @@ from dqd.hostinfo import detect_host  # noqa: E402
 from dqd.pipeline.accuracy import GateThresholds  # noqa: E402
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved  # noqa: E402
 from dqd.pipeline.engine import process_model  # noqa: E402
-from dqd.pipeline.inputs import load_samples, synthesize_inputs  # noqa: E402
+from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
 from dqd.pipeline.inspect import preflight  # noqa: E402
 from dqd.pipeline.policy import Speed, VariantMeasurement, classify_speed, decide_design, design_specs  # noqa: E402
 from dqd.pipeline.prepare import prepare_model  # noqa: E402
@@ -42,16 +42,7 @@ def long_run(
     checked = preflight(model)
     assert checked.summary is not None
     accuracy = settings.accuracy
-    samples = load_samples(model, checked.summary.inputs)
-    synthetic = synthesize_inputs(
-        checked.summary,
-        batch=accuracy.synthetic_batch,
-        default_dim=accuracy.default_dim,
-        distribution=accuracy.float_distribution,
-        seed=accuracy.seed,
-        input_shapes=accuracy.input_shapes,
-    )
-    input_sets = [samples, synthetic] if samples else [synthetic]
+    input_sets = gather_input_sets(model, checked.summary, accuracy)
     directory = variant_dir(Path(settings.output_dir), Path(model.name), result.sha256)
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         prepared = prepare_model(model, Path(scratch))

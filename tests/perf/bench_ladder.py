@@ -25,7 +25,7 @@ from dqd.hostinfo import detect_host  # noqa: E402
 from dqd.pipeline.accuracy import GateThresholds  # noqa: E402
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved  # noqa: E402
 from dqd.pipeline.engine import process_model  # noqa: E402
-from dqd.pipeline.inputs import load_samples, synthesize_inputs  # noqa: E402
+from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
 from dqd.pipeline.inspect import preflight  # noqa: E402
 from dqd.pipeline.ladder import ModelTraits, plan_ladder  # noqa: E402
 from dqd.pipeline.ladder_rules import rules_for  # noqa: E402
@@ -45,18 +45,7 @@ def long_run(
     checked = preflight(model, reach_subgraphs=True)
     assert checked.summary is not None
     summary, accuracy = checked.summary, settings.accuracy
-    samples = load_samples(model, summary.inputs)
-    synthetic = synthesize_inputs(
-        summary,
-        batch=accuracy.synthetic_batch,
-        default_dim=accuracy.default_dim,
-        distribution=accuracy.float_distribution,
-        seed=accuracy.seed,
-        input_shapes=accuracy.input_shapes,
-    )
-    input_sets = fit_thorough_inputs(
-        [samples, synthetic] if samples else [synthetic], summary, accuracy, model
-    )
+    input_sets = fit_thorough_inputs(gather_input_sets(model, summary, accuracy), summary, accuracy, model)
     directory = variant_dir(Path(settings.output_dir), Path(model.name), sha256)
     passing: list[tuple[VariantSpec, Path]] = []
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
