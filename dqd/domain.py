@@ -183,6 +183,8 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    stage: str | None = None  # what the running attempt is doing now
+    stage_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ class DecisionRecord:
     error: str | None
     seconds: float | None
     created_at: datetime
+    threads: int | None = None  # intra-op threads the variants were timed at
 
 
 # --- What the engine measured and decided for one model (recorded by the catalog) ---

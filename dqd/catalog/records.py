@@ -72,6 +72,7 @@ class RecordStore:
                 details=_jsonable(dict(result.details) | {"path": result.path}),
                 error=result.error,
                 seconds=result.seconds,
+                threads=max((b.threads for b in result.benchmarks), default=None),
                 created_at=now,
             )
             session.add(decision)

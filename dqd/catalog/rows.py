@@ -43,6 +43,8 @@ def job_from_row(row: JobRow) -> Job:
         updated_at=_utc(row.updated_at),
         started_at=as_utc(row.started_at),
         finished_at=as_utc(row.finished_at),
+        stage=row.stage,
+        stage_started_at=as_utc(row.stage_started_at),
     )
 
 
@@ -128,4 +130,5 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         error=row.error,
         seconds=row.seconds,
         created_at=_utc(row.created_at),
+        threads=row.threads,
     )

@@ -103,6 +103,9 @@ class PathVersionRow(Base):
     path_id: Mapped[int] = mapped_column(ForeignKey("model_paths.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
     seen_at: Mapped[datetime]
+    # Set when the path moved on to other content before this one was ever decided (a partial
+    # write seen as complete, a replaced copy): hidden from the history unless asked for.
+    superseded_at: Mapped[datetime | None]
 
 
 class JobRow(Base):
@@ -130,6 +133,9 @@ class JobRow(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # What the running attempt is doing now (preflight, quantize u8u8, benchmark u8u8, ...).
+    stage: Mapped[str | None] = mapped_column(String(128))
+    stage_started_at: Mapped[datetime | None]
 
 
 class VariantRow(Base):
@@ -177,6 +183,8 @@ class DecisionRow(Base):
     details: Mapped[dict[str, Any]]
     error: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Float)
+    # Intra-op threads the variants were timed at; None: nothing was timed (errors, skips).
+    threads: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 
@@ -220,3 +228,20 @@ class AccuracyRow(Base):
     decisive: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class RemovalBlockRow(Base):
+    """A scan that would have removed too many models at once, for one watched root.
+
+    While a row exists nothing under that root is marked removed and ``/readyz``
+    fails; it goes when the folder's models come back or ``dqd prune`` confirms.
+    """
+
+    __tablename__ = "removal_blocks"
+
+    root: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    known: Mapped[int] = mapped_column(Integer)
+    missing: Mapped[int] = mapped_column(Integer)
+    host_id: Mapped[str | None] = mapped_column(String(32))
+    blocked_at: Mapped[datetime]
