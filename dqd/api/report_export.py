@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dqd.api.report_pages import render_index, render_model
 from dqd.catalog import Catalog
+from dqd.fileperms import make_shared
 
 
 def _write(path: Path, text: str) -> None:
@@ -17,6 +18,8 @@ def _write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp makes the file 0600: a web server running as another user would get 403.
+        make_shared(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

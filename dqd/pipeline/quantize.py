@@ -22,6 +22,7 @@ import onnx
 
 from dqd.domain import VariantResult, VariantSpec, WeightType
 from dqd.errors import DqdError
+from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256
 from dqd.pipeline.prepare import save_model
 
@@ -160,9 +161,12 @@ def provenance_for(
 
 def _publish(staged: Path, target: Path) -> None:
     # Data file first: the model file appearing is what makes the variant exist.
+    # Servers running as other users load these files: the shared mode, set before they appear.
     data = staged.with_name(staged.name + ".data")
     if data.exists():
+        make_shared(data)
         os.replace(data, target.with_name(target.name + ".data"))
+    make_shared(staged)
     os.replace(staged, target)
 
 
