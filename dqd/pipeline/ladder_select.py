@@ -18,17 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dqd.domain import Outcome, SearchMode
+from dqd.pipeline.advice import speed_text, static_quantization_advice
 from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
 from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
 from dqd.pipeline.policy import Decision, describe, is_acceptable, policy_version_for
 
 THOROUGH_VERSION = policy_version_for(SearchMode.THOROUGH)  # what every ladder decision records
-STATIC_ADVICE = (
-    "next step: static quantization with calibration data (onnxruntime.quantization.quantize_static, "
-    "QDQ format, a CalibrationDataReader over a few hundred representative inputs), which fixes activation "
-    "scales ahead of time instead of computing them at every call; dqd does not do that step"
-)
 
 
 @dataclass(frozen=True)
@@ -138,31 +134,13 @@ def advice(
     plan: Plan, results: Sequence[RungResult], chosen: RungResult | None, *, margin: float
 ) -> list[str]:
     """Point Conv-heavy models that dynamic quantization cannot help at static quantization."""
-    traits = plan.traits
-    if not traits.conv_heavy or (chosen is not None and chosen.rung.quantizes_conv):
+    if chosen is not None and chosen.rung.quantizes_conv:
         return []
-    convs = traits.counts.get("Conv", 0)
     conv_rungs = [r for r in results if r.rung.quantizes_conv and r.identical_to is None]
-    measured = ", ".join(_speed_text(r) for r in conv_rungs) or "no Conv rung could be measured"
-    if chosen is None or chosen.rung.spec.weight_type is None:
-        head = (
-            f"advice: no dynamic variant helps this Conv-heavy model ({convs} Conv) on this host ({measured})"
-        )
-    else:
-        head = (
-            f"advice: {chosen.rung.name} leaves this Conv-heavy model's {convs} Conv in FP32: dynamic Conv "
-            f"quantization did not pay off here ({measured})"
-        )
-    return [f"{head}; {STATIC_ADVICE}"]
-
-
-def _speed_text(result: RungResult) -> str:
-    m = result.measurement
-    if m.speedup is None:
-        gate = "failed the gate" if m.gate_passed is False else "not timed"
-        return f"{result.rung.name} {gate}"
-    gate = "" if m.gate_passed else ", failed the gate"
-    return f"{result.rung.name} {m.speedup:.2f}x{gate}"
+    leaves = chosen.rung.name if chosen is not None and chosen.rung.spec.weight_type is not None else None
+    return static_quantization_advice(
+        plan.traits, [speed_text(r.measurement) for r in conv_rungs], leaves_conv_in_fp32=leaves
+    )
 
 
 def ladder_numbers(
