@@ -18,6 +18,7 @@ from dqd.catalog.views import BenchmarkView, DecisionView, ModelDetail, ModelSum
 
 MAX_BOX_PLOTS = 6  # per model page: the newest decisions' benchmarks
 MAX_SCATTER_POINTS = 5000  # an evenly spaced sample beyond this: the page stays light for a browser
+HISTORY_TITLE = "Decisions over time (kept FP32 and skipped drawn at 1.0)"
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
@@ -59,48 +60,61 @@ def render_index(catalog: Catalog) -> str:
     models = catalog.list_models(include_removed=False).items
     points = catalog.scatter_points()
     history = catalog.timeline_points()
-    counts = catalog.latest_outcome_counts()
+    latest = latest_outcome_counts(models)
+    # The most telling points get their names first: shipped variants, then the fastest.
+    ranked = sorted(points, key=lambda p: (not p.selected, not p.passed, -p.speedup))
     scatter_points = [
         Point(
             p.speedup,
             p.accuracy,
             f"{p.path} [{p.host_class}] {p.variant}: {p.speedup:.2f}x, {p.accuracy:.4f}",
             "selected" if p.selected else "passed gate" if p.passed else "failed gate",
+            f"{short_name(p.path)} {p.variant}",
         )
-        for p in points[:: max(1, -(-len(points) // MAX_SCATTER_POINTS))]
+        for p in ranked[:: max(1, -(-len(ranked) // MAX_SCATTER_POINTS))]
     ]
     timeline_points = [
         (
             t.created_at,
             t.speedup if t.speedup is not None else 1.0,
-            f"{t.created_at:%Y-%m-%d %H:%M} {t.host_class} onnxruntime {t.ort_version}: {t.outcome.value}",
+            f"{t.created_at:%Y-%m-%d %H:%M} {t.host_class} onnxruntime {t.ort_version}: "
+            + _outcome_text(t.outcome.value, t.speedup),
             f"onnxruntime {t.ort_version}",
         )
         for t in history
     ]
     by_ort = Counter((t.ort_version, t.outcome.value) for t in history)
+    decided = sum(latest.values())
     body = [
         "<h1>dqd report</h1>",
-        f"<p>{len(models)} models; latest decisions: "
-        + ", ".join(f"{escape(cls)} {escape(outcome)}: {n}" for (cls, outcome), n in sorted(counts.items()))
+        f'<p class="summary">{len(models)} model{"s" if len(models) != 1 else ""}; '
+        + (
+            f"latest decisions ({decided}): {escape(_by_host_class(latest))}"
+            if latest
+            else "no decisions yet"
+        )
         + "</p>",
         "<h2>Speed-up vs accuracy</h2>",
         scatter(
-            "Speed-up vs accuracy (latest decisions"
+            "Speed-up vs accuracy, every variant of the latest decisions"
             + (
-                f", {len(scatter_points)} of {len(points)} shown)"
+                f" ({len(scatter_points)} of {len(points)} shown)"
                 if len(scatter_points) < len(points)
-                else ")"
+                else ""
             ),
             scatter_points,
-            "speed-up vs shipped FP32 (x)",
+            "speed-up vs shipped FP32 (x); dashed: 1.0, no faster",
             "accuracy (worst output, decisive inputs)",
             x_reference=1.0,
+            width=1000,
+            height=440,
         )
         or "<p>No benchmarked, accuracy-checked variants yet.</p>",
         "<h2>Decision history</h2>",
-        timeline("Decisions over time (kept/skipped drawn at 1.0)", timeline_points, "speed-up (x)")
-        or "<p>No decisions yet.</p>",
+        timeline(HISTORY_TITLE, timeline_points, "speed-up (x)", width=1000) or "<p>No decisions yet.</p>",
+        f"<p>Every decision recorded ({len(history)}), re-decisions and earlier versions included:</p>"
+        if history
+        else "",
         _table(
             ["onnxruntime", "outcome", "decisions"],
             ([escape(ort), escape(outcome), str(n)] for (ort, outcome), n in sorted(by_ort.items())),
@@ -112,6 +126,39 @@ def render_index(catalog: Catalog) -> str:
         ),
     ]
     return _page("dqd report", body)
+
+
+def latest_outcome_counts(models: Sequence[ModelSummary]) -> Counter[tuple[str, str]]:
+    """(host class, outcome) over the models listed: one per content and host class, as the table shows.
+
+    The catalog's own count covers every content ever decided (earlier versions,
+    removed files), which is not what a reader of the model list expects.
+    """
+    seen: dict[tuple[str, str], str] = {}
+    for m in models:
+        for d in m.decisions:
+            seen[(m.sha256 or m.path, d.host_class)] = d.outcome.value
+    return Counter((cls, outcome) for (_, cls), outcome in seen.items())
+
+
+def _by_host_class(counts: Counter[tuple[str, str]]) -> str:
+    classes: dict[str, list[str]] = {}
+    for (cls, outcome), n in sorted(counts.items()):
+        classes.setdefault(cls, []).append(f"{n} {outcome}")
+    return "; ".join(f"{cls}: {', '.join(parts)}" for cls, parts in classes.items())
+
+
+def short_name(path: str, limit: int = 28) -> str:
+    """A model's name for a plot label: its path without ``.onnx``, Triton's ``model`` and version folders."""
+    parts = [p for p in path.removesuffix(".onnx").split("/") if p]
+    while len(parts) > 1 and (parts[-1] == "model" or parts[-1].isdigit()):
+        parts.pop()
+    name = "/".join(parts) or path
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
+
+
+def _outcome_text(outcome: str, speedup: float | None) -> str:
+    return f"{outcome} {speedup:.2f}x" if speedup is not None else f"{outcome} (drawn at 1.0)"
 
 
 def _model_rows(models: Sequence[ModelSummary]) -> Iterable[list[str]]:
@@ -157,23 +204,20 @@ def render_model(catalog: Catalog, path_id: int) -> str:
         "<h2>Accuracy</h2>",
         _accuracy_table(detail),
         "<h2>Decision history</h2>",
-        timeline(
-            "Decisions over time",
-            [
-                (
-                    v.decision.created_at,
-                    v.decision.speedup or 1.0,
-                    f"{v.decision.host_class} onnxruntime {v.decision.ort_version}: "
-                    f"{v.decision.outcome.value}",
-                    f"onnxruntime {v.decision.ort_version}",
-                )
-                for v in detail.decisions
-            ],
-            "speed-up (x)",
-        ),
+        timeline(HISTORY_TITLE, _history_points(detail.decisions), "speed-up (x)"),
         _decision_table(detail.decisions),
     ]
     return _page(f"dqd: {title}", body)
+
+
+def _history_points(decisions: Sequence[DecisionView]) -> list[tuple[datetime, float, str, str]]:
+    points = []
+    for v in decisions:
+        d = v.decision
+        what = _outcome_text(d.outcome.value, d.speedup)
+        tip = f"{d.created_at:%Y-%m-%d %H:%M} {d.host_class} onnxruntime {d.ort_version}: {what}"
+        points.append((d.created_at, d.speedup or 1.0, tip, f"onnxruntime {d.ort_version}"))
+    return points
 
 
 def _latency_plots(detail: ModelDetail) -> list[str]:
@@ -203,8 +247,17 @@ def _latency_plots(detail: ModelDetail) -> list[str]:
 
 
 def _box_label(bench: BenchmarkView, names: Counter[str]) -> str:
-    # The shipped FP32 is timed against each candidate: name the step when a variant repeats.
-    return bench.variant if names[bench.variant] == 1 else f"{bench.variant} ({bench.step})"
+    """The variant, and the step when a variant repeats (FP32 is timed against each candidate).
+
+    Ladder steps read ``ladder:<rung>:<name>`` or ``ladder:playoff``: only the last part tells
+    boxes apart, and a rung's own step is its name, already shown.
+    """
+    if names[bench.variant] == 1:
+        return bench.variant
+    step = bench.step.rsplit(":", 1)[-1]
+    if step == bench.variant:
+        return bench.variant
+    return f"fp32 vs {step}" if bench.variant == "fp32" and step != "playoff" else f"{bench.variant} ({step})"
 
 
 def _accuracy_table(detail: ModelDetail) -> str:

@@ -112,6 +112,17 @@ def test_served_report_renders_plots(served: str, tmp_path: Path) -> None:
     assert dom.count('class="point"') >= 20  # 13 decisions on the timeline, variants on the scatter
     assert "onnxruntime 1.31.0" in dom and "onnxruntime 1.32.0" in dom  # before and after the upgrade
     assert "<script>alert" not in dom and "&lt;script&gt;alert" in dom  # the hostile path stays text
+    # Six paths whose content was replaced once, and the hostile model: seven latest decisions.
+    assert re.search(r'<p class="summary">7 models; latest decisions \(7\): ', dom)
+    # What a reader sees without hovering: point names and axis titles as rendered text.
+    names = re.findall(r'<text class="point-label"[^>]*>([^<]*)</text>', dom)
+    assert len(names) >= 6 and {n.split(" ")[0] for n in names} >= {f"zoo/m{i}" for i in range(6)}
+    titles = re.findall(r'<text class="axis-title [xy]"[^>]*>([^<]*)</text>', dom)
+    assert any(t.startswith("speed-up vs shipped FP32") for t in titles) and "speed-up (x)" in titles
+    timeline_svg = re.search(r'<svg[^>]*class="plot timeline".*?</svg>', dom, re.S)
+    assert timeline_svg is not None
+    ticks = re.findall(r'<text class="tick x"[^>]*>([^<]*)</text>', timeline_svg.group(0))
+    assert len(ticks) >= 3 and len(ticks) == len(set(ticks)), ticks
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report-index.png"
     shot.unlink(missing_ok=True)
@@ -129,7 +140,11 @@ def test_exported_model_page_renders_box_plots(catalog: Catalog, tmp_path: Path)
     assert dom.count('<g class="box">') == 6  # fp32, u8u8, u8s8 per decision
     assert "cosine_mean" in dom and "Decision history" in dom
     hostile = [p for p in (out / "models").glob("*.html") if "evil/" in p.read_text()]
-    assert len(hostile) == 1 and "<script>alert" not in browser(hostile[0].as_uri(), tmp_path, "--dump-dom")
+    assert len(hostile) == 1
+    hostile_dom = browser(hostile[0].as_uri(), tmp_path, "--dump-dom")
+    assert "<script>alert" not in hostile_dom
+    # Its one decision: the history plot says so instead of showing a lone dot.
+    assert re.search(r'<text class="note"[^>]*>one decision so far: [^<]*quantized 1\.60x<', hostile_dom)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report-model.png"
     shot.unlink(missing_ok=True)
