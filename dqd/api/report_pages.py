@@ -18,6 +18,7 @@ from dqd.catalog.views import BenchmarkView, DecisionView, ModelDetail, ModelSum
 
 MAX_BOX_PLOTS = 6  # per model page: the newest decisions' benchmarks
 MAX_SCATTER_POINTS = 5000  # an evenly spaced sample beyond this: the page stays light for a browser
+GATE_COLOURS = {"selected": "#2ca02c", "passed gate": "#1f77b4", "failed gate": "#d62728"}
 HISTORY_TITLE = "Decisions over time (kept FP32 and skipped drawn at 1.0)"
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
@@ -108,6 +109,7 @@ def render_index(catalog: Catalog) -> str:
             x_reference=1.0,
             width=1000,
             height=440,
+            colours=GATE_COLOURS,
         )
         or "<p>No benchmarked, accuracy-checked variants yet.</p>",
         "<h2>Decision history</h2>",

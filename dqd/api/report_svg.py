@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -214,13 +214,14 @@ def scatter(
     css_class: str = "scatter",
     width: int = WIDTH,
     height: int = HEIGHT,
+    colours: Mapping[str, str] | None = None,
 ) -> str:
     """Points coloured by series, named where there is room (earlier points first), with
     optional reference lines (e.g. speed-up 1.0) and a ``note`` written over the plot."""
     if not points:
         return ""
     series = sorted({p.series for p in points})
-    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)} | dict(colours or {})
     rows = _legend_rows(series, width)
     layout = _Layout(width, height, TITLE + 8 + len(rows) * LEGEND_ROW)
     a = layout.area
