@@ -13,7 +13,8 @@ from dqd.fileperms import make_shared
 
 def _write(path: Path, text: str) -> None:
     # Written beside the target and renamed: a browser never sees a half-written page.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Never world-writable, even under umask 000: others could swap the pages.
+    path.parent.mkdir(mode=0o775, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -59,3 +59,5 @@ def test_report_and_variant_files_follow_the_umask_and_are_never_world_writable(
     assert any(name.endswith(".onnx") for name in variants), variants
     assert "index.html" in pages, pages
     assert {oct(mode) for mode in {**variants, **pages}.values()} == {oct(expected)}, (variants, pages)
+    folders = [tmp_path / "report", *(p for p in (tmp_path / "report").rglob("*") if p.is_dir())]
+    assert all(not p.stat().st_mode & stat.S_IWOTH for p in folders)
