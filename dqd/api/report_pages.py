@@ -8,7 +8,7 @@ folder. Everything from the catalog is escaped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
@@ -25,7 +25,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .fail{color:#b00} .pass{color:#070} svg.plot{display:block;margin:1em 0}
-code{font-size:12px}
+code{font-size:12px} table.models td{white-space:nowrap} table.models td:last-child{white-space:normal}
 """
 
 
@@ -123,8 +123,9 @@ def render_index(catalog: Catalog) -> str:
         ),
         "<h2>Models</h2>",
         _table(
-            ["model", "host class", "outcome", "variant", "speed-up", "accuracy", "decided"],
-            _model_rows(models),
+            ["model", "host class", "outcome", "variant", "speed-up", "accuracy", "decided", "why"],
+            _model_rows(models, catalog.first_reasons([d.decision_id for m in models for d in m.decisions])),
+            "models",
         ),
     ]
     return _page("dqd report", body)
@@ -159,15 +160,19 @@ def short_name(path: str, limit: int = 28) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1) :]
 
 
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _outcome_text(outcome: str, speedup: float | None) -> str:
     return f"{outcome} {speedup:.2f}x" if speedup is not None else f"{outcome} (drawn at 1.0)"
 
 
-def _model_rows(models: Sequence[ModelSummary]) -> Iterable[list[str]]:
+def _model_rows(models: Sequence[ModelSummary], reasons: Mapping[int, str]) -> Iterable[list[str]]:
     for m in models:
         link = f'<a href="models/{m.path_id}.html">{escape(m.path)}</a>'
         if not m.decisions:
-            yield [link, "-", "pending", "-", "-", "-", "-"]
+            yield [link, "-", "pending", "-", "-", "-", "-", "-"]
         for d in m.decisions:
             acc = d.accuracy
             acc_text = (
@@ -186,6 +191,7 @@ def _model_rows(models: Sequence[ModelSummary]) -> Iterable[list[str]]:
                 _num(d.speedup, "x"),
                 acc_text,
                 f"{d.created_at:%Y-%m-%d %H:%M}",
+                escape(_shorten(reasons.get(d.decision_id, "-"))),
             ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select
 
 from dqd.catalog.db import Transactions, as_utc
@@ -9,6 +11,8 @@ from dqd.catalog.detail_queries import headline_accuracy
 from dqd.catalog.tables import AccuracyRow, BenchmarkRow, DecisionRow, ModelPathRow, VariantRow
 from dqd.catalog.views import ScatterPoint, TimelinePoint
 from dqd.domain import Outcome
+
+_IN_CHUNK = 500  # bound parameters per IN (...), as in queries.py
 
 
 class ReportQueries:
@@ -56,6 +60,21 @@ class ReportQueries:
                 selected=r.selected == r.variant_id,
             )
         return list(points.values())
+
+    def first_reasons(self, decision_ids: Sequence[int]) -> dict[int, str]:
+        """Each decision's first reason (its summary, e.g. why FP32 was kept), for the report's model list."""
+        d = DecisionRow
+        found: dict[int, str] = {}
+        with self.tx.read() as session:
+            for start in range(0, len(decision_ids), _IN_CHUNK):
+                part = decision_ids[start : start + _IN_CHUNK]
+                for decision_id, reasons, error in session.execute(
+                    select(d.id, d.reasons, d.error).where(d.id.in_(part))
+                ):
+                    first = next(iter(reasons or []), None) or error
+                    if first:
+                        found[decision_id] = str(first)
+        return found
 
     def timeline_points(self, *, limit: int = 5000) -> list[TimelinePoint]:
         """The newest ``limit`` decisions, oldest first, for the decision-history plot."""

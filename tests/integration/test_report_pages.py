@@ -73,3 +73,12 @@ def test_a_single_decision_says_so_on_its_model_page(catalog: Catalog) -> None:
     note = re.search(r'<text class="note"[^>]*>([^<]*)</text>', history.group(0))
     assert note is not None and note.group(1).startswith("one decision so far: ")
     assert "quantized 1.42x" in note.group(1)
+
+
+def test_the_model_list_says_why_fp32_was_kept(catalog: Catalog) -> None:
+    add_model(catalog, "slow.onnx", now=START, outcome=Outcome.KEPT_FP32, u8u8_speedup=0.9, u8s8_speedup=0.8)
+
+    rows = re.findall(r"<tr>(.*?)</tr>", render_index(catalog).split("<h2>Models</h2>")[1])
+
+    cells = re.findall(r"<td>(.*?)</td>", rows[1])  # rows[0] is the header
+    assert cells[2] == "kept_fp32" and cells[-1] == "u8u8 0.90x and u8s8 0.80x are not faster than FP32"
