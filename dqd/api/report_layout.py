@@ -171,18 +171,40 @@ def place_labels(
     """Greedy, in the order given (most important first): the first spot around each point
     whose text box stays in ``area`` and clears every point and every label placed so far.
     A point with no free spot goes unlabelled (its tooltip remains)."""
-    points = [Rect(x - radius, y - radius, x + radius, y + radius) for x, y, _ in anchors]
+    points = _Grid([Rect(x - radius, y - radius, x + radius, y + radius) for x, y, _ in anchors])
     taken: list[Rect] = []
     placed: list[PlacedLabel] = []
-    for index, (x, y, text) in enumerate(anchors):
+    # A dense cloud has no room for names: stop looking well before trying every point.
+    for index, (x, y, text) in enumerate(anchors[: limit * 4]):
         if len(placed) >= limit or not text:
             continue
         width = text_width(text, font_size)
         for dx, dy, anchor in _SPOTS:
             left = x + dx - (width if anchor == "end" else width / 2 if anchor == "middle" else 0)
             box = Rect(left, y + dy - font_size, left + width, y + dy + 2)
-            if box.inside(area) and not any(box.overlaps(r) for r in (*taken, *points)):
+            if box.inside(area) and not points.hits(box) and not any(box.overlaps(r) for r in taken):
                 taken.append(box)
                 placed.append(PlacedLabel(index, x + dx, y + dy, anchor))
                 break
     return placed
+
+
+class _Grid:
+    """Rectangles bucketed by cell, so a label is checked against nearby points only."""
+
+    CELL = 32.0
+
+    def __init__(self, rects: Sequence[Rect]) -> None:
+        self.cells: dict[tuple[int, int], list[Rect]] = {}
+        for rect in rects:
+            for key in self._keys(rect):
+                self.cells.setdefault(key, []).append(rect)
+
+    def _keys(self, rect: Rect) -> list[tuple[int, int]]:
+        c = self.CELL
+        xs = range(math.floor(rect.x0 / c), math.floor(rect.x1 / c) + 1)
+        ys = range(math.floor(rect.y0 / c), math.floor(rect.y1 / c) + 1)
+        return [(i, j) for i in xs for j in ys]
+
+    def hits(self, box: Rect) -> bool:
+        return any(box.overlaps(r) for key in self._keys(box) for r in self.cells.get(key, ()))
