@@ -173,8 +173,10 @@ def box_plot(title: str, boxes: Sequence[Box], y_label: str = "latency (ms)") ->
     log = wants_log(values)
     lo, hi = min(values), max(values)
     y = Scale(lo / 1.15, hi * 1.15, a.y1, a.y0, log=True) if log else Scale(lo * 0.95, hi * 1.05, a.y1, a.y0)
+    x_label = "variant"
     if log:
-        y_label = f"{y_label}, log scale (variants differ by 10x or more)"
+        y_label = f"{y_label}, log scale"
+        x_label = "variant (latency on a log scale: the variants differ by 10x or more)"
     body = _y_axis(y, layout)
     for i, b in enumerate(boxes):
         cx = a.x0 + slot * (i + 0.5)
@@ -198,7 +200,7 @@ def box_plot(title: str, boxes: Sequence[Box], y_label: str = "latency (ms)") ->
             f'<text class="box-label" x="{cx:.1f}" y="{label_y}" {placement} font-size="11">'
             f"{escape(b.label)}</text>"
         )
-    return _frame(title, "variant", y_label, body, "boxplot", layout)
+    return _frame(title, x_label, y_label, body, "boxplot", layout)
 
 
 def scatter(
@@ -258,13 +260,15 @@ def scatter(
         )
     wanted = sum(1 for p in points if p.name)
     if len(placed) < wanted:
-        note = " ".join(
-            filter(None, [note, f"(names on {len(placed)} of {wanted} points; hover for the rest)"])
+        body.append(
+            f'<text class="names-note" x="{a.x1}" y="{TITLE + 12}" text-anchor="end" font-size="10" '
+            f'fill="#555">names on {len(placed)} of {wanted} points; hover for the rest</text>'
         )
     if note:
-        # Over the half of the plot the points leave free.
+        # Where the points leave room: mid-height when they sit high (a reference line may run
+        # along the bottom), else along the top.
         upper = sum(py for _, py in at) / len(at) < (a.y0 + a.y1) / 2
-        note_y = a.y1 - 8 if upper else a.y0 + 14
+        note_y = (a.y0 + a.y1) / 2 + 4 if upper else a.y0 + 14
         body.append(
             f'<text class="note" x="{(a.x0 + a.x1) / 2:.1f}" y="{note_y}" text-anchor="middle" '
             f'font-size="11" fill="#555">{escape(note)}</text>'
