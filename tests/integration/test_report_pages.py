@@ -1,27 +1,16 @@
-"""The report's pages on a real SQLite catalog: counts a reader can trust, labels a reader can see."""
+"""The report's pages on real catalogs (SQLite, Postgres): counts a reader can trust, labels to see."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from dqd.api.report_pages import render_index, render_model
 from dqd.catalog import Catalog
-from dqd.catalog.migrate import upgrade
 from dqd.domain import Outcome
 from tests.query_factory import add_model, sha_of
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog.from_url(f"sqlite:///{tmp_path / 'catalog.db'}")
-    upgrade(catalog.engine)
-    return catalog
 
 
 def summary(page: str) -> str:
