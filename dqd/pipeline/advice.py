@@ -21,6 +21,26 @@ STATIC_ADVICE = (
 )
 
 
+def decision_advice(
+    decision: Decision,
+    measurements: Sequence[VariantMeasurement],
+    *,
+    model_path: Path,
+    input_names: Sequence[str],
+    quantizable: Mapping[str, int],
+    design: bool,
+) -> list[str]:
+    """The engine's advice after the search's own reasons (the ladder gives its Conv advice itself).
+
+    ``design``: the two-step ran (not the ladder, not a pin); ``quantizable`` is the op
+    histogram it could reach (top level).
+    """
+    advice = samples_advice(model_path, input_names, measurements)
+    if design:
+        advice += design_conv_advice(decision, quantizable, measurements)
+    return advice
+
+
 def samples_file(model_path: Path) -> Path:
     """The samples file dqd reads beside ``model_path`` (see :func:`dqd.pipeline.inputs.samples_location`)."""
     stem = model_path.with_suffix("")

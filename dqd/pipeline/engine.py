@@ -21,7 +21,7 @@ from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, ModelError
 from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
-from dqd.pipeline.advice import design_conv_advice, samples_advice
+from dqd.pipeline.advice import decision_advice
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
@@ -223,7 +223,14 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         report("running FP32 on the inputs")
         bench.reference_outputs()
         measured, decision = _search(bench, request, checked.summary)
-        advice = _advice(request, checked.summary, measured, decision)
+        advice = decision_advice(
+            decision,
+            [m.measurement for m in measured if m.measurement is not None],
+            model_path=request.path,
+            input_names=[i.name for i in checked.summary.inputs],
+            quantizable=checked.summary.quantizable_top_level,
+            design=request.search is SearchMode.DESIGN and request.pin is None,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     details["decision"] = decision.numbers
@@ -285,17 +292,6 @@ def run_pinned(
     decision = decide_pinned(measured.measurement, margin=margin)
     # Recorded under the mode's policy version, so staleness checks treat it like any decision made there.
     return [measured], replace(decision, policy_version=policy_version_for(mode))
-
-
-def _advice(
-    request: EngineRequest, summary: ModelSummary, measured: list[Measured], decision: Decision
-) -> list[str]:
-    """Next steps for the user, after the search's own reasons (the ladder gives its Conv advice itself)."""
-    measurements = [m.measurement for m in measured if m.measurement is not None]
-    advice = samples_advice(request.path, [i.name for i in summary.inputs], measurements)
-    if request.search is SearchMode.DESIGN and request.pin is None:
-        advice += design_conv_advice(decision, summary.quantizable_top_level, measurements)
-    return advice
 
 
 def _excluded_nodes(

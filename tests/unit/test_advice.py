@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dqd.domain import Outcome, VariantSpec, WeightType
 from dqd.pipeline.advice import (
+    decision_advice,
     design_conv_advice,
     samples_advice,
     samples_file,
@@ -82,3 +83,17 @@ def test_the_ladder_wording_names_the_variant_that_leaves_conv_in_fp32() -> None
     )
     assert line.startswith("advice: u8s8-matmul leaves this Conv-heavy model's 53 Conv in FP32")
     assert static_quantization_advice(ModelTraits(top_level=TRANSFORMER), []) == []
+
+
+def test_the_engine_gives_conv_advice_itself_only_in_design_mode() -> None:
+    steps = [measured(U8U8, passed=False, source="synthetic", speedup=0.5)]
+    decision = decide_design(steps, margin=0.05)
+    cnn = Path("/m/cnn.onnx")
+
+    design = decision_advice(decision, steps, model_path=cnn, input_names=["x"], quantizable=CNN, design=True)
+    ladder = decision_advice(
+        decision, steps, model_path=cnn, input_names=["x"], quantizable=CNN, design=False
+    )
+
+    assert [line.split(" ")[1] for line in design] == ["u8u8", "no"]  # samples first, then static
+    assert len(ladder) == 1 and "cnn.samples.npz" in ladder[0]
