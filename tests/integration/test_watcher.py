@@ -35,9 +35,9 @@ class Collector:
             self.ready_at[item.rel_path] = time.time()
             self.changed.notify_all()
 
-    def on_removed(self, rel: str) -> None:
+    def on_removed(self, rels: list[str]) -> None:
         with self.changed:
-            self.removed.append(rel)
+            self.removed.extend(rels)
             self.changed.notify_all()
 
     def wait(self, predicate: object, timeout: float = 10.0) -> bool:
