@@ -222,13 +222,13 @@ class Reconciler:
         )
         return reason
 
-    def prune(self) -> list[str]:
-        """``dqd prune``: mark every known path missing from the folder removed; lift the block."""
-        removed = [
-            rel
-            for rel in sorted(self.catalog.known_paths())
-            if not (self.root / rel).exists() and self.catalog.mark_removed(rel)
-        ]
+    def missing_paths(self) -> list[str]:
+        """Known, not removed, and not in the folder now: what ``dqd prune`` would mark removed."""
+        return [rel for rel in sorted(self.catalog.known_paths()) if not (self.root / rel).exists()]
+
+    def prune(self, rels: list[str]) -> list[str]:
+        """``dqd prune`` confirmed: mark ``rels`` removed (unless back meanwhile); lift the block."""
+        removed = [rel for rel in rels if not (self.root / rel).exists() and self.catalog.mark_removed(rel)]
         self.catalog.clear_removal_block(str(self.root))
         return removed
 
