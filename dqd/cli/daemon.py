@@ -203,8 +203,8 @@ def prune(
 ) -> None:
     """Mark the models missing from the watched folder removed, and lift a removal block.
 
-    A scan that finds the folder empty, or more than half of its models gone, removes nothing
-    (``/readyz`` fails until then): run this when they really were deleted.
+    A scan that finds the folder empty, or more than half of its models gone, removes nothing and
+    /readyz fails until the models come back: run this when they really were deleted.
     """
     settings = state(ctx).settings(watch_dir=watch)
     root = Path(os.path.abspath(settings.watch_dir))

@@ -91,7 +91,18 @@ def test_native_start_up_scan_leaves_a_file_still_open(daemon: Daemon) -> None:
 
 def test_polling_observer_settles_on_quiet_time(daemon: Daemon) -> None:
     content = tiny_model_bytes(seed=13)
-    daemon.start(DQD_WATCH__OBSERVER="polling", DQD_WATCH__POLLING_SETTLE_SECONDS="3")
+    daemon.start(DQD_WATCH__OBSERVER="polling", DQD_WATCH__POLLING_SETTLE_SECONDS="4")
     write_slowly(daemon.watch / "nfs.onnx", content, pause=1.6)  # longer than settle_seconds (1)
     assert_one_version(daemon, "nfs.onnx", content)
+    assert daemon.stop() == 0
+
+
+@pytest.mark.corpus
+def test_the_issue_scenario_ppocr_cls_in_five_chunks_with_three_second_pauses(daemon: Daemon) -> None:
+    from tests.conftest import corpus_path
+
+    content = corpus_path("ppocr-cls.onnx").read_bytes()
+    daemon.start(DQD_WATCH__OBSERVER="native", DQD_WATCH__SETTLE_SECONDS="2")
+    write_slowly(daemon.watch / "ppocr-cls.onnx", content, pause=3.0)
+    assert_one_version(daemon, "ppocr-cls.onnx", content)
     assert daemon.stop() == 0
