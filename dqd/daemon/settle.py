@@ -9,10 +9,12 @@ is complete only when closed: a slow copy pausing longer than the settle time
 is still open, and quiet time alone would hand out a truncated model. Only a
 silence of ``stall_seconds`` (a lost close event: inotify queue overflow)
 ends the wait. A file known only from a scan (no event seen) settles by quiet
-time, since its writer may have closed it before watching began.
-A model and the other files
-written beside it (``x.onnx.data`` and other external-data files) are one
-unit: the model is ready only when its folder has no unfinished companion.
+time, since its writer may have closed it before watching began; files that
+settle by quiet time are also checked for a writer holding them open.
+
+A model and the other files written beside it (``x.onnx.data`` and other
+external-data files) are one unit: the model is ready only when its folder
+has no unfinished companion.
 
 Pure logic: time and ``stat`` are arguments, so tests need neither clocks nor files.
 """

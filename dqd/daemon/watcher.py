@@ -40,7 +40,7 @@ from watchdog.observers.polling import PollingObserver
 
 from dqd.daemon.filters import Kind, PathFilter
 from dqd.daemon.settle import Ready, SettleTracker, Stat
-from dqd.daemon.writers import held_open_for_writing
+from dqd.daemon.writers import writer_check
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +154,15 @@ class ModelWatcher:
         with self._lock:
             return self.tracker.is_pending(rel_path)
 
-    def _held_open(self, rel_path: str) -> bool:
-        return held_open_for_writing(self.root / rel_path)
-
     # --- the settle thread ---
+
+    def _writer_check(self) -> Callable[[str], bool]:
+        check = writer_check()  # /proc is walked at most once per pass, and only if asked
+
+        def held_open(rel_path: str) -> bool:
+            return check(self.root / rel_path)
+
+        return held_open
 
     def _stat(self, rel_path: str) -> Stat | None:
         try:
@@ -179,7 +184,7 @@ class ModelWatcher:
 
     def run_once(self, now: float) -> None:
         # Writers on other hosts are invisible to /proc: under polling, quiet time is the rule.
-        held_open = self._held_open if self.observer_kind != "polling" else None
+        held_open = self._writer_check() if self.observer_kind != "polling" else None
         with self._lock:
             ready = self.tracker.due(now, self._stat, held_open)
             removed: list[str] = []

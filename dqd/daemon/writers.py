@@ -12,21 +12,20 @@ never visible, so False means "none found", not "none exists".
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 PROC = Path("/proc")
+FileId = tuple[int, int]  # (st_dev, st_ino)
 
 
-def held_open_for_writing(path: str | os.PathLike[str], proc: Path = PROC) -> bool:
-    """True when a process we can see has ``path`` open write-only or read-write."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return False
+def files_open_for_writing(proc: Path = PROC) -> set[FileId]:
+    """Every file some visible process has open write-only or read-write (one walk of /proc)."""
+    found: set[FileId] = set()
     try:
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
     except OSError:
-        return False  # no /proc: nothing known
+        return found  # no /proc: nothing known
     for pid in pids:
         fd_dir = proc / pid / "fd"
         try:
@@ -34,15 +33,42 @@ def held_open_for_writing(path: str | os.PathLike[str], proc: Path = PROC) -> bo
         except OSError:
             continue  # gone, or another user's
         for fd in fds:
+            if not _writable(proc / pid / "fdinfo" / fd):
+                continue
             try:
                 st = os.stat(fd_dir / fd)  # follows the link to the open file
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino) and _writable(
-                proc / pid / "fdinfo" / fd
-            ):
-                return True
-    return False
+            found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def held_open_for_writing(path: str | os.PathLike[str], proc: Path = PROC) -> bool:
+    return _file_id(path) in files_open_for_writing(proc)
+
+
+def writer_check(proc: Path = PROC) -> Callable[[str | os.PathLike[str]], bool]:
+    """``held_open_for_writing`` for several paths at one moment: /proc is walked once, if at all."""
+    writers: set[FileId] | None = None
+
+    def held_open(path: str | os.PathLike[str]) -> bool:
+        nonlocal writers
+        target = _file_id(path)
+        if target is None:
+            return False
+        if writers is None:
+            writers = files_open_for_writing(proc)
+        return target in writers
+
+    return held_open
+
+
+def _file_id(path: str | os.PathLike[str]) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _writable(fdinfo: Path) -> bool:
