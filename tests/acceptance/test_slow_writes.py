@@ -98,11 +98,12 @@ def test_polling_observer_settles_on_quiet_time(daemon: Daemon) -> None:
 
 
 @pytest.mark.corpus
-def test_the_issue_scenario_ppocr_cls_in_five_chunks_with_three_second_pauses(daemon: Daemon) -> None:
+def test_the_issue_scenario_ppocr_cls_in_five_chunks_held_open(daemon: Daemon) -> None:
+    """The issue's report (its 3 s pauses against the default 2 s settle), at the harness's 1 s."""
     from tests.conftest import corpus_path
 
     content = corpus_path("ppocr-cls.onnx").read_bytes()
-    daemon.start(DQD_WATCH__OBSERVER="native", DQD_WATCH__SETTLE_SECONDS="2")
-    write_slowly(daemon.watch / "ppocr-cls.onnx", content, pause=3.0)
+    daemon.start(DQD_WATCH__OBSERVER="native")
+    write_slowly(daemon.watch / "ppocr-cls.onnx", content, pause=1.6)
     assert_one_version(daemon, "ppocr-cls.onnx", content)
     assert daemon.stop() == 0
