@@ -115,6 +115,11 @@ class WatchSettings(_Section):
     observer: Literal["auto", "native", "polling"] = "auto"
     poll_interval: float = Field(2.0, gt=0)
     settle_seconds: float = Field(2.0, ge=0)
+    polling_settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="polling observer: no close events there, so quiet time alone marks a file complete",
+    )
     include: list[str] = Field(default_factory=lambda: ["*.onnx"])
     exclude: list[str] = Field(default_factory=lambda: [".*", "*.tmp", "*.part", "*.partial", "*.crdownload"])
     reconcile_interval: float = Field(300.0, gt=0)

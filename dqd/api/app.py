@@ -61,16 +61,23 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
     @app.get(
         "/readyz",
         tags=["probes"],
-        responses={503: {"description": "catalog unreachable or schema not current"}},
+        responses={503: {"description": "catalog unreachable, schema not current, or removals blocked"}},
     )
     def readyz() -> JSONResponse:
-        """The catalog is reachable and its schema is the one this code expects."""
+        """The catalog is reachable, its schema is the one this code expects, and no scan is
+        holding back removals (a watched folder that looks emptied: see ``dqd prune``)."""
         try:
             ensure_current(catalog.engine)
+            blocks = catalog.removal_blocks()
         except SchemaMismatch as exc:
             return JSONResponse({"status": "schema_mismatch", "detail": str(exc)}, status_code=503)
         except CatalogError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        if blocks:
+            detail = "; ".join(block.reason for block in blocks)
+            roots = [{"root": b.root, "known": b.known, "missing": b.missing} for b in blocks]
+            body = {"status": "removal_blocked", "detail": detail, "blocks": roots}
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "revision": head_revision()})
 
     registry = CollectorRegistry(auto_describe=False)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, utcnow
 from dqd.catalog.rows import host_from_row, path_from_row
-from dqd.catalog.tables import HostRow, ModelPathRow, ModelVersionRow, PathVersionRow
+from dqd.catalog.tables import DecisionRow, HostRow, ModelPathRow, ModelVersionRow, PathVersionRow
 from dqd.domain import HostInfo, ModelPath
 
 
@@ -101,6 +102,7 @@ class PathStore:
                 row = ModelPathRow(path=rel_path, first_seen_at=now, last_seen_at=now)
                 session.add(row)
             changed = row.sha256 != sha256 or row.removed_at is not None
+            previous = row.sha256 if row.sha256 != sha256 else None
             row.sha256 = sha256
             row.size_bytes = size_bytes
             row.mtime_ns = mtime_ns
@@ -115,8 +117,22 @@ class PathStore:
             )
             if seen is None:
                 session.add(PathVersionRow(path_id=row.id, sha256=sha256, seen_at=now))
+            else:  # back to content it held before: current again, whatever happened meanwhile
+                session.get_one(PathVersionRow, seen).superseded_at = None
+            if previous is not None:
+                _supersede_if_undecided(session, row.id, previous, now)
             session.flush()
             return Observation(path=path_from_row(row), new_content=new_content, changed=changed)
+
+    def is_superseded(self, sha256: str) -> bool:
+        """This content was replaced at its path before it was decided, and no live path holds it."""
+        with self.tx.read() as session:
+            flagged = session.scalar(
+                select(
+                    exists().where(PathVersionRow.sha256 == sha256, PathVersionRow.superseded_at.is_not(None))
+                )
+            )
+            return bool(flagged) and not _held_elsewhere(session, sha256, path_id=None)
 
     def mark_removed(self, rel_path: str, *, now: datetime | None = None) -> bool:
         now = now or utcnow()
@@ -159,3 +175,24 @@ class PathStore:
             row = session.get(ModelVersionRow, sha256)
             if row is not None:
                 row.summary = dict(summary)
+
+
+def _held_elsewhere(session: Session, sha256: str, *, path_id: int | None) -> bool:
+    stmt = select(ModelPathRow.id).where(ModelPathRow.sha256 == sha256, ModelPathRow.removed_at.is_(None))
+    if path_id is not None:
+        stmt = stmt.where(ModelPathRow.id != path_id)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def _supersede_if_undecided(session: Session, path_id: int, sha256: str, now: datetime) -> None:
+    """The path moved on from ``sha256`` before any decision on it: a partial write seen as
+    complete, or a copy replaced at once. Flag that version so history and the queue can drop it;
+    content decided, or still held by another path, stays a real version."""
+    decided = session.scalar(select(DecisionRow.id).where(DecisionRow.sha256 == sha256).limit(1))
+    if decided is not None or _held_elsewhere(session, sha256, path_id=path_id):
+        return
+    version = session.scalar(
+        select(PathVersionRow).where(PathVersionRow.path_id == path_id, PathVersionRow.sha256 == sha256)
+    )
+    if version is not None and version.superseded_at is None:
+        version.superseded_at = now

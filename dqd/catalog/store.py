@@ -10,9 +10,10 @@ from dqd.catalog.jobs import JobStore
 from dqd.catalog.paths import PathStore
 from dqd.catalog.queries import QueryStore
 from dqd.catalog.records import RecordStore
+from dqd.catalog.removals import RemovalStore
 
 
-class Catalog(JobStore, PathStore, RecordStore, QueryStore, DaemonQueries):
+class Catalog(JobStore, PathStore, RecordStore, QueryStore, DaemonQueries, RemovalStore):
     def __init__(self, engine: Engine) -> None:
         self.tx = Transactions(engine)
 

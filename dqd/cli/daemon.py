@@ -1,4 +1,4 @@
-"""Daemon commands: ``dqd run``, ``enqueue``, ``status``, ``requantize``, ``jobs retry|cancel``."""
+"""Daemon commands: ``dqd run``, ``enqueue``, ``status``, ``prune``, ``requantize``, ``jobs retry|cancel``."""
 
 from __future__ import annotations
 
@@ -145,9 +145,11 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         ttl = timedelta(seconds=settings.worker.host_ttl_seconds)
         hosts = [h for h in catalog.list_hosts() if now - h[2] <= ttl]
         decisions = catalog.recent_decisions(10)
+        blocks = catalog.removal_blocks()
         paths = {d.sha256: catalog.paths_for_content(d.sha256) for d in decisions}
     data: dict[str, Any] = {
         "queue": depth,
+        "removal_blocks": [{"root": b.root, "reason": b.reason, "missing": b.missing} for b in blocks],
         "running": [
             {
                 "id": j.id,
@@ -179,6 +181,8 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo("queue: " + ", ".join(f"{k} {v}" for k, v in depth.items()))
+    for block in data["removal_blocks"]:
+        typer.echo(f"removals blocked: {block['reason']}")
     for job in data["running"]:
         typer.echo(f"running: job {job['id']} {job['path']} ({job['host_class']}) for {job['age_seconds']} s")
     for host in data["hosts"]:
@@ -189,6 +193,42 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for item in data["last_decisions"]:
         speed = f" {item['speedup']:.2f}x" if item["speedup"] else ""
         typer.echo(f"decision: {item['path']} {item['host_class']} {item['outcome']}{speed} at {item['at']}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm without asking.")] = False,
+    watch: Annotated[Path | None, typer.Option("--watch", help="The watched folder (watch_dir).")] = None,
+) -> None:
+    """Mark the models missing from the watched folder removed, and lift a removal block.
+
+    A scan that finds the folder empty, or more than half of its models gone, removes nothing and
+    /readyz fails until the models come back: run this when they really were deleted.
+    """
+    settings = state(ctx).settings(watch_dir=watch)
+    root = Path(os.path.abspath(settings.watch_dir))
+    with _catalog(settings) as catalog:
+        block = catalog.removal_block(str(root))
+        reconciler = _reconciler(catalog, settings)
+        missing = reconciler.missing_paths()
+        if block is not None:
+            typer.echo(f"removals blocked since {block.blocked_at:%Y-%m-%d %H:%M} UTC: {block.reason}")
+        if not missing and block is None:
+            typer.echo(f"nothing to prune: every model the catalog lists under {root} is there")
+            return
+        typer.echo(f"{len(missing)} models in the catalog are missing from {root}:")
+        for rel in missing[:20]:
+            typer.echo(f"  {rel}")
+        if len(missing) > 20:
+            typer.echo(f"  ... and {len(missing) - 20} more")
+        if not yes:
+            if not os.isatty(0):
+                raise UsageError("nothing changed: run `dqd prune --yes` to confirm the removals")
+            typer.confirm("Mark them removed?", abort=True)
+        removed = reconciler.prune(missing)
+    lifted = "; removal block lifted" if block is not None else ""
+    typer.echo(f"marked {len(removed)} removed{lifted}")
 
 
 @jobs_app.command("retry")

@@ -8,7 +8,10 @@ second path reuses the work already done. ``scan`` walks the whole tree at
 start-up and periodically: anything new or changed since the catalog last
 saw it is registered, paths that disappeared are marked removed, so files
 dropped while dqd was down, or events lost while the catalog was
-unreachable, are never missed.
+unreachable, are never missed. The scan defers to the watcher's settle
+tracker for files it is waiting for (still open for writing), and removals
+go through :mod:`dqd.daemon.removal_guard`: a scan that would remove too
+much at once removes nothing and records a removal block instead.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from dqd.catalog import Catalog
 from dqd.daemon.filters import Kind, PathFilter
+from dqd.daemon.removal_guard import removal_block_reason
+from dqd.daemon.settle import Stat
 from dqd.domain import JobKind, ModelPath
 from dqd.errors import ModelError
 from dqd.modelfile import content_sha256, files_stat, model_files, unit_stat
@@ -51,6 +56,7 @@ class ScanSummary:
     refused: int = 0
     pending: int = 0
     errors: int = 0
+    blocked: str = ""  # why removals were held back (see removal_guard)
 
 
 class Reconciler:
@@ -65,7 +71,12 @@ class Reconciler:
         settle_seconds: float,
         overrides_for: Callable[[str], ModelOverrides],
         on_pending: Callable[[str], None] | None = None,
+        is_pending: Callable[[str], bool] | None = None,
+        held_open: Callable[[Path], bool] | None = None,
+        host_id: str | None = None,
     ) -> None:
+        """``is_pending``: the watcher is waiting for this file (the scan leaves it alone);
+        ``held_open``: a local process holds it open for writing (native observer only)."""
         self.catalog = catalog
         self.filter = path_filter
         self.root = path_filter.root
@@ -75,16 +86,21 @@ class Reconciler:
         self.settle_seconds = settle_seconds
         self.overrides_for = overrides_for
         self.on_pending = on_pending
+        self.is_pending = is_pending
+        self.held_open = held_open
+        self.host_id = host_id
 
     def target_classes(self) -> list[str]:
         classes = set(self.catalog.live_host_classes(self.host_ttl_seconds))
         classes.add(self.host_class)  # our own heartbeat may not be written yet
         return sorted(classes)
 
-    def register(self, rel_path: str) -> Registration:
+    def register(self, rel_path: str, expected: Stat | None = None) -> Registration:
         """Hash, record and queue one complete model (raises FileBusy, OSError, ModelError, CatalogError).
 
-        ModelError: an external-data file the graph references is missing (maybe not copied yet).
+        ``expected``: the file's (size, mtime_ns) when it was found complete; if it changed since,
+        it is being written again (FileBusy). ModelError: an external-data file the graph
+        references is missing (maybe not copied yet).
         """
         result = Registration(rel_path)
         absolute = self.root / rel_path
@@ -105,6 +121,10 @@ class Reconciler:
             return result
         # The unit's stat (data files included) is what the scan compares later.
         files = model_files(absolute)
+        if expected is not None:
+            st = os.stat(absolute)
+            if (st.st_size, st.st_mtime_ns) != expected:
+                raise FileBusy(rel_path)
         before = files_stat(files)
         sha = content_sha256(absolute)
         size, mtime_ns = files_stat(files)
@@ -150,6 +170,68 @@ class Reconciler:
             logger.info("%s removed", rel_path, extra={"action": "model_removed", "path": rel_path})
         return removed
 
+    def remove_paths(self, rels: list[str]) -> int:
+        """Removals reported together by the watcher, judged as one batch by the removal guard."""
+        known = self.catalog.known_paths()
+        doomed: set[str] = set()
+        for rel in rels:
+            if rel in known:
+                doomed.add(rel)
+            else:  # a folder: the models under it
+                doomed.update(k for k in known if k.startswith(rel + "/"))
+        lost = [rel for rel in doomed if known[rel].sha256 is not None and not (self.root / rel).exists()]
+        if not lost:
+            return sum(self.remove(rel) for rel in rels)
+        models = sum(1 for record in known.values() if record.sha256 is not None)
+        if self._guard_removals(models, len(lost), root_empty=self._root_is_empty(), rescan=False):
+            return 0
+        return sum(self.remove(rel) for rel in rels)
+
+    def _root_is_empty(self) -> bool:
+        if not self.root.is_dir():
+            return True
+        return not any(files for _dir, _dirs, files in os.walk(self.root))
+
+    def _guard_removals(
+        self, known: int, missing: int, *, root_empty: bool, rescan: bool = True
+    ) -> str | None:
+        """The reason removals are held back now (recording or refreshing the block), or None.
+
+        A full scan that finds nothing alarming lifts an earlier block: the models came back.
+        The watcher's partial view (``rescan=False``) never lifts one, and removes nothing while
+        one stands: only a scan or ``dqd prune`` settles it.
+        """
+        root = str(self.root)
+        reason = removal_block_reason(known, missing, root_empty=root_empty, root=root)
+        if reason is None:
+            block = self.catalog.removal_block(root)
+            if block is None:
+                return None
+            if not rescan:
+                return block.reason
+            self.catalog.clear_removal_block(root)
+            logger.info(
+                "removal block on %s lifted: its models are back",
+                root,
+                extra={"action": "removal_unblocked", "root": root},
+            )
+            return None
+        self.catalog.block_removals(root, reason, known=known, missing=missing, host_id=self.host_id)
+        logger.error(
+            reason, extra={"action": "removal_blocked", "root": root, "known": known, "missing": missing}
+        )
+        return reason
+
+    def missing_paths(self) -> list[str]:
+        """Known, not removed, and not in the folder now: what ``dqd prune`` would mark removed."""
+        return [rel for rel in sorted(self.catalog.known_paths()) if not (self.root / rel).exists()]
+
+    def prune(self, rels: list[str]) -> list[str]:
+        """``dqd prune`` confirmed: mark ``rels`` removed (unless back meanwhile); lift the block."""
+        removed = [rel for rel in rels if not (self.root / rel).exists() and self.catalog.mark_removed(rel)]
+        self.catalog.clear_removal_block(str(self.root))
+        return removed
+
     def scan(self, now: float | None = None) -> ScanSummary:
         """Walk the tree once; ``now`` is wall-clock seconds (compared with file mtimes)."""
         now = time.time() if now is None else now
@@ -158,9 +240,12 @@ class Reconciler:
             # A vanished mount must not read as "every model was deleted".
             logger.error("watched folder %s is not available", self.root, extra={"action": "scan_failed"})
             summary.errors += 1
+            models = sum(1 for record in self.catalog.known_paths().values() if record.sha256 is not None)
+            summary.blocked = self._guard_removals(models, models, root_empty=True) or ""
             return summary
         known = self.catalog.known_paths()
         seen: set[str] = set()
+        files_found = 0
         unreadable: list[str] = []
 
         def on_error(error: OSError) -> None:
@@ -177,6 +262,7 @@ class Reconciler:
                 for d in dirnames
                 if self.filter.excluded(PurePosixPath(rel_dir, d) if rel_dir else PurePosixPath(d)) is None
             ]
+            files_found += len(filenames)
             for name in filenames:
                 absolute = Path(dirpath, name)
                 verdict = self.filter.classify(absolute)
@@ -185,6 +271,9 @@ class Reconciler:
                 rel = verdict.rel_path
                 seen.add(rel)
                 summary.seen += 1
+                if self.is_pending is not None and self.is_pending(rel):
+                    summary.pending += 1  # the watcher knows it is still being written
+                    continue
                 try:
                     self._scan_file(rel, absolute, known, now, summary, refused=verdict.kind is Kind.REFUSED)
                 except FileBusy:
@@ -196,14 +285,21 @@ class Reconciler:
                     logger.warning(
                         "cannot read %s: %s", rel, exc, extra={"action": "scan_error", "path": rel}
                     )
-        for rel in sorted(set(known) - seen):
-            if any(rel == bad or rel.startswith(bad + "/") or bad == "" for bad in unreadable):
-                continue  # unknown, not gone
-            if self.filter.excluded(PurePosixPath(rel)) is None and self.remove(rel):
-                summary.removed += 1
+        missing = [
+            rel
+            for rel in sorted(set(known) - seen)
+            if not any(rel == bad or rel.startswith(bad + "/") or bad == "" for bad in unreadable)
+            and self.filter.excluded(PurePosixPath(rel)) is None
+        ]
+        models = sum(1 for record in known.values() if record.sha256 is not None)
+        lost = [rel for rel in missing if known[rel].sha256 is not None]
+        summary.blocked = self._guard_removals(models, len(lost), root_empty=files_found == 0) or ""
+        if not summary.blocked:
+            summary.removed += sum(self.remove(rel) for rel in missing)
         summary.queued += self.queue_unprocessed()
         logger.info(
-            "reconciled %s: %d models, %d registered, %d removed, %d pending",
+            "reconciled %s: %d models, %d registered, %d removed, %d pending"
+            + (" (removals blocked)" if summary.blocked else ""),
             self.root,
             summary.seen,
             summary.registered,
@@ -238,7 +334,9 @@ class Reconciler:
             mtime_ns = size_mtime[1]
         if now - mtime_ns / 1e9 < self.settle_seconds:
             raise FileBusy(rel)  # still being written, probably: let the settle tracker decide
-        registration = self.register(rel)
+        if self.held_open is not None and self.held_open(absolute):
+            raise FileBusy(rel)  # opened before we watched, paused: quiet but not complete
+        registration = self.register(rel, (st.st_size, st.st_mtime_ns))
         if registration.sha256:
             summary.registered += 1
             summary.queued += len(registration.queued_classes)

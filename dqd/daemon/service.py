@@ -36,6 +36,7 @@ from dqd.daemon.settle import Ready, SettleTracker
 from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.watcher import ModelWatcher
 from dqd.daemon.worker import ProcessModel, Worker, default_process
+from dqd.daemon.writers import held_open_for_writing
 from dqd.domain import HostInfo
 from dqd.errors import CatalogError, ModelError
 from dqd.hostinfo import detect_host
@@ -117,9 +118,12 @@ class Daemon:
         observer = choose_observer(settings.watch.observer, self.root)
         skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
         path_filter = PathFilter(self.root, settings.watch.include, settings.watch.exclude, skip)
+        native = observer == "native"
+        # Polling sees no closes: a slow copy's pauses must be shorter than this longer quiet time.
+        settle = settings.watch.settle_seconds if native else settings.watch.polling_settle_seconds
         self.watcher = ModelWatcher(
             path_filter,
-            SettleTracker(settings.watch.settle_seconds),
+            SettleTracker(settle, require_close=native),
             on_ready=self._on_ready,
             on_removed=self._on_removed,
             observer=observer,
@@ -131,9 +135,12 @@ class Daemon:
             host_class=self.host.host_class,
             host_ttl_seconds=settings.worker.host_ttl_seconds,
             max_attempts=settings.worker.max_attempts,
-            settle_seconds=settings.watch.settle_seconds,
+            settle_seconds=settle,
             overrides_for=self.overrides_for,
             on_pending=self.watcher.track,
+            is_pending=self.watcher.is_pending,
+            held_open=held_open_for_writing if native else None,
+            host_id=self.host.host_id,
         )
         logger.info(
             "dqd daemon starting: host class %s, catalog %s, watching %s (%s)",
@@ -191,7 +198,7 @@ class Daemon:
 
     def _on_ready(self, ready: Ready) -> None:
         try:
-            registration = self.reconciler.register(ready.rel_path)
+            registration = self.reconciler.register(ready.rel_path, ready.stat)
         except FileBusy:
             self.watcher.track(ready.rel_path)
             return
@@ -210,8 +217,8 @@ class Daemon:
             if self.host.host_class in registration.queued_classes:
                 self._wake_workers.set()
 
-    def _on_removed(self, rel_path: str) -> None:
-        self.reconciler.remove(rel_path)
+    def _on_removed(self, rel_paths: list[str]) -> None:
+        self.reconciler.remove_paths(rel_paths)
 
     # --- housekeeping ---
 

@@ -4,8 +4,14 @@ The handler only classifies the path and records the event (no I/O, no
 catalog): watchdog calls it from its observer thread, and a slow handler
 would delay every other event. A separate settle thread asks the tracker
 which models are complete and hands them to ``on_ready``; removals go to
-``on_removed``. Files that exist when watching starts produce no event:
-reconciliation covers them.
+``on_removed``, in batches: deletions are handed off once none arrived
+for ``REMOVAL_QUIET_SECONDS``, so a folder emptied at once (``rm -rf``, a
+mount going away) is judged as a whole by the removal guard. Files that
+exist when watching starts produce no event: reconciliation covers them.
+
+With the native observer a file seen being written is complete only once
+closed (see :mod:`dqd.daemon.settle`); files settled by quiet time alone are
+also checked for a local writer still holding them open.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from watchdog.observers.polling import PollingObserver
 
 from dqd.daemon.filters import Kind, PathFilter
 from dqd.daemon.settle import Ready, SettleTracker, Stat
+from dqd.daemon.writers import writer_check
 
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0  # a model whose hand-off failed (catalog down) is offered again after this
+REMOVAL_QUIET_SECONDS = 0.5  # deletions closer together than this are handed off as one batch
 
 
 class _Handler(FileSystemEventHandler):
@@ -54,8 +62,10 @@ class _Handler(FileSystemEventHandler):
             w.gone(os.fsdecode(event.src_path), is_dir=False)
         elif isinstance(event, FileClosedEvent):
             w.record(os.fsdecode(event.src_path), now, closed=True)
-        elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
+        elif isinstance(event, FileModifiedEvent):
             w.record(os.fsdecode(event.src_path), now, closed=False)
+        elif isinstance(event, FileCreatedEvent):
+            w.record(os.fsdecode(event.src_path), now, closed=False, data=False)
         # Opened / closed-without-write events (our own hashing reads files) and
         # directory events are not changes to any model.
         else:
@@ -70,7 +80,7 @@ class ModelWatcher:
         tracker: SettleTracker,
         *,
         on_ready: Callable[[Ready], None],
-        on_removed: Callable[[str], None],
+        on_removed: Callable[[list[str]], None],
         observer: str = "native",
         poll_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
@@ -78,6 +88,8 @@ class ModelWatcher:
         self.filter = path_filter
         self.root = path_filter.root
         self.tracker = tracker
+        # The observer decides which signals exist: inotify reports closes, polling cannot.
+        tracker.require_close = observer != "polling"
         self.on_ready = on_ready
         self.on_removed = on_removed
         self.observer_kind = observer
@@ -86,6 +98,7 @@ class ModelWatcher:
         self.wake = threading.Event()
         self._lock = threading.Lock()
         self._removed: deque[str] = deque()
+        self._last_removal = 0.0
         self._retry: dict[str, float] = {}
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
@@ -95,7 +108,7 @@ class ModelWatcher:
 
     # --- called from the observer thread: classify, record, return ---
 
-    def record(self, path: str, now: float, *, closed: bool) -> None:
+    def record(self, path: str, now: float, *, closed: bool, data: bool = True) -> None:
         verdict = self.filter.classify(path, check_links=False)
         if verdict.kind in (Kind.IGNORED,) or verdict.rel_path is None:
             return
@@ -104,7 +117,7 @@ class ModelWatcher:
             if closed:
                 self.tracker.closed(verdict.rel_path, now, companion=companion)
             else:
-                self.tracker.written(verdict.rel_path, now, companion=companion)
+                self.tracker.written(verdict.rel_path, now, companion=companion, data=data)
 
     def arrived(self, path: str, now: float, *, is_dir: bool) -> None:
         """Moved or renamed into the tree: complete already (a rename is atomic)."""
@@ -128,14 +141,28 @@ class ModelWatcher:
             else:
                 self.tracker.forget(rel)
             self._removed.append(rel)
+            self._last_removal = self.clock()
 
     def track(self, rel_path: str) -> None:
-        """Watch a file found by a scan that still looks busy, as if an event had arrived."""
+        """Watch a file found by a scan that still looks busy (no event: it settles by quiet time)."""
         with self._lock:
-            self.tracker.written(rel_path, self.clock())
+            self.tracker.noticed(rel_path, self.clock())
         self.wake.set()
 
+    def is_pending(self, rel_path: str) -> bool:
+        """The settle tracker is waiting for this file (e.g. still open for writing)."""
+        with self._lock:
+            return self.tracker.is_pending(rel_path)
+
     # --- the settle thread ---
+
+    def _writer_check(self) -> Callable[[str], bool]:
+        check = writer_check()  # /proc is walked at most once per pass, and only if asked
+
+        def held_open(rel_path: str) -> bool:
+            return check(self.root / rel_path)
+
+        return held_open
 
     def _stat(self, rel_path: str) -> Stat | None:
         try:
@@ -156,16 +183,20 @@ class ModelWatcher:
             self.run_once(self.clock())
 
     def run_once(self, now: float) -> None:
+        # Writers on other hosts are invisible to /proc: under polling, quiet time is the rule.
+        held_open = self._writer_check() if self.observer_kind != "polling" else None
         with self._lock:
-            ready = self.tracker.due(now, self._stat)
-            removed = list(self._removed)
-            self._removed.clear()
+            ready = self.tracker.due(now, self._stat, held_open)
+            removed: list[str] = []
+            if self._removed and now - self._last_removal >= REMOVAL_QUIET_SECONDS:
+                removed = list(self._removed)
+                self._removed.clear()
             retry = [rel for rel, at in self._retry.items() if at <= now]
             for rel in retry:
                 del self._retry[rel]
         ready += [Ready(rel, now, now) for rel in retry]
-        for rel in removed:
-            self._hand_off(self.on_removed, rel, rel)
+        if removed:
+            self._hand_off(self.on_removed, removed, ", ".join(removed))
         for item in ready:
             if not self._hand_off(self.on_ready, item, item.rel_path):
                 with self._lock:

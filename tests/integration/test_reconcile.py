@@ -176,3 +176,50 @@ def test_new_host_class_gets_jobs_for_known_content(catalog: Catalog, tmp_path: 
     )
     assert other.scan().queued == 1  # nothing changed on disk, but this class never had a job
     assert sorted(j.host_class for j in catalog.list_jobs()) == ["aarch64-dotprod", CLASS]
+
+
+def test_the_scan_defers_to_the_watcher_for_files_it_is_waiting_for(catalog: Catalog, tmp_path: Path) -> None:
+    """Issue 9, scenario 1: quiet for settle_seconds is not complete while the watcher saw no close."""
+    root = tmp_path / "models"
+    old(root / "open.onnx", b"one")  # quiet, but the watcher saw writes, no close
+    old(root / "done.onnx", b"two")
+    rec = reconciler(catalog, root, settle=1)
+    rec.is_pending = lambda rel: rel == "open.onnx"
+    summary = rec.scan()
+    assert (summary.registered, summary.pending) == (1, 1)
+    assert sorted(catalog.known_paths()) == ["done.onnx"]
+
+
+def test_the_scan_leaves_a_quiet_file_a_process_holds_open_for_writing(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    from dqd.daemon.writers import held_open_for_writing
+
+    root = tmp_path / "models"
+    old(root / "early.onnx", b"one")
+    pending: list[str] = []
+    rec = reconciler(catalog, root, pending, settle=1)
+    rec.held_open = held_open_for_writing
+    with (root / "early.onnx").open("ab") as writer:
+        os.utime(root / "early.onnx", (time.time() - 60, time.time() - 60))
+        summary = rec.scan()
+        assert (summary.registered, summary.pending, pending) == (0, 1, ["early.onnx"])
+        writer.write(b"")
+    assert rec.scan().registered == 1
+
+
+def test_registration_refuses_a_file_changed_since_it_was_found_complete(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    import pytest
+
+    from dqd.daemon.reconcile import FileBusy
+
+    root = tmp_path / "models"
+    model = old(root / "m.onnx", b"one")
+    st = model.stat()
+    with model.open("ab") as more:
+        more.write(b"\0")
+    with pytest.raises(FileBusy):
+        reconciler(catalog, root).register("m.onnx", (st.st_size, st.st_mtime_ns))
+    assert catalog.known_paths() == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ class Collector:
     def __init__(self) -> None:
         self.ready: list[str] = []
         self.removed: list[str] = []
+        self.batches: list[list[str]] = []
         self.ready_at: dict[str, float] = {}
         self.changed = threading.Condition()
         self.fail_next = 0
@@ -35,9 +37,10 @@ class Collector:
             self.ready_at[item.rel_path] = time.time()
             self.changed.notify_all()
 
-    def on_removed(self, rel: str) -> None:
+    def on_removed(self, rels: list[str]) -> None:
         with self.changed:
-            self.removed.append(rel)
+            self.removed.extend(rels)
+            self.batches.append(sorted(rels))
             self.changed.notify_all()
 
     def wait(self, predicate: object, timeout: float = 10.0) -> bool:
@@ -146,3 +149,75 @@ def test_failed_hand_off_is_retried(watched: tuple[Path, Collector]) -> None:
     (root / "retry.onnx").write_bytes(b"x")
     assert seen.wait(lambda: seen.ready, timeout=15)
     assert seen.ready == ["retry.onnx"]
+
+
+def start_watcher(root: Path, observer: str, collector: Collector, settle: float = SETTLE) -> ModelWatcher:
+    settings = WatchSettings()
+    watcher = ModelWatcher(
+        PathFilter(root, settings.include, settings.exclude, [root / "out"]),
+        SettleTracker(settle),
+        on_ready=collector.on_ready,
+        on_removed=collector.on_removed,
+        observer=observer,
+        poll_interval=0.1,
+    )
+    watcher.start()
+    time.sleep(0.2)
+    return watcher
+
+
+def test_native_a_file_held_open_through_long_pauses_is_ready_once_closed(tmp_path: Path) -> None:
+    """Issue 9, scenario 1: pauses longer than the settle time are not the end of the file."""
+    root = tmp_path / "models"
+    root.mkdir()
+    seen = Collector()
+    watcher = start_watcher(root, "native", seen)
+    try:
+        with (root / "slow.onnx").open("wb") as handle:
+            for _ in range(3):
+                handle.write(os.urandom(4096))
+                handle.flush()
+                time.sleep(SETTLE * 2)
+                assert seen.ready == [], "an open file was handed out on quiet time alone"
+                assert watcher.is_pending("slow.onnx")
+            closed_at = time.time()
+        assert seen.wait(lambda: seen.ready)
+        assert seen.ready == ["slow.onnx"] and seen.ready_at["slow.onnx"] >= closed_at
+    finally:
+        watcher.stop()
+
+
+def test_native_a_quiet_file_found_by_a_scan_is_kept_while_a_process_writes_it(tmp_path: Path) -> None:
+    """Opened before watching began: no event, but this host's /proc shows the writer."""
+    root = tmp_path / "models"
+    root.mkdir()
+    seen = Collector()
+    with (root / "early.onnx").open("wb") as handle:
+        handle.write(b"half a model")
+        handle.flush()
+        watcher = start_watcher(root, "native", seen)
+        try:
+            watcher.track("early.onnx")  # what the start-up scan does with a busy file
+            time.sleep(SETTLE * 3)
+            assert seen.ready == []
+        finally:
+            watcher.stop()
+    watcher = start_watcher(root, "native", seen)
+    try:
+        watcher.track("early.onnx")
+        assert seen.wait(lambda: seen.ready)  # closed now: quiet time is enough
+    finally:
+        watcher.stop()
+
+
+def test_a_folder_emptied_at_once_is_one_removal_batch(watched: tuple[Path, Collector]) -> None:
+    root, seen = watched
+    for i in range(4):
+        (root / "zoo" / f"m{i}.onnx").parent.mkdir(exist_ok=True)
+        (root / "zoo" / f"m{i}.onnx").write_bytes(b"x")
+    assert seen.wait(lambda: len(seen.ready) == 4)
+    shutil.rmtree(root / "zoo")
+    assert seen.wait(lambda: seen.removed)
+    time.sleep(1.0)
+    # One batch, so the removal guard judges the emptied folder as a whole.
+    assert len(seen.batches) == 1 and {f"zoo/m{i}.onnx" for i in range(4)} <= set(seen.batches[0])

@@ -136,3 +136,66 @@ def test_next_deadline_is_when_the_earliest_entry_could_be_complete() -> None:
     assert tracker.next_deadline() == 1.75
     tracker.forget("b.onnx")
     assert tracker.next_deadline() == 3.0
+
+
+def test_require_close_an_open_file_pausing_past_the_settle_time_is_not_complete() -> None:
+    """Native observer: a slow copy's pause is not the end of the file (issue 9, scenario 1)."""
+    tracker, files = SettleTracker(1.0, close_grace=0.25, require_close=True, stall_seconds=60), FakeFiles()
+    for chunk in range(5):
+        files.write("m.onnx", 10 * (chunk + 1), chunk)
+        tracker.written("m.onnx", 3.0 * chunk)
+        assert ready_paths(tracker, 3.0 * chunk + 2.9, files) == []  # paused 2.9 s, still open
+    assert tracker.is_open("m.onnx") and (tracker.next_deadline() or 0) > 60
+    tracker.closed("m.onnx", 13.0)
+    assert not tracker.is_open("m.onnx")
+    (ready,) = tracker.due(13.3, files)
+    assert (ready.rel_path, ready.stat) == ("m.onnx", (50, 4))
+
+
+def test_require_close_a_lost_close_event_ends_after_the_stall_time() -> None:
+    tracker, files = SettleTracker(1.0, require_close=True, stall_seconds=60), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.written("m.onnx", 0.0)
+    assert ready_paths(tracker, 59.0, files) == []
+    assert ready_paths(tracker, 60.0, files) == ["m.onnx"]
+
+
+def test_require_close_a_create_alone_settles_by_quiet_time() -> None:
+    """inotify reports a file moved in from outside the tree as created, with no close after it."""
+    tracker, files = SettleTracker(1.0, require_close=True), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.written("m.onnx", 0.0, data=False)
+    assert not tracker.is_open("m.onnx")
+    assert ready_paths(tracker, 1.0, files) == ["m.onnx"]
+
+
+def test_a_file_noticed_by_a_scan_settles_by_quiet_time_unless_written_again() -> None:
+    tracker, files = SettleTracker(1.0, require_close=True, stall_seconds=60), FakeFiles()
+    files.write("old.onnx", 10, 1)
+    files.write("busy.onnx", 10, 1)
+    tracker.noticed("old.onnx", 0.0)
+    tracker.noticed("busy.onnx", 0.0)
+    tracker.written("busy.onnx", 0.5)  # events after the scan: a writer is at work
+    tracker.noticed("busy.onnx", 0.6)  # the next scan does not reset what events told
+    assert tracker.is_pending("busy.onnx") and tracker.is_open("busy.onnx")
+    assert ready_paths(tracker, 1.0, files) == ["old.onnx"]
+    assert ready_paths(tracker, 30.0, files) == []
+
+
+def test_a_file_held_open_for_writing_is_kept_past_its_quiet_time() -> None:
+    tracker, files = SettleTracker(1.0), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.noticed("m.onnx", 0.0)
+    writers = {"m.onnx"}
+    assert [r.rel_path for r in tracker.due(1.0, files, writers.__contains__)] == []
+    assert [r.rel_path for r in tracker.due(1.5, files, writers.__contains__)] == []  # asked again at 2.0
+    writers.clear()
+    assert [r.rel_path for r in tracker.due(2.0, files, writers.__contains__)] == ["m.onnx"]
+
+
+def test_a_closed_file_is_not_asked_about_writers() -> None:
+    tracker, files = SettleTracker(1.0, require_close=True), FakeFiles()
+    files.write("m.onnx", 10, 1)
+    tracker.closed("m.onnx", 0.0)
+    # Another writer may have it open too, but the close is the signal; a new write makes a new version.
+    assert [r.rel_path for r in tracker.due(0.3, files, lambda _rel: True)] == ["m.onnx"]
