@@ -106,4 +106,4 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """The app factory of ``dqd serve --workers N``: each worker opens the catalog from DQD_* settings."""
     settings = load()
-    return create_app(open_catalog(settings, migrate=False), settings)
+    return create_app(open_catalog(settings, migrate=False, create=False), settings)

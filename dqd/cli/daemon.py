@@ -22,9 +22,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
 
 
 @contextmanager
-def _catalog(settings: Settings) -> Iterator[Catalog]:
+def _catalog(settings: Settings, *, create: bool = True) -> Iterator[Catalog]:
     try:
-        catalog = open_catalog(settings)
+        catalog = open_catalog(settings, create=create)
     except OSError as exc:
         raise CatalogUnavailable(f"catalog unavailable: {exc}") from exc
     try:
@@ -139,7 +139,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Queue depth by state, running jobs with their age, live hosts, last decisions."""
     settings = state(ctx).settings()
     now = datetime.now(UTC)
-    with _catalog(settings) as catalog:
+    with _catalog(settings, create=False) as catalog:  # reading never creates a catalog
         depth = catalog.queue_depth()
         running = catalog.list_jobs(states=[JobState.RUNNING])
         ttl = timedelta(seconds=settings.worker.host_ttl_seconds)

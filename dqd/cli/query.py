@@ -40,7 +40,7 @@ HostClassOpt = Annotated[
 def _catalog(ctx: typer.Context) -> Iterator[tuple[Catalog, Settings]]:
     settings = state(ctx).settings()
     try:
-        catalog = open_catalog(settings)
+        catalog = open_catalog(settings, create=False)  # reading never creates a catalog
     except OSError as exc:  # e.g. the SQLite file's folder cannot be created
         raise CatalogUnavailable(f"catalog unavailable: {exc}") from exc
     try:

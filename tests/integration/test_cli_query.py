@@ -194,6 +194,12 @@ def test_serve_binds_loopback_and_answers(sqlite_url: str, tmp_path: Path) -> No
 
     import httpx
 
+    from dqd.catalog.migrate import upgrade
+
+    empty = Catalog.from_url(sqlite_url)  # `dqd serve` reads a catalog, it never creates one
+    upgrade(empty.engine)
+    empty.close()
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
