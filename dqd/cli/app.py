@@ -114,6 +114,10 @@ def configure_logging(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:  # answered before the command modules (and the catalog code) load
+        typer.echo(f"dqd {__version__}")
+        sys.exit(EXIT_OK)
     for module in _COMMAND_MODULES:
         importlib.import_module(module)
     try:
