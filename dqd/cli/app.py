@@ -51,6 +51,7 @@ _COMMAND_MODULES = (
     "dqd.cli.admin",
     "dqd.cli.process",
     "dqd.cli.daemon",
+    "dqd.cli.status",
     "dqd.cli.query",
 )
 
