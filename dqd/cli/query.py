@@ -186,6 +186,7 @@ JOB_COLUMNS = (
     Column("PATH", lambda j: j.source_path),
     Column("SHA256", lambda j: j.sha256, lambda v: v[:12]),
     Column("ATTEMPTS", lambda j: f"{j.attempts}/{j.max_attempts}"),
+    Column("STAGE", lambda j: j.stage if j.state is JobState.RUNNING else None),
     Column("UPDATED", lambda j: j.updated_at),
     Column("LAST ERROR", lambda j: j.last_error, lambda v: (v or "-")[:80]),
 )
@@ -205,19 +206,29 @@ def _list_jobs(
     emit(jobs, JOB_COLUMNS, fmt)
 
 
+StatesOpt = Annotated[
+    list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+]
+
+
 @jobs_app.callback(invoke_without_command=True)
-def jobs_default(ctx: typer.Context) -> None:
-    """The job queue (plain `dqd jobs` lists jobs)."""
+def jobs_default(
+    ctx: typer.Context,
+    states: StatesOpt = None,
+    host_class: HostClassOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """The job queue: plain `dqd jobs` takes the options of `dqd jobs list`."""
     if ctx.invoked_subcommand is None:
-        _list_jobs(ctx, [], None, None, False, False)
+        _list_jobs(ctx, states or [], host_class, limit, as_json, as_csv)
 
 
 @jobs_app.command("list")
 def jobs_list_cmd(
     ctx: typer.Context,
-    states: Annotated[
-        list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
-    ] = None,
+    states: StatesOpt = None,
     host_class: HostClassOpt = None,
     limit: LimitOpt = None,
     as_json: JsonOpt = False,

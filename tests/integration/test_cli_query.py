@@ -236,3 +236,35 @@ def test_serve_binds_loopback_and_answers(sqlite_url: str, tmp_path: Path) -> No
         server.terminate()
         output, _ = server.communicate(timeout=10)
     assert "Uvicorn running on http://127.0.0.1:" in output
+
+
+def test_models_shows_threads_and_the_first_reason(
+    filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    ran = run_dqd("models", "--host-class", "x86_64-amx", cwd=tmp_path, url=filled_url)
+    (row,) = parse_table(ran.stdout)
+    assert row["OUTCOME"] == "kept_fp32" and row["THREADS"] == "1"
+    assert row["REASON"] not in ("", "-") and len(row["REASON"]) <= 60
+    with_match = run_dqd("models", "--match", "resnet", "--csv", cwd=tmp_path, url=filled_url)
+    old_flag = run_dqd("models", "--search", "resnet", "--csv", cwd=tmp_path, url=filled_url)
+    assert with_match.stdout == old_flag.stdout and with_match.stdout.count("resnet/1/model.onnx") == 2
+
+
+def test_plain_jobs_takes_the_list_options(
+    filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    plain = run_dqd("jobs", "--csv", "--state", "queued", cwd=tmp_path, url=filled_url)
+    listed = run_dqd("jobs", "list", "--csv", "--state", "queued", cwd=tmp_path, url=filled_url)
+    assert plain.returncode == 0 and plain.stdout == listed.stdout and "new/model.onnx" in plain.stdout
+
+
+def test_a_global_option_after_the_command_gets_a_hint(tmp_path: Path) -> None:
+    ran = subprocess_dqd("run", "--config", "x.toml", cwd=tmp_path, url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert ran.returncode == 2
+    assert "global options go before the command: dqd --config x.toml run" in ran.stderr
+
+
+@pytest.mark.parametrize("args", [("models", "--help"), ("--help",), ("jobs", "list", "--help")])
+def test_flags_show_no_metavar(args: tuple[str, ...], tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    ran = run_dqd(*args, cwd=tmp_path, url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert ran.returncode == 0 and "--help" in ran.stdout and "<bool>" not in ran.stdout
