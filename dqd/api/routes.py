@@ -94,9 +94,14 @@ def build_router(catalog: Catalog, *, threads: int | None = None) -> APIRouter:
         return _json(models_out, page)
 
     @router.get("/models/{ref:path}", response_model=ModelDetail, tags=["models"], responses=NOT_FOUND)
-    def model_detail(ref: ModelRef) -> Response:
+    def model_detail(
+        ref: ModelRef,
+        include_superseded: Annotated[
+            bool, Query(description="Also versions superseded before they were decided.")
+        ] = False,
+    ) -> Response:
         """Variants, accuracy, benchmarks and decision history of one model."""
-        return _json(detail_out, catalog.model_detail(ref))
+        return _json(detail_out, catalog.model_detail(ref, include_superseded=include_superseded))
 
     @router.get(
         "/best",

@@ -129,7 +129,9 @@ class DetailQueries:
             raise NotFound(f"no model with id {path_id}")
         return path
 
-    def model_detail(self, ref: str) -> ModelDetail:
+    def model_detail(self, ref: str, *, include_superseded: bool = False) -> ModelDetail:
+        """One model; its history leaves out superseded versions (partial writes, replaced copies)
+        unless ``include_superseded``."""
         path, sha = self.resolve_model(ref)
         with self.tx.read() as session:
             version = session.get(ModelVersionRow, sha)
@@ -145,7 +147,12 @@ class DetailQueries:
                     .where(PathVersionRow.path_id == path.id)
                     .order_by(PathVersionRow.id)
                 )
-                history = [PathVersion(r.sha256, as_utc(r.seen_at)) for r in session.scalars(hist)]  # type: ignore[arg-type]
+                if not include_superseded:
+                    hist = hist.where(PathVersionRow.superseded_at.is_(None))
+                history = [
+                    PathVersion(r.sha256, as_utc(r.seen_at), as_utc(r.superseded_at))  # type: ignore[arg-type]
+                    for r in session.scalars(hist)
+                ]
             variant_rows = list(
                 session.scalars(
                     select(VariantRow).where(VariantRow.source_sha256 == sha).order_by(VariantRow.id)

@@ -107,6 +107,7 @@ class DecisionView:
 class PathVersion:
     sha256: str
     seen_at: datetime
+    superseded_at: datetime | None = None  # replaced before it was decided (e.g. a partial write)
 
 
 @dataclass(frozen=True)

@@ -135,10 +135,13 @@ def show_cmd(
         str, typer.Argument(help="Path relative to the watched folder, file name or sha256 prefix.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also superseded versions (e.g. partial writes), flagged.")
+    ] = False,
 ) -> None:
     """Variants, accuracy, benchmarks and decision history of one model."""
     with _catalog(ctx) as (catalog, settings):
-        detail = catalog.model_detail(model_ref(model, settings.watch_dir))
+        detail = catalog.model_detail(model_ref(model, settings.watch_dir), include_superseded=show_all)
     if as_json:
         typer.echo(json.dumps(jsonable(detail)))
     else:

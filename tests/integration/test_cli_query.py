@@ -268,3 +268,31 @@ def test_a_global_option_after_the_command_gets_a_hint(tmp_path: Path) -> None:
 def test_flags_show_no_metavar(args: tuple[str, ...], tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
     ran = run_dqd(*args, cwd=tmp_path, url=f"sqlite:///{tmp_path / 'x.db'}")
     assert ran.returncode == 0 and "--help" in ran.stdout and "<bool>" not in ran.stdout
+
+
+def test_show_hides_superseded_versions_unless_all(
+    catalog: Catalog, catalog_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from dqd.catalog.tables import PathVersionRow
+
+    for part in ("partial-1", "partial-2", "complete"):
+        catalog.observe_file("slow/model.onnx", sha_of(part), 1)
+    add_model(catalog, "slow/model.onnx", sha256=sha_of("complete"))
+    with catalog.tx.write() as session:  # as the daemon marks versions replaced before their decision
+        session.execute(
+            update(PathVersionRow)
+            .where(PathVersionRow.sha256.in_([sha_of("partial-1"), sha_of("partial-2")]))
+            .values(superseded_at=datetime(2026, 12, 1, 22, 0, tzinfo=UTC))
+        )
+    shown = run_dqd("show", "slow/model.onnx", cwd=tmp_path, url=catalog_url)
+    assert shown.returncode == 0 and "history" not in shown.stdout  # one real version: no history line
+    assert sha_of("partial-1")[:12] not in shown.stdout
+    everything = run_dqd("show", "slow/model.onnx", "--all", cwd=tmp_path, url=catalog_url)
+    (history,) = [line for line in everything.stdout.splitlines() if line.startswith("history")]
+    assert f"{sha_of('partial-1')[:12]} (" in history and history.count("superseded 2026-12-01 22:00") == 2
+    as_json = json.loads(run_dqd("show", "slow/model.onnx", "--json", cwd=tmp_path, url=catalog_url).stdout)
+    assert [v["sha256"] for v in as_json["history"]] == [sha_of("complete")]
