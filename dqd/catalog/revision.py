@@ -13,8 +13,9 @@ from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, inspect, text
+
+from dqd.catalog.db import Transactions
 
 _REVISION = re.compile(r"^revision(?:\s*:[^=]+)?\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 _DOWN = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*(?:['\"]([^'\"]+)['\"]|None)", re.MULTILINE)
@@ -51,12 +52,15 @@ def declared_head() -> str | None:
 
 
 def stored_revision(engine: Engine) -> str | None:
-    """The catalog's ``alembic_version``; None when there is none (or it cannot be read)."""
-    try:
-        with engine.connect() as conn:
-            rows = list(conn.execute(text("SELECT version_num FROM alembic_version")))
-    except SQLAlchemyError:
-        return None
+    """The catalog's ``alembic_version``; None when there is none.
+
+    Raises :class:`CatalogUnavailable` when the catalog cannot be reached (once, here).
+    """
+    with Transactions(engine).read() as session:
+        conn = session.connection()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = list(conn.execute(text("SELECT version_num FROM alembic_version")))
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
