@@ -32,12 +32,12 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     started.kill()
 
 
-def status(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+def status(daemon: Daemon, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
     ran = subprocess.run(
         [*DQD, "status", *args],
         cwd=daemon.workdir,
-        env={**clean, **daemon.env},  # the daemon's settings: heartbeat 0.5 s
+        env={**clean, **daemon.env, **env},  # the daemon's settings: heartbeat 0.5 s
         capture_output=True,
         text=True,
         timeout=60,
@@ -53,7 +53,8 @@ def test_status_after_the_daemon_was_killed_mid_job(daemon: Daemon) -> None:
     catalog = Catalog.from_url(daemon.database_url)
     try:
         (job,) = wait_for("a running job", lambda: catalog.list_jobs(states=[JobState.RUNNING]), 60)
-        live = json.loads(status(daemon, "--json").stdout)
+        # Judged with a 2 s heartbeat (stale after 6 s), so a loaded machine's late beat is not stale.
+        live = json.loads(status(daemon, "--json", DQD_WORKER__HEARTBEAT_SECONDS="2").stdout)
         assert [h["stale"] for h in live["hosts"]] == [False]
         assert [j["stale"] for j in live["running"]] == [False]
 
