@@ -144,6 +144,38 @@ class ScheduleSettings(_Section):
     max_age_days: float = Field(30.0, gt=0)
     enabled: bool = True
 
+    # Checked when the configuration loads (`dqd config show` included), not after "daemon starting".
+    # APScheduler, which will run it, is the judge; it is imported only for a value given.
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        if value != "0 2 * * *":
+            _cron_trigger(value, "UTC", "a valid cron expression")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        if value != "UTC":
+            _cron_trigger("0 2 * * *", value, "a time zone name such as UTC or Europe/Paris")
+        return value
+
+
+def _cron_trigger(expression: str, timezone: str, allowed: str) -> Any:
+    """Five fields (minute hour day month weekday), or six with seconds first; ValueError otherwise."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expression, timezone=timezone)
+        if len(fields) == 6:
+            names = ("second", "minute", "hour", "day", "month", "day_of_week")
+            return CronTrigger(timezone=timezone, **dict(zip(names, fields, strict=True)))
+    except (ValueError, LookupError) as exc:
+        raise ValueError(f"{allowed} ({str(exc).strip(chr(39))})") from None
+    raise ValueError("5 cron fields (minute hour day month weekday), or 6 with seconds first")
+
 
 class ApiSettings(_Section):
     serve_in_daemon: bool = Field(False, description="`dqd run` also serves the API (`--serve`)")
@@ -207,7 +239,8 @@ class Settings(BaseSettings):
     def _known_backend(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
         if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
-            raise ValueError("a sqlite:/// or postgresql+psycopg:// URL")
+            hint = " (write postgresql+psycopg:// for postgres://)" if url.startswith("postgres:") else ""
+            raise ValueError(f"a sqlite:/// or postgresql+psycopg:// URL{hint}")
         return value
 
     @classmethod
@@ -339,7 +372,9 @@ def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
     error = exc.errors()[0]
     key = _dotted_key(error["loc"])
     value = error.get("input", _lookup(data, error["loc"]))
-    if "database_url" in key or "token" in key:
+    if "database_url" in key and isinstance(value, str):
+        value = redact_url(value)  # only the password: a wrong scheme must stay visible
+    elif "database_url" in key or "token" in key:
         value = "(redacted)"
     allowed = _allowed_text(error)
     return ConfigError(key, value, allowed)

@@ -106,11 +106,11 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
             raise NotFound(f"no report page {page!r}")
         return HTMLResponse(render_model(catalog, int(stem)))
 
-    app.include_router(build_router(catalog), prefix="/api/v1")
+    app.include_router(build_router(catalog, threads=settings.benchmark.threads), prefix="/api/v1")
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The app factory of ``dqd serve --workers N``: each worker opens the catalog from DQD_* settings."""
     settings = load()
-    return create_app(open_catalog(settings, migrate=False), settings)
+    return create_app(open_catalog(settings, migrate=False, create=False), settings)

@@ -59,8 +59,10 @@ def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
     return Response(adapter.dump_json(value), media_type="application/json")
 
 
-def build_router(catalog: Catalog) -> APIRouter:
+def build_router(catalog: Catalog, *, threads: int | None = None) -> APIRouter:
+    """``threads``: the configured ``benchmark.threads``, which ``/best`` prefers decisions timed at."""
     router = APIRouter(responses=ERRORS)
+    configured_threads = threads
     models_out, detail_out = TypeAdapter(ModelPage), TypeAdapter(ModelDetail)
     best_out, jobs_out = TypeAdapter(BestChoice), TypeAdapter(JobPage)
     decisions_out, hosts_out = TypeAdapter(DecisionPage), TypeAdapter(list[HostOut])
@@ -92,9 +94,14 @@ def build_router(catalog: Catalog) -> APIRouter:
         return _json(models_out, page)
 
     @router.get("/models/{ref:path}", response_model=ModelDetail, tags=["models"], responses=NOT_FOUND)
-    def model_detail(ref: ModelRef) -> Response:
+    def model_detail(
+        ref: ModelRef,
+        include_superseded: Annotated[
+            bool, Query(description="Also versions superseded before they were decided.")
+        ] = False,
+    ) -> Response:
         """Variants, accuracy, benchmarks and decision history of one model."""
-        return _json(detail_out, catalog.model_detail(ref))
+        return _json(detail_out, catalog.model_detail(ref, include_superseded=include_superseded))
 
     @router.get(
         "/best",
@@ -106,13 +113,21 @@ def build_router(catalog: Catalog) -> APIRouter:
         model: Annotated[str, Query(min_length=1, max_length=1024, pattern=TEXT)],
         host_class: HostClass = None,
         ort_version: Annotated[str | None, Query(max_length=32, pattern=TEXT)] = None,
+        threads: Annotated[
+            int | None, Query(ge=1, le=1024, description="Prefer decisions timed at this thread count.")
+        ] = None,
     ) -> Response:
         """What to load: the selected variant's file or the FP32 original (path relative to the watched root).
 
-        Defaults: this server's host class and installed onnxruntime. 404 when there is no decision yet.
+        Defaults: this server's host class and installed onnxruntime, and the latest decision timed
+        at the configured benchmark.threads (else the latest at any count: `at_configured_threads`
+        false, `note` saying so). 404 when there is no decision yet.
         """
         choice = catalog.best_choice(
-            model, host_class or this_host_class(), ort_version or installed_ort_version()
+            model,
+            host_class or this_host_class(),
+            ort_version or installed_ort_version(),
+            threads=threads or configured_threads,
         )
         return _json(best_out, choice)
 

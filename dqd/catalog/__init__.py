@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
-from dqd.catalog.migrate import ensure_current, upgrade
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from dqd.catalog.db import make_engine, normalize_url
+from dqd.catalog.revision import is_current
 from dqd.catalog.store import Catalog
+from dqd.errors import CatalogUnavailable
 from dqd.settings import Settings
 
 
-def open_catalog(settings: Settings, *, migrate: bool | None = None) -> Catalog:
+def open_catalog(settings: Settings, *, migrate: bool | None = None, create: bool = True) -> Catalog:
     """Open the configured catalog.
 
     Pending migrations are applied on SQLite by default (a private, embedded
     file), and only when asked on Postgres (a shared database whose upgrades an
     operator schedules): ``auto_migrate`` in the configuration or ``migrate``.
+    ``create=False`` (the read commands) refuses a SQLite file that does not
+    exist instead of creating it and its folder: an empty catalog would read
+    as "no models" when the URL is wrong.
     """
-    catalog = Catalog.from_url(settings.database_url_plain)
+    url = settings.database_url_plain
+    if not create:
+        missing = missing_sqlite_file(url)
+        if missing is not None:
+            raise CatalogUnavailable(
+                f"no catalog at {missing}: check database_url (DQD_DATABASE_URL, --database-url), "
+                "or create it with `dqd db upgrade` or `dqd run`"
+            )
+    catalog = Catalog(make_engine(url, create=create))
     if migrate is None:
         migrate = settings.auto_migrate if settings.auto_migrate is not None else catalog.is_sqlite
+    if is_current(catalog.engine):
+        return catalog  # the common case, without importing Alembic
+    from dqd.catalog.migrate import ensure_current, upgrade
+
     if migrate:
         upgrade(catalog.engine)
     else:
         ensure_current(catalog.engine)
     return catalog
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist; None for other URLs and in-memory ones."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database).expanduser().absolute()
+    return None if path.exists() else path
 
 
 __all__ = ["Catalog", "open_catalog"]

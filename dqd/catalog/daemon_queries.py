@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, exists, func, select
 
 from dqd.catalog.db import Transactions
+from dqd.catalog.paths import in_watched_tree
 from dqd.catalog.rows import decision_from_row
 from dqd.catalog.tables import DecisionRow, JobRow, ModelPathRow
 from dqd.domain import DecisionRecord, JobKind
@@ -28,7 +29,12 @@ class DaemonQueries:
         )
         stmt = (
             select(ModelPathRow.sha256, func.min(ModelPathRow.path))
-            .where(ModelPathRow.removed_at.is_(None), ModelPathRow.sha256.is_not(None), ~has_job)
+            .where(
+                ModelPathRow.removed_at.is_(None),
+                ModelPathRow.sha256.is_not(None),
+                in_watched_tree(),
+                ~has_job,
+            )
             .group_by(ModelPathRow.sha256)
             .order_by(ModelPathRow.sha256)
         )

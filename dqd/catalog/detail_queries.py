@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, as_utc
@@ -36,6 +36,7 @@ from dqd.errors import DqdError, NotFound, UsageError
 
 _HEX = re.compile(r"[0-9a-f]{6,64}")
 _AMBIGUOUS_SHOWN = 10
+_MODEL_SUFFIX = ".onnx"
 # Preferred headline metrics, best first; all are "higher is better".
 _HEADLINE = ("cosine_mean", "cosine_worst", "top1_agreement", "agreement")
 
@@ -78,15 +79,19 @@ class DetailQueries:
         if not ref:
             raise UsageError("empty model reference: give a path, a file name or a sha256 prefix")
         p = ModelPathRow
+        # A stem names the model file it is the stem of: `minilm-l6` is `minilm-l6.onnx`.
+        names = [ref] if ref.endswith(_MODEL_SUFFIX) else [ref, ref + _MODEL_SUFFIX]
         with self.tx.read() as session:
-            exact = session.scalar(select(p).where(p.path == ref))
-            if exact is not None:
-                return self._with_content(exact, ref)
-            by_name = list(
-                session.scalars(select(p).where(p.path.endswith("/" + ref, autoescape=True)).limit(50))
-            )
-            if by_name:
-                return self._with_content(_one(by_name, ref, key=lambda r: r.path), ref)
+            for name in names:
+                exact = session.scalar(select(p).where(p.path == name))
+                if exact is not None:
+                    return self._with_content(exact, ref)
+                # The file name of a relative path or of an absolute one (`dqd process` outside the tree).
+                by_name = list(
+                    session.scalars(select(p).where(p.path.endswith("/" + name, autoescape=True)).limit(50))
+                )
+                if by_name:
+                    return self._with_content(_one(by_name, ref, key=lambda r: r.path), ref)
             if _HEX.fullmatch(ref.lower()):
                 prefix = ref.lower()
                 by_sha = list(
@@ -106,8 +111,8 @@ class DetailQueries:
                 if shas:
                     raise UsageError(f"{ref!r} matches several models: {', '.join(shas)}")
         raise NotFound(
-            f"no model matches {ref!r} (give a path relative to the watched folder, "
-            "a file name or a sha256 prefix of at least 6 hex digits)"
+            f"no model matches {ref!r} (give a path relative to the watched folder, an absolute path, "
+            "a file name, its stem or a sha256 prefix of at least 6 hex digits; `dqd models` lists them)"
         )
 
     @staticmethod
@@ -124,7 +129,9 @@ class DetailQueries:
             raise NotFound(f"no model with id {path_id}")
         return path
 
-    def model_detail(self, ref: str) -> ModelDetail:
+    def model_detail(self, ref: str, *, include_superseded: bool = False) -> ModelDetail:
+        """One model; its history leaves out superseded versions (partial writes, replaced copies)
+        unless ``include_superseded``."""
         path, sha = self.resolve_model(ref)
         with self.tx.read() as session:
             version = session.get(ModelVersionRow, sha)
@@ -140,7 +147,12 @@ class DetailQueries:
                     .where(PathVersionRow.path_id == path.id)
                     .order_by(PathVersionRow.id)
                 )
-                history = [PathVersion(r.sha256, as_utc(r.seen_at)) for r in session.scalars(hist)]  # type: ignore[arg-type]
+                if not include_superseded:
+                    hist = hist.where(PathVersionRow.superseded_at.is_(None))
+                history = [
+                    PathVersion(r.sha256, as_utc(r.seen_at), as_utc(r.superseded_at))  # type: ignore[arg-type]
+                    for r in session.scalars(hist)
+                ]
             variant_rows = list(
                 session.scalars(
                     select(VariantRow).where(VariantRow.source_sha256 == sha).order_by(VariantRow.id)
@@ -233,20 +245,35 @@ class DetailQueries:
             for r in rows
         ]
 
-    def best_choice(self, ref: str, host_class: str, ort_version: str) -> BestChoice:
-        """What to load for ``ref`` on ``host_class`` under ``ort_version``, per the latest decision."""
+    def best_choice(
+        self, ref: str, host_class: str, ort_version: str, *, threads: int | None = None
+    ) -> BestChoice:
+        """What to load for ``ref`` on ``host_class`` under ``ort_version``, per the latest decision.
+
+        With ``threads`` (the configured ``benchmark.threads``): the latest decision timed at
+        that count (or that timed nothing: a skip or a model error holds at any count), so a
+        one-shot run at another count does not replace the daemon's; failing that, the latest
+        at any count, with a ``note`` saying so.
+        """
         path, sha = self.resolve_model(ref)
+        latest = (
+            select(DecisionRow)
+            .where(
+                DecisionRow.sha256 == sha,
+                DecisionRow.host_class == host_class,
+                DecisionRow.ort_version == ort_version,
+            )
+            .order_by(DecisionRow.id.desc())
+            .limit(1)
+        )
         with self.tx.read() as session:
-            row = session.scalars(
-                select(DecisionRow)
-                .where(
-                    DecisionRow.sha256 == sha,
-                    DecisionRow.host_class == host_class,
-                    DecisionRow.ort_version == ort_version,
-                )
-                .order_by(DecisionRow.id.desc())
-                .limit(1)
-            ).first()
+            row = None
+            if threads is not None:
+                at_count = or_(DecisionRow.threads == threads, DecisionRow.threads.is_(None))
+                row = session.scalars(latest.where(at_count)).first()
+            at_configured = threads is None or row is not None
+            if row is None:
+                row = session.scalars(latest).first()
             name = path.path if path is not None else (row.details or {}).get("path", sha) if row else sha
             if row is None:
                 raise NoDecision(
@@ -269,6 +296,12 @@ class DetailQueries:
                 is_original=variant is None,
                 decision_id=row.id,
                 decided_at=as_utc(row.created_at),  # type: ignore[arg-type]
+                threads=row.threads,
+                at_configured_threads=at_configured,
+                note=None
+                if at_configured
+                else f"no decision for {name} on {host_class} timed at {threads} threads "
+                f"(benchmark.threads); this one was timed at {row.threads}",
             )
 
     def decisions_page(

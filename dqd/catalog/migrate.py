@@ -1,18 +1,23 @@
-"""Schema migrations, run from the migrations shipped inside the installed package."""
+"""Schema migrations, run from the migrations shipped inside the installed package.
+
+Alembic is imported inside the functions: importing this module (every CLI
+command does, through ``dqd.cli.admin``) must not cost Alembic's quarter of a
+second; :mod:`dqd.catalog.revision` answers "is it current?" without it.
+"""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from dqd.catalog.db import Transactions
 from dqd.errors import SchemaMismatch
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def migrations_dir() -> Path:
@@ -25,6 +30,8 @@ def migrations_dir() -> Path:
 
 
 def _config(engine: Engine | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if engine is not None:
@@ -35,22 +42,30 @@ def _config(engine: Engine | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "no migrations shipped"
     return head
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with Transactions(engine).read() as session:
         return MigrationContext.configure(session.connection()).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Apply pending migrations; returns the revision the catalog is now at."""
+    from alembic import command
+
     current = current_revision(engine)
     if current is not None and current not in known_revisions():
         raise SchemaMismatch(current, head_revision(), "the catalog is newer than this dqd; upgrade dqd")

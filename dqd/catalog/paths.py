@@ -16,6 +16,12 @@ from dqd.catalog.tables import DecisionRow, HostRow, ModelPathRow, ModelVersionR
 from dqd.domain import HostInfo, ModelPath
 
 
+def in_watched_tree() -> Any:
+    """Paths relative to the watched folder; `dqd process` records files outside it by absolute path,
+    which the daemon must never queue, remove or publish (publishing one would overwrite the source)."""
+    return ~ModelPathRow.path.startswith("/")
+
+
 @dataclass(frozen=True)
 class Observation:
     """What registering a file found."""
@@ -155,7 +161,8 @@ class PathStore:
             row.last_seen_at = now
 
     def known_paths(self, *, include_removed: bool = False) -> dict[str, ModelPath]:
-        stmt = select(ModelPathRow)
+        """The watched tree's paths (relative ones; `dqd process`'s absolute paths are not the daemon's)."""
+        stmt = select(ModelPathRow).where(in_watched_tree())
         if not include_removed:
             stmt = stmt.where(ModelPathRow.removed_at.is_(None))
         with self.tx.read() as session:
@@ -165,7 +172,7 @@ class PathStore:
         with self.tx.read() as session:
             stmt = (
                 select(ModelPathRow.path)
-                .where(ModelPathRow.sha256 == sha256, ModelPathRow.removed_at.is_(None))
+                .where(ModelPathRow.sha256 == sha256, ModelPathRow.removed_at.is_(None), in_watched_tree())
                 .order_by(ModelPathRow.path)
             )
             return list(session.scalars(stmt))

@@ -146,7 +146,8 @@ class QueryStore(DetailQueries, ReportQueries):
         columns = (
             d.id, d.sha256, d.host_class, d.ort_version, d.outcome, d.variant_id, d.speedup,
             d.speedup_ci_low, d.speedup_ci_high, d.created_at, VariantRow.name,
-            a.input_source, a.metrics, a.passed, a.reason,
+            a.input_source, a.metrics, a.passed, a.reason, d.threads,
+            d.reasons[0].as_string(),  # only the first reason: the list's short column, not the JSON
         )  # fmt: skip
         found: dict[int, Any] = {}
         for part in chunks(shas) if shas is not None else [None]:
@@ -220,6 +221,7 @@ def _latest_decision(
     decision_id: int, _sha: str, host_class: str, ort_version: str, outcome: str, variant_id: int | None,
     speedup: float | None, ci_low: float | None, ci_high: float | None, created_at: datetime,
     variant: str | None, input_source: str | None, metrics: Any, passed: bool | None, reason: str | None,
+    threads: int | None, first_reason: str | None,
 ) -> LatestDecision:  # fmt: skip
     """A row of ``_latest_for``'s query, in its column order."""
     accuracy = None
@@ -237,6 +239,8 @@ def _latest_decision(
         speedup_ci=(ci_low, ci_high) if ci_low is not None and ci_high is not None else None,
         accuracy=accuracy,
         created_at=as_utc(created_at),  # type: ignore[arg-type]
+        threads=threads,
+        reason=first_reason,
     )
 
 

@@ -43,6 +43,8 @@ class LatestDecision:
     speedup_ci: tuple[float, float] | None
     accuracy: AccuracySummary | None
     created_at: datetime
+    threads: int | None = None  # intra-op threads it was timed at (None: nothing timed)
+    reason: str | None = None  # the decision's first reason
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class DecisionView:
 class PathVersion:
     sha256: str
     seen_at: datetime
+    superseded_at: datetime | None = None  # replaced before it was decided (e.g. a partial write)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ class BestChoice:
     is_original: bool
     decision_id: int
     decided_at: datetime
+    threads: int | None = None  # intra-op threads the decision was timed at (None: nothing timed)
+    at_configured_threads: bool = True  # False: none at benchmark.threads, this is the latest at any
+    note: str | None = None  # why this decision, when it is not at the configured thread count
 
 
 @dataclass(frozen=True)

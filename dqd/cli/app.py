@@ -51,6 +51,7 @@ _COMMAND_MODULES = (
     "dqd.cli.admin",
     "dqd.cli.process",
     "dqd.cli.daemon",
+    "dqd.cli.status",
     "dqd.cli.query",
 )
 
@@ -114,15 +115,25 @@ def configure_logging(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:  # answered before the command modules (and the catalog code) load
+        typer.echo(f"dqd {__version__}")
+        sys.exit(EXIT_OK)
     for module in _COMMAND_MODULES:
         importlib.import_module(module)
+    command = typer.main.get_command(app)
+    _hide_flag_metavars(command)
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = command.main(args=args, prog_name="dqd", standalone_mode=False)
     except (click.exceptions.Abort, typer.Abort):
         typer.echo("aborted", err=True)
         sys.exit(130)
     except (click.ClickException, _TyperClickException) as exc:
+        hint = _global_option_hint(getattr(exc, "option_name", None), args)
+        if hint:
+            # click's guess among the command's own options ("Possible options: ...") misleads here.
+            vars(exc).update(message=f"{exc.message}\n{hint}", possibilities=None)
         exc.show()
         sys.exit(EXIT_USAGE)
     except DqdError as exc:
@@ -131,6 +142,35 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+GLOBAL_OPTIONS = ("--config", "-c", "--database-url", "--log-level", "--log-format", "--version")
+
+
+def _global_option_hint(option: str | None, args: list[str]) -> str | None:
+    """``dqd run --config x.toml`` → the same line with the option moved before the command."""
+    if option is None or option not in GLOBAL_OPTIONS:
+        return None
+    at = next((i for i, arg in enumerate(args) if arg == option or arg.startswith(option + "=")), None)
+    if at is None:
+        return None
+    takes_value = args[at] == option and option != "--version"
+    moved = args[at : at + 2] if takes_value else args[at : at + 1]
+    rest = args[:at] + args[at + len(moved) :]
+    return "Hint: global options go before the command: " + " ".join(["dqd", *moved, *rest])
+
+
+def _hide_flag_metavars(command: Any) -> None:
+    """Typer's rich help shows ``<bool>`` after every flag, though a flag takes no value."""
+    params = list(getattr(command, "params", []))
+    get_help_option = getattr(command, "get_help_option", None)
+    if get_help_option is not None:
+        params.append(get_help_option(typer.Context(command)))
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_metavars(sub)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -1,8 +1,10 @@
-"""Daemon commands: ``dqd run``, ``enqueue``, ``status``, ``prune``, ``requantize``, ``jobs retry|cancel``."""
+"""Daemon commands: ``dqd run``, ``enqueue``, ``prune``, ``requantize``, ``jobs retry|cancel``.
+
+``dqd status`` lives in status.py.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,6 @@ import typer
 
 from dqd.catalog import Catalog, open_catalog
 from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, jobs_app, state
-from dqd.domain import JobState
 from dqd.errors import CatalogUnavailable, ModelError, UsageError
 from dqd.settings import Settings
 
@@ -22,9 +23,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
 
 
 @contextmanager
-def _catalog(settings: Settings) -> Iterator[Catalog]:
+def _catalog(settings: Settings, *, create: bool = True) -> Iterator[Catalog]:
     try:
-        catalog = open_catalog(settings)
+        catalog = open_catalog(settings, create=create)
     except OSError as exc:
         raise CatalogUnavailable(f"catalog unavailable: {exc}") from exc
     try:
@@ -128,71 +129,6 @@ def enqueue(ctx: typer.Context, paths: Annotated[list[Path], typer.Argument(help
             else:
                 typer.echo(f"{rel}: already queued or processed (use `dqd requantize {rel}` to redo)")
     raise typer.Exit(EXIT_NO_RESULT if failed else EXIT_OK)
-
-
-def _age(since: datetime | None, now: datetime) -> float | None:
-    return None if since is None else round((now - since).total_seconds(), 1)
-
-
-@app.command("status")
-def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Queue depth by state, running jobs with their age, live hosts, last decisions."""
-    settings = state(ctx).settings()
-    now = datetime.now(UTC)
-    with _catalog(settings) as catalog:
-        depth = catalog.queue_depth()
-        running = catalog.list_jobs(states=[JobState.RUNNING])
-        ttl = timedelta(seconds=settings.worker.host_ttl_seconds)
-        hosts = [h for h in catalog.list_hosts() if now - h[2] <= ttl]
-        decisions = catalog.recent_decisions(10)
-        blocks = catalog.removal_blocks()
-        paths = {d.sha256: catalog.paths_for_content(d.sha256) for d in decisions}
-    data: dict[str, Any] = {
-        "queue": depth,
-        "removal_blocks": [{"root": b.root, "reason": b.reason, "missing": b.missing} for b in blocks],
-        "running": [
-            {
-                "id": j.id,
-                "path": j.source_path,
-                "host_class": j.host_class,
-                "owner": j.lease_owner,
-                "attempt": j.attempts,
-                "age_seconds": _age(j.started_at, now),
-            }
-            for j in running
-        ],
-        "hosts": [
-            {"hostname": h.hostname, "host_class": h.host_class, "last_heartbeat_seconds": _age(beat, now)}
-            for h, _first, beat in hosts
-        ],
-        "last_decisions": [
-            {
-                "path": (paths.get(d.sha256) or [str(d.details.get("path"))])[0],
-                "sha256": d.sha256,
-                "host_class": d.host_class,
-                "outcome": d.outcome.value,
-                "speedup": d.speedup,
-                "at": d.created_at.isoformat(),
-            }
-            for d in decisions
-        ],
-    }
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    typer.echo("queue: " + ", ".join(f"{k} {v}" for k, v in depth.items()))
-    for block in data["removal_blocks"]:
-        typer.echo(f"removals blocked: {block['reason']}")
-    for job in data["running"]:
-        typer.echo(f"running: job {job['id']} {job['path']} ({job['host_class']}) for {job['age_seconds']} s")
-    for host in data["hosts"]:
-        typer.echo(
-            f"host: {host['hostname']} {host['host_class']} "
-            f"(heartbeat {host['last_heartbeat_seconds']} s ago)"
-        )
-    for item in data["last_decisions"]:
-        speed = f" {item['speedup']:.2f}x" if item["speedup"] else ""
-        typer.echo(f"decision: {item['path']} {item['host_class']} {item['outcome']}{speed} at {item['at']}")
 
 
 @app.command("prune")

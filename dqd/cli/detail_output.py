@@ -6,7 +6,7 @@ from operator import itemgetter
 
 import typer
 
-from dqd.catalog.views import AccuracyView, BenchmarkView, DecisionView, ModelDetail
+from dqd.catalog.views import AccuracyView, BenchmarkView, DecisionView, ModelDetail, PathVersion
 from dqd.cli.output import Column, format_table, human_cell
 from dqd.domain import VariantRecord
 
@@ -19,6 +19,11 @@ def _size(value: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value = value / 1024  # type: ignore[assignment]
     return str(value)
+
+
+def _version(version: PathVersion) -> str:
+    superseded = f", superseded {human_cell(version.superseded_at)}" if version.superseded_at else ""
+    return f"{version.sha256[:12]} ({human_cell(version.seen_at)}{superseded})"
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
@@ -98,8 +103,8 @@ def print_detail(detail: ModelDetail) -> None:
     echo(f"size     {_size(detail.size_bytes)}")
     if detail.other_paths:
         echo(f"also at  {', '.join(human_cell(p) for p in detail.other_paths)}")
-    if len(detail.history) > 1:
-        echo("history  " + ", ".join(f"{h.sha256[:12]} ({human_cell(h.seen_at)})" for h in detail.history))
+    if len(detail.history) > 1 or any(h.superseded_at for h in detail.history):
+        echo("history  " + ", ".join(_version(h) for h in detail.history))
     sections: list[tuple[str, list[VariantRecord] | list[AccuracyView] | list[BenchmarkView], str]] = [
         (
             "Variants",

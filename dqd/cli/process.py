@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
+from dqd.cli.refs import catalog_path
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
-from dqd.errors import UsageError
+from dqd.errors import ModelError, UsageError
 from dqd.settings import Settings
 
 
@@ -33,6 +34,7 @@ def process(
     """Quantize, check, benchmark and decide for each model; exit 1 if any ended in error."""
     from dqd.catalog import open_catalog
     from dqd.hostinfo import detect_host
+    from dqd.modelfile import unit_stat
 
     flags: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
     settings = state(ctx).settings(**flags)
@@ -46,9 +48,16 @@ def process(
         for index, (model, root) in enumerate(models, start=1):
             prefix = f"[{index}/{len(models)}] {model.name}"
             typer.echo(f"{prefix}: started", err=True)
+            try:
+                stat: tuple[int, int] | None = unit_stat(model)
+            except (OSError, ModelError):
+                stat = None  # the engine reports why it cannot read the model
             result = process_one(
                 model, root, settings, host, search=search, progress=_progress_printer(prefix)
             )
+            if result.sha256 and stat is not None:
+                # Registered as the daemon would, so `dqd models` lists it and `dqd show NAME` finds it.
+                catalog.observe_file(catalog_path(model, settings.watch_dir), result.sha256, *stat)
             catalog.record_engine_result(host, result)
             any_error |= result.outcome is Outcome.ERROR
             if as_json:

@@ -20,6 +20,7 @@ from dqd.catalog.views import LatestDecision, ModelSummary
 from dqd.cli.app import app, jobs_app, state
 from dqd.cli.detail_output import print_detail
 from dqd.cli.output import Column, choose_format, emit, jsonable
+from dqd.cli.refs import model_ref
 from dqd.domain import Job, JobState, Outcome
 from dqd.errors import CatalogUnavailable, UsageError
 from dqd.hostinfo import installed_ort_version, this_host_class
@@ -40,7 +41,7 @@ HostClassOpt = Annotated[
 def _catalog(ctx: typer.Context) -> Iterator[tuple[Catalog, Settings]]:
     settings = state(ctx).settings()
     try:
-        catalog = open_catalog(settings)
+        catalog = open_catalog(settings, create=False)  # reading never creates a catalog
     except OSError as exc:  # e.g. the SQLite file's folder cannot be created
         raise CatalogUnavailable(f"catalog unavailable: {exc}") from exc
     try:
@@ -72,10 +73,20 @@ MODEL_COLUMNS = (
     Column("OUTCOME", lambda r: r[1].outcome.value if r[1] else "pending"),
     Column("VARIANT", lambda r: r[1] and r[1].variant),
     Column("SPEEDUP", lambda r: r[1] and r[1].speedup, lambda v: f"{v:.2f}x" if v else "-"),
+    Column("THREADS", lambda r: r[1] and r[1].threads),
     Column("ACCURACY", lambda r: _accuracy(r[1])),
     Column("ORT", lambda r: r[1] and r[1].ort_version),
     Column("DECIDED", lambda r: r[1] and r[1].created_at),
+    Column("REASON", lambda r: r[1] and r[1].reason, lambda v: _shortened(v)),
 )
+
+
+def _shortened(text: str | None, width: int = 60) -> str:
+    """One line of at most ``width`` characters: the table's last column stays readable."""
+    if not text:
+        return "-"
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
 @app.command("models")
@@ -85,9 +96,14 @@ def models_cmd(
     outcome: Annotated[
         Outcome | None, typer.Option("--outcome", help="Only models whose latest decision had this outcome.")
     ] = None,
-    search: Annotated[
+    match: Annotated[
         str | None,
-        typer.Option("--search", "-q", help="Path substring or sha256 prefix.", show_default=False),
+        typer.Option("--match", "-q", help="Path substring or sha256 prefix.", show_default=False),
+    ] = None,
+    old_match: Annotated[
+        str | None,
+        # `--search` is `dqd process`'s search mode; kept here only so old scripts keep working.
+        typer.Option("--search", hidden=True, help="Deprecated: use --match."),
     ] = None,
     include_removed: Annotated[bool, typer.Option("--all", help="Include removed paths.")] = False,
     sort: Annotated[str, typer.Option("--sort", help=f"One of {', '.join(MODEL_SORTS)}.")] = "path",
@@ -101,7 +117,7 @@ def models_cmd(
         page = catalog.list_models(
             host_class=host_class,
             outcome=outcome,
-            search=search,
+            search=match or old_match,
             include_removed=include_removed,
             sort=sort,
             limit=limit,
@@ -119,10 +135,13 @@ def show_cmd(
         str, typer.Argument(help="Path relative to the watched folder, file name or sha256 prefix.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also superseded versions (e.g. partial writes), flagged.")
+    ] = False,
 ) -> None:
     """Variants, accuracy, benchmarks and decision history of one model."""
-    with _catalog(ctx) as (catalog, _):
-        detail = catalog.model_detail(model)
+    with _catalog(ctx) as (catalog, settings):
+        detail = catalog.model_detail(model_ref(model, settings.watch_dir), include_superseded=show_all)
     if as_json:
         typer.echo(json.dumps(jsonable(detail)))
     else:
@@ -147,8 +166,13 @@ def best_cmd(
     """Print only the path to load (the selected variant, or the FP32 original). Exit 1: no decision yet."""
     with _catalog(ctx) as (catalog, settings):
         choice = catalog.best_choice(
-            model, host_class or this_host_class(), ort_version or installed_ort_version()
+            model_ref(model, settings.watch_dir),
+            host_class or this_host_class(),
+            ort_version or installed_ort_version(),
+            threads=settings.benchmark.threads,
         )
+    if choice.note and not as_json:
+        typer.echo(f"dqd: note: {choice.note}", err=True)  # stdout stays the bare path for scripts
     # The original lives under the watched folder; a variant's path is printed as the engine recorded it.
     load = str((settings.watch_dir / choice.load_path).absolute()) if choice.is_original else choice.load_path
     data = jsonable(choice) | {"load_path": load}
@@ -165,6 +189,7 @@ JOB_COLUMNS = (
     Column("PATH", lambda j: j.source_path),
     Column("SHA256", lambda j: j.sha256, lambda v: v[:12]),
     Column("ATTEMPTS", lambda j: f"{j.attempts}/{j.max_attempts}"),
+    Column("STAGE", lambda j: j.stage if j.state is JobState.RUNNING else None),
     Column("UPDATED", lambda j: j.updated_at),
     Column("LAST ERROR", lambda j: j.last_error, lambda v: (v or "-")[:80]),
 )
@@ -184,19 +209,29 @@ def _list_jobs(
     emit(jobs, JOB_COLUMNS, fmt)
 
 
+StatesOpt = Annotated[
+    list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+]
+
+
 @jobs_app.callback(invoke_without_command=True)
-def jobs_default(ctx: typer.Context) -> None:
-    """The job queue (plain `dqd jobs` lists jobs)."""
+def jobs_default(
+    ctx: typer.Context,
+    states: StatesOpt = None,
+    host_class: HostClassOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """The job queue: plain `dqd jobs` takes the options of `dqd jobs list`."""
     if ctx.invoked_subcommand is None:
-        _list_jobs(ctx, [], None, None, False, False)
+        _list_jobs(ctx, states or [], host_class, limit, as_json, as_csv)
 
 
 @jobs_app.command("list")
 def jobs_list_cmd(
     ctx: typer.Context,
-    states: Annotated[
-        list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
-    ] = None,
+    states: StatesOpt = None,
     host_class: HostClassOpt = None,
     limit: LimitOpt = None,
     as_json: JsonOpt = False,

@@ -208,3 +208,37 @@ def test_unreachable_catalog_is_503_not_500() -> None:
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "dqd_catalog_up 0.0" in metrics.text
     down.close()
+
+
+def test_best_prefers_the_configured_thread_count_and_jobs_show_their_stage(catalog: Catalog) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from dqd.catalog.tables import JobRow
+    from tests.query_factory import engine_result
+
+    at_one = add_model(catalog, "t/model.onnx")  # the factory times at 1 thread
+    one_shot = engine_result("t/model.onnx")
+    one_shot = replace(one_shot, benchmarks=tuple(replace(b, threads=2) for b in one_shot.benchmarks))
+    at_two = catalog.record_engine_result(host(), one_shot)
+    params = {"model": "t/model.onnx", "host_class": "x86_64-avx2", "ort_version": "1.32.0"}
+    with TestClient(create_app(catalog, Settings(benchmark={"threads": 1}))) as client:
+        configured = client.get("/api/v1/best", params=params).json()
+        assert configured["decision_id"] == at_one and configured["threads"] == 1
+        assert configured["at_configured_threads"] is True and configured["note"] is None
+        asked = client.get("/api/v1/best", params=params | {"threads": 2}).json()
+        assert asked["decision_id"] == at_two and asked["threads"] == 2
+        fallback = client.get("/api/v1/best", params=params | {"threads": 4}).json()
+        assert fallback["decision_id"] == at_two and fallback["at_configured_threads"] is False
+        assert "4 threads" in fallback["note"]
+
+        job = catalog.enqueue(sha_of("t/model.onnx"), "x86_64-avx2", source_path="t/model.onnx")
+        assert job is not None
+        started = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+        with catalog.tx.write() as session:  # as the worker records it
+            row = session.get(JobRow, job.id)
+            assert row is not None
+            row.state, row.stage, row.stage_started_at = "running", "benchmark u8u8", started
+        (listed,) = client.get("/api/v1/jobs").json()["items"]
+        assert listed["stage"] == "benchmark u8u8"
+        assert listed["stage_started_at"].startswith("2026-12-01T22:00:00")

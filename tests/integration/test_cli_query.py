@@ -194,6 +194,12 @@ def test_serve_binds_loopback_and_answers(sqlite_url: str, tmp_path: Path) -> No
 
     import httpx
 
+    from dqd.catalog.migrate import upgrade
+
+    empty = Catalog.from_url(sqlite_url)  # `dqd serve` reads a catalog, it never creates one
+    upgrade(empty.engine)
+    empty.close()
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -230,3 +236,63 @@ def test_serve_binds_loopback_and_answers(sqlite_url: str, tmp_path: Path) -> No
         server.terminate()
         output, _ = server.communicate(timeout=10)
     assert "Uvicorn running on http://127.0.0.1:" in output
+
+
+def test_models_shows_threads_and_the_first_reason(
+    filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    ran = run_dqd("models", "--host-class", "x86_64-amx", cwd=tmp_path, url=filled_url)
+    (row,) = parse_table(ran.stdout)
+    assert row["OUTCOME"] == "kept_fp32" and row["THREADS"] == "1"
+    assert row["REASON"] not in ("", "-") and len(row["REASON"]) <= 60
+    with_match = run_dqd("models", "--match", "resnet", "--csv", cwd=tmp_path, url=filled_url)
+    old_flag = run_dqd("models", "--search", "resnet", "--csv", cwd=tmp_path, url=filled_url)
+    assert with_match.stdout == old_flag.stdout and with_match.stdout.count("resnet/1/model.onnx") == 2
+
+
+def test_plain_jobs_takes_the_list_options(
+    filled_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    plain = run_dqd("jobs", "--csv", "--state", "queued", cwd=tmp_path, url=filled_url)
+    listed = run_dqd("jobs", "list", "--csv", "--state", "queued", cwd=tmp_path, url=filled_url)
+    assert plain.returncode == 0 and plain.stdout == listed.stdout and "new/model.onnx" in plain.stdout
+
+
+def test_a_global_option_after_the_command_gets_a_hint(tmp_path: Path) -> None:
+    ran = subprocess_dqd("run", "--config", "x.toml", cwd=tmp_path, url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert ran.returncode == 2
+    assert "global options go before the command: dqd --config x.toml run" in ran.stderr
+
+
+@pytest.mark.parametrize("args", [("models", "--help"), ("--help",), ("jobs", "list", "--help")])
+def test_flags_show_no_metavar(args: tuple[str, ...], tmp_path: Path, run_dqd: Callable[..., Ran]) -> None:
+    ran = run_dqd(*args, cwd=tmp_path, url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert ran.returncode == 0 and "--help" in ran.stdout and "<bool>" not in ran.stdout
+
+
+def test_show_hides_superseded_versions_unless_all(
+    catalog: Catalog, catalog_url: str, tmp_path: Path, run_dqd: Callable[..., Ran]
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from dqd.catalog.tables import PathVersionRow
+
+    for part in ("partial-1", "partial-2", "complete"):
+        catalog.observe_file("slow/model.onnx", sha_of(part), 1)
+    add_model(catalog, "slow/model.onnx", sha256=sha_of("complete"))
+    with catalog.tx.write() as session:  # as the daemon marks versions replaced before their decision
+        session.execute(
+            update(PathVersionRow)
+            .where(PathVersionRow.sha256.in_([sha_of("partial-1"), sha_of("partial-2")]))
+            .values(superseded_at=datetime(2026, 12, 1, 22, 0, tzinfo=UTC))
+        )
+    shown = run_dqd("show", "slow/model.onnx", cwd=tmp_path, url=catalog_url)
+    assert shown.returncode == 0 and "history" not in shown.stdout  # one real version: no history line
+    assert sha_of("partial-1")[:12] not in shown.stdout
+    everything = run_dqd("show", "slow/model.onnx", "--all", cwd=tmp_path, url=catalog_url)
+    (history,) = [line for line in everything.stdout.splitlines() if line.startswith("history")]
+    assert f"{sha_of('partial-1')[:12]} (" in history and history.count("superseded 2026-12-01 22:00") == 2
+    as_json = json.loads(run_dqd("show", "slow/model.onnx", "--json", cwd=tmp_path, url=catalog_url).stdout)
+    assert [v["sha256"] for v in as_json["history"]] == [sha_of("complete")]

@@ -75,3 +75,18 @@ def test_sqlite_pragmas(tmp_path) -> None:  # type: ignore[no-untyped-def]
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
     finally:
         catalog.close()
+
+
+def test_the_cheap_revision_check_agrees_with_alembic(empty_url: str) -> None:
+    from dqd.catalog.revision import declared_head, is_current, stored_revision
+
+    assert declared_head() == head_revision()
+    catalog = Catalog.from_url(empty_url)
+    try:
+        assert stored_revision(catalog.engine) is None and not is_current(catalog.engine)
+        upgrade(catalog.engine, "0001_initial")
+        assert stored_revision(catalog.engine) == "0001_initial" and not is_current(catalog.engine)
+        upgrade(catalog.engine)
+        assert is_current(catalog.engine)
+    finally:
+        catalog.close()

@@ -162,3 +162,34 @@ def test_a_pin_is_fp32_or_a_checked_spec(tmp_path: Path) -> None:
     )
     pins = {glob: section.pin for glob, section in load(config).models.items()}
     assert pins == {"a": "fp32", "b": {"weight_type": "U8S8", "per_channel": True}}
+
+
+def test_a_wrong_database_url_scheme_stays_visible_with_only_the_password_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DQD_DATABASE_URL", "postgres://dqd:hunter2@db.internal:5432/dqd")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    message = str(caught.value)
+    assert "'postgres://dqd:***@db.internal:5432/dqd'" in message and "hunter2" not in message
+    assert "postgresql+psycopg://" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("cron", "61 * * * *", "higher than the maximum value (59)"),
+        ("cron", "0 2 * *", "5 cron fields"),
+        ("cron", "0 2 * * * * *", "5 cron fields"),
+        ("timezone", "Mars/Olympus", "a time zone name"),
+    ],
+)
+def test_an_invalid_schedule_fails_at_load(key: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(overrides={f"schedule.{key}": value})
+    assert caught.value.key == f"schedule.{key}" and words in caught.value.allowed
+
+
+def test_valid_schedules_load() -> None:
+    assert load(overrides={"schedule.cron": "*/10 * * * * *"}).schedule.cron == "*/10 * * * * *"
+    assert load(overrides={"schedule.timezone": "Europe/Paris"}).schedule.timezone == "Europe/Paris"
