@@ -7,8 +7,12 @@ the model runs in an isolated child process (:mod:`dqd.pipeline.isolate`).
 
 from __future__ import annotations
 
+import errno
+import importlib.util
 import logging
+import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +22,8 @@ from typing import Any
 
 from dqd import __version__
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
-from dqd.errors import DqdError, ModelError
+from dqd.errors import DqdError, EnvironmentFailure, ModelError
+from dqd.hostlock import check_lock
 from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet, gather_input_sets
@@ -60,6 +65,7 @@ class EngineRequest:
     ladder: LadderSettings = field(default_factory=LadderSettings)
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: kept in FP32 by every quantized candidate
     pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
+    host_lock: Path | None = None  # settings.host_lock: the child has no settings of its own
 
 
 def process_model(
@@ -88,6 +94,7 @@ def process_model(
     if settled is not None:
         return replace(settled, seconds=time.monotonic() - started)
     request = _request(base, settings, host, mode, threads, model_root, overrides)
+    check_environment(request)  # before the child: a broken host must not read as the model's error
     try:
         result: EngineResult = run_isolated(
             analyse_model,
@@ -148,7 +155,30 @@ def _request(
         ladder=settings.ladder,
         nodes_to_exclude=tuple(dict.fromkeys(nodes)),
         pin=replace(pin, nodes_to_exclude=()) if pin else None,
+        host_lock=Path(settings.host_lock),
     )
+
+
+def check_environment(request: EngineRequest) -> None:
+    """Raise :class:`EnvironmentFailure`, naming the setting to fix, for what the host must provide.
+
+    The child re-raises the same class for what only shows while it works (a
+    disk filling up), so neither ever becomes the model's decision.
+    """
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EnvironmentFailure(
+            f"{' and '.join(missing)} not installed for {sys.executable}: reinstall dqd there "
+            "(pip install dqd) or run the dqd of an environment that has them"
+        )
+    if request.host_lock is not None:
+        check_lock(request.host_lock)
+    try:
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(request.output_dir, exc) from exc
+    if not os.access(request.output_dir, os.W_OK | os.X_OK):
+        raise OutputDirError(request.output_dir, PermissionError(errno.EACCES, "permission denied"))
 
 
 def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> EngineResult | None:
@@ -163,9 +193,16 @@ def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> Engi
 
 
 def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
-    """The child's side: everything that loads ONNX.  Model problems become ``error`` results."""
+    """The child's side: everything that loads ONNX.  Model problems become ``error`` results.
+
+    Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
+    """
     try:
         return _analyse(report, request)
+    except EnvironmentFailure:
+        raise
+    except ModuleNotFoundError as exc:  # a broken install, whichever model runs
+        raise EnvironmentFailure(f"{exc.name} cannot be imported for {sys.executable}: {exc}") from exc
     except (ModelError, DqdError) as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else False
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
@@ -218,6 +255,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             provenance=provenance_for(request.sha256, request.ort_version, __version__, str(request.path)),
             report=report,
             nodes_to_exclude=excluded,
+            lock_path=request.host_lock,
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()

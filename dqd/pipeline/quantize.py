@@ -21,7 +21,7 @@ from typing import Any
 import onnx
 
 from dqd.domain import VariantResult, VariantSpec, WeightType
-from dqd.errors import DqdError
+from dqd.errors import EnvironmentFailure
 from dqd.modelfile import content_sha256
 from dqd.pipeline.prepare import save_model
 
@@ -31,10 +31,8 @@ _MISSING_TYPE = "Unable to find data type for weight_name"
 PROVENANCE_PREFIX = "dqd."
 
 
-class OutputDirError(DqdError):
-    """The output directory cannot take the variant files."""
-
-    exit_code = 3
+class OutputDirError(EnvironmentFailure):
+    """The output directory cannot take the variant files (the environment's fault, not the model's)."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
         self.path = path
@@ -44,7 +42,7 @@ class OutputDirError(DqdError):
             hint = "not writable: fix its permissions or set output_dir (DQD_OUTPUT_DIR) to a writable folder"
         else:
             hint = f"{exc.strerror or exc}: check the folder or set output_dir (DQD_OUTPUT_DIR)"
-        super().__init__(f"output directory {path}: {hint}")
+        super().__init__(f"output directory {path}: {hint}", setting="output_dir")
 
 
 def variant_dir(output_dir: Path, relative_model_path: Path, sha256: str) -> Path:
