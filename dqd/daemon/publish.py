@@ -45,18 +45,19 @@ def publish_plan(
     """
     source = root / rel_path
     target = publish_dir / host_class / rel_path
-    is_variant = chosen != source
-    # The original's external data is the original's: a variant carries its own (model_files(chosen)).
-    own_data = set(model_files(source)) if is_variant else set()
+    originals = model_files(source)
+    # A variant carries its own external data; the original's is the original's.
+    data = originals[1:] if chosen == source else model_files(chosen)[1:]
     parts = Path(rel_path).parts
     triton = len(parts) >= 2 and parts[-2].isdigit()
     siblings = _version_folder(source, include) if triton else _stem_siblings(source, include)
-    copies = [Copy(f, target.parent / f.name) for f in siblings if f not in own_data]
+    skip = {*originals, *data}
+    copies = [Copy(f, target.parent / f.name) for f in siblings if f not in skip]
     if triton:
         config = source.parent.parent / TRITON_CONFIG
         if config.is_file():
             copies.append(Copy(config, target.parent.parent / TRITON_CONFIG))
-    copies.extend(Copy(data, target.parent / data.name) for data in model_files(chosen)[1:])
+    copies.extend(Copy(f, target.parent / f.relative_to(chosen.parent)) for f in data)
     copies.append(Copy(chosen, target))
     return copies
 
