@@ -222,8 +222,11 @@ class Daemon:
             metrics.OBSERVER_LAG.observe(max(0.0, time.monotonic() - ready.last_change))
             if self.host.host_class in registration.queued_classes:
                 self._wake_workers.set()
-        if registration.sha256 and self.host.host_class not in registration.queued_classes:
-            self._publish_missing({registration.sha256})  # known content at a new path: decided already
+        if self.publisher and registration.sha256 and self.host.host_class not in registration.queued_classes:
+            # Known content at a new path, decided already: publish it, off the watcher's thread
+            # (a large copy must not hold up events); the publisher serializes its callers.
+            contents = {registration.sha256}
+            threading.Thread(target=self._publish_missing, args=(contents,), daemon=True).start()
 
     def _on_removed(self, rel_path: str) -> None:
         self.reconciler.remove(rel_path)

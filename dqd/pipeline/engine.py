@@ -38,7 +38,7 @@ from dqd.pipeline.policy import (
     policy_version_for,
 )
 from dqd.pipeline.prepare import PreparedModel, prepare_model
-from dqd.pipeline.quantize import OutputDirError, provenance_for, variant_dir
+from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
@@ -234,7 +234,12 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         raise OutputDirError(directory, exc) from exc
     try:
         report("pre-processing")
-        prepared = prepare_model(request.path, scratch)
+        try:
+            prepared = prepare_model(request.path, scratch)
+        except OSError as exc:  # a full output volume is not the model's fault
+            if exc.errno in DISK_FULL:
+                raise OutputDirError(directory, exc) from exc
+            raise
         details["prepare"] = {
             "path": prepared.preprocess,
             "folded_constants": prepared.folded_constants,

@@ -31,6 +31,9 @@ _MISSING_TYPE = "Unable to find data type for weight_name"
 PROVENANCE_PREFIX = "dqd."
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the output volume's fault, whichever step hit it
+
+
 class OutputDirError(EnvironmentFailure):
     """The output directory cannot take the variant files (the environment's fault, not the model's)."""
 
@@ -82,6 +85,8 @@ def build_variant(
         try:
             notes.extend(_quantize(prepared, raw, spec, large=large))
         except Exception as exc:  # the quantizer raises bare Exceptions, AssertionErrors, KeyErrors...
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise OutputDirError(directory, exc) from exc
             logger.debug("quantizing %s as %s failed", prepared, spec.name, exc_info=True)
             return VariantResult(
                 spec,

@@ -64,6 +64,9 @@ def test_every_path_of_every_decided_model_is_published_with_its_own_files_only(
         wait_done(catalog, magika, triton)
         (host_class,) = {job.host_class for job in catalog.list_jobs()}
         out = publish / host_class
+        # Scenario 8: each stage is logged with its duration (the job's stage column: test_worker.py).
+        stages = {e["stage"] for e in daemon.events() if e.get("action") == "job_stage"}
+        assert {"preflight", "pre-process", "quantize u8u8", "gate u8u8", "benchmark u8u8"} <= stages
         wait_for(
             "both published",
             lambda: (out / "magika-v4.onnx").exists() and (out / "a/1/model.onnx").exists(),

@@ -9,14 +9,17 @@ model's ``error`` result.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
+from dqd.domain import VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.hostinfo import detect_host
-from dqd.pipeline import engine
+from dqd.pipeline import engine, quantize
 from dqd.pipeline.engine import process_model
+from dqd.pipeline.quantize import OutputDirError
 from dqd.settings import load
 from tests import models
 
@@ -51,3 +54,19 @@ def test_an_output_dir_that_cannot_be_created_is_the_environments(tmp_path: Path
     with pytest.raises(EnvironmentFailure) as caught:
         process_model(source, settings, host=detect_host())
     assert caught.value.setting == "output_dir" and caught.value.exit_code == 3
+
+
+def test_a_full_disk_while_quantizing_is_the_environments_not_a_failed_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = models.save(models.matmul_heavy(hidden=32, layers=1), tmp_path / "m.onnx")
+
+    def disk_full(*_: object, **__: object) -> list[str]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(quantize, "_quantize", disk_full)  # ENOSPC cannot be had on demand otherwise
+    with pytest.raises(OutputDirError) as caught:
+        quantize.build_variant(
+            source, VariantSpec(WeightType.U8U8), tmp_path / "out", ort_version="1", provenance={}
+        )
+    assert caught.value.setting == "output_dir" and "no space left" in str(caught.value)
