@@ -50,7 +50,7 @@ class Publisher:
                 if sha is None or (contents is not None and sha not in contents):
                     continue
                 decision = decisions.get(sha)
-                if decision is None or not _inside(rel):
+                if decision is None or not is_inside_root(rel):
                     continue
                 copied += self._publish_path(rel, decision)
             return copied
@@ -111,7 +111,7 @@ class Publisher:
         return Path(variant.output_path)
 
 
-def _inside(rel: str) -> bool:
+def is_inside_root(rel: str) -> bool:
     """A path recorded relative to the watched folder (``dqd process`` records others absolute)."""
     path = PurePosixPath(rel)
     return not path.is_absolute() and ".." not in path.parts

@@ -28,7 +28,7 @@ from typing import Protocol, TypeVar
 from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
-from dqd.daemon.publisher import Publisher
+from dqd.daemon.publisher import Publisher, is_inside_root
 from dqd.daemon.stages import StageLog
 from dqd.domain import EngineResult, HostInfo, Job, Outcome
 from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
@@ -191,7 +191,9 @@ class Worker:
         if job.source_path in candidates:
             candidates.remove(job.source_path)
             candidates.insert(0, job.source_path)
-        return next((rel for rel in candidates if (self.root / rel).is_file()), None)
+        # `dqd process` records files outside the watched folder by absolute path: not the daemon's.
+        inside = [rel for rel in candidates if is_inside_root(rel)]
+        return next((rel for rel in inside if (self.root / rel).is_file()), None)
 
     def _execute(self, job: Job, lease: LeaseKeeper, stages: StageLog) -> None:
         rel = self._source(job)

@@ -7,12 +7,8 @@ the model runs in an isolated child process (:mod:`dqd.pipeline.isolate`).
 
 from __future__ import annotations
 
-import errno
-import importlib.util
 import logging
-import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,9 +19,9 @@ from typing import Any
 from dqd import __version__
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, EnvironmentFailure, ModelError
-from dqd.hostlock import check_lock
 from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
+from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
@@ -94,7 +90,8 @@ def process_model(
     if settled is not None:
         return replace(settled, seconds=time.monotonic() - started)
     request = _request(base, settings, host, mode, threads, model_root, overrides)
-    check_environment(request)  # before the child: a broken host must not read as the model's error
+    # Before the child: a broken host must not read as the model's error.
+    check_environment(request.host_lock, request.output_dir)
     try:
         result: EngineResult = run_isolated(
             analyse_model,
@@ -159,28 +156,6 @@ def _request(
     )
 
 
-def check_environment(request: EngineRequest) -> None:
-    """Raise :class:`EnvironmentFailure`, naming the setting to fix, for what the host must provide.
-
-    The child re-raises the same class for what only shows while it works (a
-    disk filling up), so neither ever becomes the model's decision.
-    """
-    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise EnvironmentFailure(
-            f"{' and '.join(missing)} not installed for {sys.executable}: reinstall dqd there "
-            "(pip install dqd) or run the dqd of an environment that has them"
-        )
-    if request.host_lock is not None:
-        check_lock(request.host_lock)
-    try:
-        request.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputDirError(request.output_dir, exc) from exc
-    if not os.access(request.output_dir, os.W_OK | os.X_OK):
-        raise OutputDirError(request.output_dir, PermissionError(errno.EACCES, "permission denied"))
-
-
 def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> EngineResult | None:
     """``exclude`` and ``pin = "fp32"`` decide without loading the model; None: run the engine."""
     if overrides.exclude:
@@ -202,7 +177,7 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
     except EnvironmentFailure:
         raise
     except ModuleNotFoundError as exc:  # a broken install, whichever model runs
-        raise EnvironmentFailure(f"{exc.name} cannot be imported for {sys.executable}: {exc}") from exc
+        raise missing_module(exc) from exc
     except (ModelError, DqdError) as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else False
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)

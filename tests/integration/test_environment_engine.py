@@ -40,7 +40,7 @@ def test_the_child_locks_host_lock_and_raises_its_failure_as_the_environments(
         }
     )
     monkeypatch.delenv("DQD_HOST_LOCK", raising=False)
-    monkeypatch.setattr(engine, "check_environment", lambda request: None)
+    monkeypatch.setattr(engine, "check_environment", lambda host_lock, output_dir: None)
     with pytest.raises(EnvironmentFailure) as caught:
         process_model(source, settings, host=detect_host())
     assert caught.value.setting == "host_lock" and str(blocker / "host.lock") in str(caught.value)

@@ -332,3 +332,16 @@ def _failures() -> float:
         for sample in family.samples
         if sample.name.endswith("_total")
     )
+
+
+def test_a_path_outside_the_watched_folder_is_not_the_daemons(
+    catalog: Catalog, tree: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(b"fp32 model")
+    worker, host = make_worker(catalog, tree, Engine())
+    (tree / "repo" / "m" / "1" / "model.onnx").unlink()
+    catalog.observe_file(str(outside), SHA, 10)  # as `dqd process` records a file outside the root
+    job = claim(catalog, host)
+    worker.run_job(job)
+    assert catalog.get_job(job.id).state is JobState.CANCELLED  # never run from outside the root
