@@ -117,6 +117,8 @@ class Worker:
         self.publisher = publisher
         self.current: Job | None = None
         self._aborted = threading.Event()
+        self._claimed_at = 0.0
+        self._timed = False  # JOB_SECONDS already observed for the current job
         lease = settings.worker.lease_seconds
         self.renew_interval = max(0.2, min(settings.worker.heartbeat_seconds, lease / 3))
 
@@ -144,7 +146,8 @@ class Worker:
     def run_job(self, job: Job) -> None:
         self.current = job
         self._aborted.clear()
-        started = time.monotonic()
+        started = self._claimed_at = time.monotonic()
+        self._timed = False
         log = {"job_id": job.id, "sha256": job.sha256[:12]}
         logger.info(
             "job %s started (attempt %d)", job.id, job.attempts, extra={"action": "job_started", **log}
@@ -163,7 +166,8 @@ class Worker:
             if not self._aborted.is_set():
                 self._finish_failed(job, f"internal error: {type(exc).__name__}: {exc}", permanent=False)
         finally:
-            metrics.JOB_SECONDS.observe(time.monotonic() - started)
+            if not self._timed:
+                metrics.JOB_SECONDS.observe(time.monotonic() - started)
             self.current = None
 
     def abort(self) -> Job | None:
@@ -274,7 +278,6 @@ class Worker:
         decision_id = self._record(job, result)
         if decision_id is None:
             return
-        metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
         logger.info(
             "job %s done: %s is %s (%.1f s)",
             job.id,
@@ -310,6 +313,11 @@ class Worker:
             return None
         if os.environ.get(TEST_HOOK_KILL_AFTER_COMMIT):
             os.kill(os.getpid(), signal.SIGKILL)
+        # Counted at the commit, the moment the job reads as done, not after publishing.
+        metrics.JOB_SECONDS.observe(time.monotonic() - self._claimed_at)
+        self._timed = True
+        if result.outcome is not Outcome.ERROR:
+            metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
         return decision_id
 
     def _supersede(self, job: Job, reason: str) -> None:
