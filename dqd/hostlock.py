@@ -35,8 +35,12 @@ class HostLockError(EnvironmentFailure):
 
     def __init__(self, path: Path, exc: OSError) -> None:
         self.path = path
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            cause = f"{exc.filename or path.parent} is not a folder"  # mkdir's "File exists" says nothing
+        else:
+            cause = exc.strerror or str(exc)
         super().__init__(
-            f"host lock {path}: cannot open it ({exc.strerror or exc}): set host_lock (DQD_HOST_LOCK) "
+            f"host lock {path}: cannot open it ({cause}): set host_lock (DQD_HOST_LOCK) "
             f"to a file in a folder this user can write, shared by every dqd process on this host "
             f"(default {SHARED_LOCK_DIR / LOCK_NAME})",
             setting="host_lock",
