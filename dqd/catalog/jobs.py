@@ -23,6 +23,7 @@ from dqd.domain import Job, JobKind, JobState
 from dqd.errors import NotFound
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+STAGE_LENGTH = 128  # jobs.stage is VARCHAR(128): Postgres refuses longer (a ladder rung's long name)
 
 
 class JobStore:
@@ -170,7 +171,7 @@ class JobStore:
             row = self._owned(session, job_id, owner)
             if row is None:
                 return False
-            row.stage = stage[:200]
+            row.stage = stage[:STAGE_LENGTH]
             row.stage_started_at = started_at
             return True
 
