@@ -117,3 +117,27 @@ def test_daemon_with_a_bad_host_lock_fails_the_job_as_a_job(
         assert daemon.has_logged("environment_failed")
     finally:
         daemon.kill()
+
+
+def test_process_without_onnxruntime_exits_3_naming_it(tmp_path: Path, url: str) -> None:
+    # A module that fails to import as a missing onnxruntime does, first on the path: the
+    # closest to an environment without the package that the test environment allows.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "onnxruntime.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'onnxruntime'\", name='onnxruntime')\n"
+    )
+    model = write_model(tmp_path / "m" / "tiny.onnx", seed=10)
+    path = os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+    done = subprocess.run(
+        [*DQD, "process", str(model)],
+        cwd=tmp_path,
+        env={**clean, "PYTHONPATH": path, "DQD_DATABASE_URL": url, "DQD_HOST_LOCK": str(tmp_path / "lock")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "onnxruntime is not installed" in done.stderr and "Traceback" not in done.stderr
