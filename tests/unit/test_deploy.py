@@ -48,4 +48,4 @@ def test_systemd_unit_can_write_the_default_lock_outside_its_private_tmp() -> No
     unit = (DEPLOY / "systemd" / "dqd.service").read_text()
     assert "PrivateTmp=yes" in unit and "ProtectSystem=strict" in unit
     writable = next(line for line in unit.splitlines() if line.startswith("ReadWritePaths="))
-    assert "/run/lock" in writable.split("=", 1)[1].split()
+    assert "/run/lock" in [path.lstrip("-") for path in writable.split("=", 1)[1].split()]
