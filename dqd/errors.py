@@ -65,6 +65,18 @@ class EnvironmentUnavailable(DqdError):
     exit_code = 3
 
 
+class EnvironmentFailure(EnvironmentUnavailable):
+    """Something the host provides failed (a lock, a folder, the disk, a package).
+
+    Never a model's decision: ``dqd process`` exits 3 recording nothing, the
+    daemon fails the job's attempt and retries it. ``setting`` names the key to fix.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        self.setting = setting
+        super().__init__(message)
+
+
 class ModelError(DqdError):
     """A model could not be processed.
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import platform
 import socket
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 from dqd import __version__
 from dqd.domain import HostInfo
+from dqd.errors import EnvironmentFailure
 from dqd.settings import usable_cores
 
 # x86 flags (as /proc/cpuinfo names them) that matter for INT8 kernels, and
@@ -85,8 +87,13 @@ def _machine_id() -> str:
 
 @lru_cache(maxsize=1)
 def detect_host() -> HostInfo:
-    import onnx
-    import onnxruntime
+    try:
+        import onnx
+        import onnxruntime
+    except ModuleNotFoundError as exc:  # a broken install: exit 3 naming it, not a traceback
+        raise EnvironmentFailure(
+            f"{exc.name} is not installed for {sys.executable}: reinstall dqd there (pip install dqd)"
+        ) from exc
 
     arch = normalize_arch(platform.machine())
     try:

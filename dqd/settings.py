@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from dqd.domain import VariantSpec
 from dqd.errors import ConfigError
+from dqd.hostlock import default_lock_path
 
 ENV_PREFIX = "DQD_"
 DEFAULT_DATABASE_URL = "sqlite:///./dqd.db"
@@ -223,6 +224,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     auto_migrate: bool | None = None  # default: on for SQLite, off for Postgres
+    # Shared by every dqd process on the host (env DQD_HOST_LOCK); see dqd.hostlock.
+    host_lock: Path = Field(default_factory=default_lock_path)
 
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     accuracy: AccuracySettings = Field(default_factory=AccuracySettings)

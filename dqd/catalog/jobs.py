@@ -23,6 +23,7 @@ from dqd.domain import Job, JobKind, JobState
 from dqd.errors import NotFound
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+STAGE_LENGTH = 128  # jobs.stage is VARCHAR(128): Postgres refuses longer (a ladder rung's long name)
 
 
 class JobStore:
@@ -99,7 +100,7 @@ class JobStore:
                         f"last error: {row.last_error or 'none recorded'}"
                     )
                     row.finished_at = row.updated_at = now
-                    row.lease_owner = row.lease_expires_at = None
+                    _end_attempt(row)
                     session.flush()
                     continue
                 if row.state == JobState.RUNNING.value:
@@ -110,6 +111,7 @@ class JobStore:
                 row.lease_expires_at = now + timedelta(seconds=lease_seconds)
                 row.started_at = now
                 row.updated_at = now
+                row.stage = row.stage_started_at = None  # a dead worker's last stage is not this attempt's
                 session.flush()
                 return job_from_row(row)
 
@@ -147,14 +149,30 @@ class JobStore:
             return True
 
     def complete_job(self, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
+        with self.tx.write() as session:
+            return finish_owned_job(session, job_id, owner, now=now or utcnow())
+
+    def supersede_job(self, job_id: int, owner: str, reason: str, *, now: datetime | None = None) -> bool:
+        """Cancel a job whose content is at no path any more: nothing to do, nothing went wrong."""
         now = now or utcnow()
         with self.tx.write() as session:
             row = self._owned(session, job_id, owner)
             if row is None:
                 return False
-            row.state = JobState.DONE.value
+            row.state = JobState.CANCELLED.value
+            row.last_error = f"superseded: {reason}"
             row.finished_at = row.updated_at = now
-            row.lease_owner = row.lease_expires_at = None
+            _end_attempt(row)
+            return True
+
+    def set_job_stage(self, job_id: int, owner: str, stage: str, started_at: datetime) -> bool:
+        """Record what the running attempt is doing; False when the job is no longer ours."""
+        with self.tx.write() as session:
+            row = self._owned(session, job_id, owner)
+            if row is None:
+                return False
+            row.stage = stage[:STAGE_LENGTH]
+            row.stage_started_at = started_at
             return True
 
     def fail_job(
@@ -174,7 +192,7 @@ class JobStore:
             if row is None:
                 return None
             row.last_error = error
-            row.lease_owner = row.lease_expires_at = None
+            _end_attempt(row)
             row.updated_at = now
             if permanent or row.attempts >= row.max_attempts:
                 row.state = JobState.FAILED.value
@@ -194,7 +212,7 @@ class JobStore:
                 return False
             row.state = JobState.QUEUED.value
             row.attempts = max(0, row.attempts - 1)
-            row.lease_owner = row.lease_expires_at = None
+            _end_attempt(row)
             row.updated_at = now
             return True
 
@@ -223,7 +241,7 @@ class JobStore:
                 raise NotFound(f"no job {job_id}")
             if row.state in ACTIVE_STATES:
                 row.state = JobState.CANCELLED.value
-                row.lease_owner = row.lease_expires_at = None
+                _end_attempt(row)
                 row.finished_at = row.updated_at = now
             session.flush()
             return job_from_row(row)
@@ -264,7 +282,41 @@ class JobStore:
 
     @staticmethod
     def _owned(session: Session, job_id: int, owner: str) -> JobRow | None:
-        row = session.get(JobRow, job_id)
-        if row is None or row.lease_owner != owner or row.state != JobState.RUNNING.value:
-            return None
-        return row
+        return owned_job(session, job_id, owner)
+
+
+def owned_job(session: Session, job_id: int, owner: str, *, lock: bool = False) -> JobRow | None:
+    """The job's row if ``owner`` holds its lease and it is running; ``lock``: hold the row (Postgres)."""
+    # SQLite's BEGIN IMMEDIATE already serializes writers; Postgres needs the row lock.
+    row = session.get(JobRow, job_id, with_for_update=True if lock and not _on_sqlite(session) else None)
+    if row is None or row.lease_owner != owner or row.state != JobState.RUNNING.value:
+        return None
+    return row
+
+
+def finish_owned_job(
+    session: Session, job_id: int, owner: str, *, now: datetime, error: str | None = None
+) -> bool:
+    """In the caller's transaction: the job is done (``error``: failed with it); False if not ours.
+
+    ``record_engine_result`` calls this in the transaction that records the
+    decision, so a kill can never leave a decision whose job runs again.
+    """
+    row = owned_job(session, job_id, owner, lock=True)
+    if row is None:
+        return False
+    row.state = JobState.DONE.value if error is None else JobState.FAILED.value
+    if error is not None:
+        row.last_error = error
+    row.finished_at = row.updated_at = now
+    _end_attempt(row)
+    return True
+
+
+def _end_attempt(row: JobRow) -> None:
+    row.lease_owner = row.lease_expires_at = None
+    row.stage = row.stage_started_at = None
+
+
+def _on_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"

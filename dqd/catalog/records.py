@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, utcnow
+from dqd.catalog.jobs import finish_owned_job
 from dqd.catalog.rows import decision_from_row, variant_from_row
 from dqd.catalog.tables import (
     AccuracyRow,
@@ -26,20 +27,53 @@ MAX_STORED_SAMPLES = 200  # latency samples per benchmark kept for the report
 class RecordStore:
     tx: Transactions
 
+    @overload
     def record_engine_result(
         self,
         host: HostInfo,
         result: EngineResult,
         *,
         job_id: int | None = None,
+        complete_job: None = None,
+        job_error: str | None = None,
         now: datetime | None = None,
-    ) -> int:
+    ) -> int: ...
+
+    @overload
+    def record_engine_result(
+        self,
+        host: HostInfo,
+        result: EngineResult,
+        *,
+        job_id: int | None = None,
+        complete_job: tuple[int, str],
+        job_error: str | None = None,
+        now: datetime | None = None,
+    ) -> int | None: ...
+
+    def record_engine_result(
+        self,
+        host: HostInfo,
+        result: EngineResult,
+        *,
+        job_id: int | None = None,
+        complete_job: tuple[int, str] | None = None,
+        job_error: str | None = None,
+        now: datetime | None = None,
+    ) -> int | None:
         """Store variants, accuracy, benchmarks and the decision in one transaction.
 
-        Returns the decision id.
+        Returns the decision id. ``complete_job=(job id, lease owner)`` finishes
+        that job in the same transaction (``job_error``: as failed with it); if
+        its lease is no longer ours nothing is recorded and None is returned:
+        whoever holds the job now records it.
         """
         now = now or utcnow()
         with self.tx.write() as session:
+            if complete_job is not None:
+                if not finish_owned_job(session, *complete_job, now=now, error=job_error):
+                    return None
+                job_id = complete_job[0]
             self._ensure_content(session, result, now)
             variant_ids = {
                 v.spec.key(v.ort_version): self._upsert_variant(session, result.sha256, v, now)

@@ -3,42 +3,113 @@
 ``<publish_dir>/<host class>/<relative path>`` receives the selected variant,
 or the FP32 original when it was kept (or there was nothing to do), written
 under a temporary name and renamed into place so a reader never sees half a
-file. Files beside the model (``config.pbtxt``, labels, external data of the
-original) are copied along; in a Triton/OVMS layout
-(``<repo>/<model>/<version>/model.onnx``) the model folder's own files, such
-as ``config.pbtxt``, come along too.
+file. Only the model's own files go with it: its external data, its own
+``<stem>.*`` siblings (labels, tokenizer) but not its accuracy samples or its
+``.dqd.toml`` sidecar, and in a Triton/OVMS layout
+(``<repo>/<model>/<version>/model.onnx``) the version folder's contents and the
+model folder's ``config.pbtxt``. Another model's files in the same folder are
+never copied. :func:`publish_plan` says what goes where; :func:`apply_plan`
+copies what is not there yet, so publishing again is cheap and idempotent.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from dqd.daemon.filters import SIDECAR_SUFFIX
-from dqd.domain import EngineResult, Outcome
+from dqd.fileperms import make_shared
+from dqd.modelfile import model_files
 
-logger = logging.getLogger(__name__)
+_SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", SIDECAR_SUFFIX, ".samples.npz")
+TRITON_CONFIG = "config.pbtxt"
+MTIME_SLACK_NS = 2_000_000_000  # filesystems that keep coarse mtimes (FAT: 2 s) still compare equal
 
-_SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", SIDECAR_SUFFIX)
+
+@dataclass(frozen=True)
+class Copy:
+    source: Path
+    target: Path
 
 
-def chosen_file(result: EngineResult, source: Path) -> Path | None:
-    """The file to publish for ``result``; None when nothing should be served (errors)."""
-    if result.outcome is Outcome.ERROR:
-        return None
-    if result.selected is not None:
-        for variant in result.variants:
-            if variant.spec == result.selected and variant.output_path:
-                return Path(variant.output_path)
-        logger.warning("selected variant of %s has no file; publishing the original", source)
-    return source
+def publish_plan(
+    chosen: Path, *, root: Path, rel_path: str, publish_dir: Path, host_class: str, include: list[str]
+) -> list[Copy]:
+    """The copies that publish ``chosen`` (a variant, or the original itself) for ``rel_path``.
+
+    The model file comes last: it appears only once everything it needs is there.
+    """
+    source = root / rel_path
+    target = publish_dir / host_class / rel_path
+    originals = model_files(source)
+    # A variant carries its own external data; the original's is the original's.
+    data = originals[1:] if chosen == source else model_files(chosen)[1:]
+    parts = Path(rel_path).parts
+    triton = len(parts) >= 2 and parts[-2].isdigit()
+    siblings = _version_folder(source, include) if triton else _stem_siblings(source, include)
+    skip = {*originals, *data}
+    copies = [Copy(f, target.parent / f.name) for f in siblings if f not in skip]
+    if triton:
+        config = source.parent.parent / TRITON_CONFIG
+        if config.is_file():
+            copies.append(Copy(config, target.parent.parent / TRITON_CONFIG))
+    copies.extend(Copy(f, target.parent / f.relative_to(chosen.parent)) for f in data)
+    copies.append(Copy(chosen, target))
+    return copies
+
+
+def _stem_siblings(source: Path, include: list[str]) -> list[Path]:
+    """``<stem>.*`` beside the model: its data files, labels, tokenizer..."""
+    stem = source.name.removesuffix(source.suffix)
+    return [f for f in _files(source, include) if f.name.startswith(stem + ".")]
+
+
+def _version_folder(source: Path, include: list[str]) -> list[Path]:
+    """A Triton/OVMS version folder belongs to its model: everything in it but other models."""
+    return _files(source, include)
+
+
+def _files(source: Path, include: list[str]) -> list[Path]:
+    """Files beside ``source`` that could be its own: not hidden or partial, not another model's."""
+    entries = [e for e in sorted(source.parent.iterdir()) if e.is_file()]
+    models = [e.name for e in entries if any(fnmatchcase(e.name, pattern) for pattern in include)]
+    others = tuple(name + "." for name in models if name != source.name)
+    found = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name.endswith(_SKIP_SUFFIXES) or name in models:
+            continue
+        if others and name.startswith(others) and not name.startswith(source.name + "."):
+            continue  # another model's data or labels (x.v2.onnx.data beside x.onnx)
+        found.append(entry)
+    return found
+
+
+def is_current(copy: Copy) -> bool:
+    """The target holds the source's bytes already, as far as size and mtime tell (copies keep mtime)."""
+    try:
+        src, dst = copy.source.stat(), copy.target.stat()
+    except FileNotFoundError:
+        return False
+    return src.st_size == dst.st_size and abs(src.st_mtime_ns - dst.st_mtime_ns) < MTIME_SLACK_NS
+
+
+def apply_plan(plan: list[Copy]) -> int:
+    """Copy what is not current yet, in order; how many files were copied (0: already published)."""
+    copied = 0
+    for copy in plan:
+        if not is_current(copy):
+            copy_atomic(copy.source, copy.target)
+            copied += 1
+    return copied
 
 
 def copy_atomic(source: Path, target: Path) -> None:
+    """Copy under a temporary name, readable as the umask allows (dqd.fileperms), then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -46,65 +117,10 @@ def copy_atomic(source: Path, target: Path) -> None:
             shutil.copyfileobj(src, out, 1 << 20)
             out.flush()
             os.fsync(out.fileno())
-        shutil.copymode(source, tmp)
+        make_shared(tmp)
+        st = source.stat()
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # what is_current compares
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _siblings(folder: Path, model_name: str, include: list[str]) -> list[Path]:
-    files = []
-    for entry in sorted(folder.iterdir()):
-        name = entry.name
-        if not entry.is_file() or name.startswith(".") or name.endswith(_SKIP_SUFFIXES):
-            continue
-        if any(fnmatchcase(name, pattern) for pattern in include):
-            continue  # another model, published on its own
-        if name.startswith(Path(model_name).stem + ".samples"):
-            continue  # accuracy samples are inputs to dqd, not to the server
-        files.append(entry)
-    return files
-
-
-def publish_result(
-    result: EngineResult,
-    *,
-    root: Path,
-    rel_path: str,
-    publish_dir: Path,
-    host_class: str,
-    include: list[str],
-) -> Path | None:
-    source = root / rel_path
-    chosen = chosen_file(result, source)
-    if chosen is None:
-        return None
-    target = publish_dir / host_class / rel_path
-    is_variant = chosen != source
-    for sibling in _siblings(source.parent, source.name, include):
-        if is_variant and sibling.name.startswith(source.name + "."):
-            continue  # the original's external data: the variant carries its own
-        copy_atomic(sibling, target.parent / sibling.name)
-    if source.parent.name.isdigit() and source.parent != root:
-        # Triton/OVMS version folder: config.pbtxt and friends live one level up.
-        for sibling in _siblings(source.parent.parent, "", include):
-            copy_atomic(sibling, target.parent.parent / sibling.name)
-    if is_variant:
-        # A variant saved with external data keeps it beside itself under its own name.
-        for data in chosen.parent.glob(chosen.name + ".*"):
-            if data.is_file() and not data.name.endswith(".tmp"):
-                copy_atomic(data, target.parent / data.name)
-    copy_atomic(chosen, target)  # last: the model appears only when everything it needs is there
-    logger.info(
-        "published %s for %s",
-        rel_path,
-        host_class,
-        extra={
-            "action": "published",
-            "path": rel_path,
-            "target": str(target),
-            "outcome": result.outcome.value,
-        },
-    )
-    return target

@@ -30,6 +30,7 @@ from dqd.catalog import open_catalog
 from dqd.daemon.api_thread import ApiThread
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
+from dqd.daemon.publisher import Publisher
 from dqd.daemon.reconcile import FileBusy, Reconciler
 from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy
 from dqd.daemon.settle import Ready, SettleTracker
@@ -38,8 +39,9 @@ from dqd.daemon.watcher import ModelWatcher
 from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.daemon.writers import held_open_for_writing
 from dqd.domain import HostInfo
-from dqd.errors import CatalogError, ModelError
+from dqd.errors import CatalogError, EnvironmentFailure, ModelError
 from dqd.hostinfo import detect_host
+from dqd.hostlock import check_lock, fallback_warning
 from dqd.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class Daemon:
         self._signals = 0
         self._wake_workers = threading.Event()
         self.api: ApiThread | None = None
+        self.publisher: Publisher | None = None
         self.root = Path(os.path.abspath(self.settings.watch_dir))
         self.overrides_for = partial(overrides_for, self.settings, self.root)
 
@@ -115,6 +118,15 @@ class Daemon:
         self.catalog = catalog
         catalog.upsert_host(self.host)
         self.root.mkdir(parents=True, exist_ok=True)
+        check_host_lock(settings.host_lock)
+        if settings.publish_dir is not None:
+            self.publisher = Publisher(
+                catalog,
+                root=self.root,
+                publish_dir=settings.publish_dir,
+                host_class=self.host.host_class,
+                include=settings.watch.include,
+            )
         observer = choose_observer(settings.watch.observer, self.root)
         skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
         path_filter = PathFilter(self.root, settings.watch.include, settings.watch.exclude, skip)
@@ -182,6 +194,7 @@ class Daemon:
                 process=self.process,
                 wake=self._wake_workers,
                 poll_seconds=settings.worker.poll_seconds,
+                publisher=self.publisher,
             )
             self.workers.append(worker)
             threads.append(threading.Thread(target=worker.run, name=f"dqd-worker-{index}", daemon=True))
@@ -216,9 +229,22 @@ class Daemon:
             metrics.OBSERVER_LAG.observe(max(0.0, time.monotonic() - ready.last_change))
             if self.host.host_class in registration.queued_classes:
                 self._wake_workers.set()
+        if self.publisher and registration.sha256 and self.host.host_class not in registration.queued_classes:
+            # Known content at a new path, decided already: publish it, off the watcher's thread
+            # (a large copy must not hold up events); the publisher serializes its callers.
+            contents = {registration.sha256}
+            threading.Thread(target=self._publish_missing, args=(contents,), daemon=True).start()
 
     def _on_removed(self, rel_paths: list[str]) -> None:
         self.reconciler.remove_paths(rel_paths)
+
+    def _publish_missing(self, contents: set[str] | None = None) -> None:
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.publish_missing(contents)
+        except CatalogError as exc:  # the next scan tries again
+            logger.warning("publishing deferred: %s", exc, extra={"action": "publish_failed"})
 
     # --- housekeeping ---
 
@@ -240,6 +266,9 @@ class Daemon:
                 summary = self.reconciler.scan()
                 if summary.queued:
                     self._wake_workers.set()
+                # The first scan's pass is the start-up back-fill (publish_dir set after decisions,
+                # a kill between a commit and its copy); later ones catch paths added since.
+                self._publish_missing()
             except CatalogError as exc:
                 logger.warning("reconciliation failed: %s", exc, extra={"action": "reconcile_failed"})
                 interval_now = min(interval, 5.0)  # retry soon: the catalog may be back
@@ -276,6 +305,17 @@ class Daemon:
             _kill_children()
         logger.info("dqd daemon stopped", extra={"action": "daemon_stopped", "released_jobs": released})
         self.catalog.close()
+
+
+def check_host_lock(path: Path) -> None:
+    """Say at start-up what is wrong with the host lock; jobs then fail (and retry) as jobs."""
+    warning = fallback_warning(path)
+    if warning:
+        logger.warning(warning, extra={"action": "host_lock_fallback", "setting": "host_lock"})
+    try:
+        check_lock(path)
+    except EnvironmentFailure as exc:
+        logger.error("%s", exc, extra={"action": "environment_failed", "setting": exc.setting})
 
 
 def _kill_children(wait: float = 5.0) -> None:

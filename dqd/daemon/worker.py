@@ -5,13 +5,20 @@ functions. Order of shutdown matters (dramatiq's rule): on stop the worker
 takes no new job; the running one finishes, or the service aborts it after
 the grace period and the job goes back to the queue, and only then does the
 lease heartbeat stop. A model's problem is an ``error`` result from the
-engine, never an exception here; an unexpected exception fails the attempt
-(retried with backoff) and the worker carries on.
+engine, never an exception here. A failure of the environment (the host
+lock, the output folder, a missing package: :class:`EnvironmentFailure`)
+fails the attempt, which is retried with backoff and never recorded as the
+model's decision; so does an unexpected exception, and the worker carries on.
+A decision is recorded in the transaction that completes its job, so a kill
+cannot leave a decided job to run again; publishing follows from the
+committed decision (:class:`dqd.daemon.publisher.Publisher`, idempotent).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +28,18 @@ from typing import Protocol, TypeVar
 from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
-from dqd.daemon.publish import publish_result
+from dqd.daemon.publisher import Publisher, is_inside_root
+from dqd.daemon.stages import StageLog
 from dqd.domain import EngineResult, HostInfo, Job, Outcome
-from dqd.errors import CatalogError, CatalogUnavailable
+from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
 from dqd.settings import ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CATALOG_RETRY_SECONDS = (0.5, 1, 2, 5, 10)  # waits while the catalog is unreachable; the last repeats
+# Test-only: set, the daemon SIGKILLs itself right after a decision commits, before publishing
+# (tests/acceptance/test_decide_once.py). Nothing else reads it.
+TEST_HOOK_KILL_AFTER_COMMIT = "DQD_TEST_HOOK_KILL_AFTER_COMMIT"
 
 
 class ProcessModel(Protocol):
@@ -41,6 +52,7 @@ class ProcessModel(Protocol):
         search: str | None,
         model_root: Path | None,
         overrides: ModelOverrides,
+        progress: Callable[[str], None] | None = None,
     ) -> EngineResult: ...
 
 
@@ -52,11 +64,20 @@ def default_process(
     search: str | None,
     model_root: Path | None,
     overrides: ModelOverrides,
+    progress: Callable[[str], None] | None = None,
 ) -> EngineResult:
     """The real engine, handed the model's merged per-model settings (sidecar included)."""
     from dqd.pipeline.engine import process_model
 
-    return process_model(path, settings, host=host, search=search, model_root=model_root, overrides=overrides)
+    return process_model(
+        path,
+        settings,
+        host=host,
+        search=search,
+        model_root=model_root,
+        overrides=overrides,
+        progress=progress,
+    )
 
 
 class Worker:
@@ -73,6 +94,7 @@ class Worker:
         process: ProcessModel = default_process,
         wake: threading.Event | None = None,
         poll_seconds: float = 1.0,
+        publisher: Publisher | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -84,8 +106,19 @@ class Worker:
         self.process = process
         self.wake = wake or threading.Event()
         self.poll_seconds = poll_seconds
+        if publisher is None and settings.publish_dir is not None:
+            publisher = Publisher(
+                catalog,
+                root=root,
+                publish_dir=settings.publish_dir,
+                host_class=host.host_class,
+                include=settings.watch.include,
+            )
+        self.publisher = publisher
         self.current: Job | None = None
         self._aborted = threading.Event()
+        self._claimed_at = 0.0
+        self._timed = False  # JOB_SECONDS already observed for the current job
         lease = settings.worker.lease_seconds
         self.renew_interval = max(0.2, min(settings.worker.heartbeat_seconds, lease / 3))
 
@@ -113,7 +146,8 @@ class Worker:
     def run_job(self, job: Job) -> None:
         self.current = job
         self._aborted.clear()
-        started = time.monotonic()
+        started = self._claimed_at = time.monotonic()
+        self._timed = False
         log = {"job_id": job.id, "sha256": job.sha256[:12]}
         logger.info(
             "job %s started (attempt %d)", job.id, job.attempts, extra={"action": "job_started", **log}
@@ -122,13 +156,18 @@ class Worker:
             with LeaseKeeper(
                 self.catalog, job, self.owner, self.settings.worker.lease_seconds, self.renew_interval
             ) as lease:
-                self._execute(job, lease)
+                stages = StageLog(job.id, lease.set_stage)
+                try:
+                    self._execute(job, lease, stages)
+                finally:
+                    stages.finish()
         except Exception as exc:  # a bug, not a model problem: fail this attempt, keep the worker
             logger.exception("job %s failed unexpectedly", job.id, extra={"action": "job_crashed", **log})
             if not self._aborted.is_set():
                 self._finish_failed(job, f"internal error: {type(exc).__name__}: {exc}", permanent=False)
         finally:
-            metrics.JOB_SECONDS.observe(time.monotonic() - started)
+            if not self._timed:
+                metrics.JOB_SECONDS.observe(time.monotonic() - started)
             self.current = None
 
     def abort(self) -> Job | None:
@@ -156,14 +195,14 @@ class Worker:
         if job.source_path in candidates:
             candidates.remove(job.source_path)
             candidates.insert(0, job.source_path)
-        return next((rel for rel in candidates if (self.root / rel).is_file()), None)
+        # `dqd process` records files outside the watched folder by absolute path: not the daemon's.
+        inside = [rel for rel in candidates if is_inside_root(rel)]
+        return next((rel for rel in inside if (self.root / rel).is_file()), None)
 
-    def _execute(self, job: Job, lease: LeaseKeeper) -> None:
+    def _execute(self, job: Job, lease: LeaseKeeper, stages: StageLog) -> None:
         rel = self._source(job)
         if rel is None:
-            self._finish_failed(
-                job, "no file under the watched folder holds this content any more", permanent=True
-            )
+            self._supersede(job, "no file under the watched folder holds this content any more")
             return
         overrides = self.overrides_for(rel)
         if overrides.exclude:
@@ -175,22 +214,37 @@ class Worker:
                 extra={"action": "job_cancelled", "job_id": job.id},
             )
             return
-        # Pins (a variant spec, or FP32) are the engine's: it builds, gates and records them.
-        result = self.process(
-            self.root / rel,
-            self.settings,
-            host=self.host,
-            search=overrides.search or self.settings.search,
-            model_root=self.root,
-            overrides=overrides,
-        )
+        try:
+            # Pins (a variant spec, or FP32) are the engine's: it builds, gates and records them.
+            result = self.process(
+                self.root / rel,
+                self.settings,
+                host=self.host,
+                search=overrides.search or self.settings.search,
+                model_root=self.root,
+                overrides=overrides,
+                progress=stages.report,
+            )
+        except EnvironmentFailure as exc:
+            if not (self._aborted.is_set() or lease.lost.is_set()):
+                logger.error(
+                    "job %s: environment failure (not the model's): %s",
+                    job.id,
+                    exc,
+                    extra={"action": "environment_failed", "job_id": job.id, "setting": exc.setting},
+                )
+                self._finish_failed(job, f"environment: {exc}", permanent=False)
+            return
         if self._aborted.is_set() or lease.lost.is_set():
             return  # released at shutdown or taken away: whoever runs it next records it
         if result.sha256 != job.sha256:
             # Both sides hash with dqd.modelfile.content_sha256. No sha256: the model cannot be read
             # as a unit now (an external-data file missing, maybe still being copied); another one:
-            # it changed after it was queued, and the new content has its own job. Either way this
-            # attempt fails and nothing is recorded under an identity that is not the job's.
+            # it changed after it was queued, and the new content has its own job. Either way
+            # nothing is recorded under an identity that is not the job's.
+            if result.sha256 and self._source(job) is None:
+                self._supersede(job, f"{rel} changed while queued (now {result.sha256[:12]})")
+                return
             problem = (
                 f"{rel} changed while queued (now {result.sha256[:12]})"
                 if result.sha256
@@ -205,23 +259,25 @@ class Worker:
         for variant in result.variants:
             if variant.quantize_seconds is not None:
                 metrics.QUANTIZE_SECONDS.observe(variant.quantize_seconds)
+        error = result.error or "; ".join(result.reasons) or "error"
         if result.outcome is Outcome.ERROR:
-            final = result.permanent_error or job.attempts >= job.max_attempts
-            if final:  # record the error once, when nothing more will be tried
-                self._catalog_call(
-                    lambda: self.catalog.record_engine_result(self.host, result, job_id=job.id)
+            if not (result.permanent_error or job.attempts >= job.max_attempts):
+                self._finish_failed(job, error, permanent=False)
+                return
+            # Nothing more will be tried: record the error once, failing the job in the same commit.
+            if self._record(job, result, job_error=error) is not None:
+                metrics.JOBS_FAILED.labels(permanent=str(result.permanent_error).lower()).inc()
+                logger.warning(
+                    "job %s attempt %d failed (failed): %s",
+                    job.id,
+                    job.attempts,
+                    error,
+                    extra={"action": "job_failed", "job_id": job.id, "permanent": result.permanent_error},
                 )
-            self._finish_failed(
-                job, result.error or "; ".join(result.reasons) or "error", permanent=result.permanent_error
-            )
             return
-        decision_id = self._catalog_call(
-            lambda: self.catalog.record_engine_result(self.host, result, job_id=job.id)
-        )
-        if self.settings.publish_dir is not None:
-            self._publish(rel, result)
-        self._catalog_call(lambda: self.catalog.complete_job(job.id, self.owner))
-        metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
+        decision_id = self._record(job, result)
+        if decision_id is None:
+            return
         logger.info(
             "job %s done: %s is %s (%.1f s)",
             job.id,
@@ -235,23 +291,44 @@ class Worker:
                 **log,
             },
         )
-
-    def _publish(self, rel: str, result: EngineResult) -> None:
-        assert self.settings.publish_dir is not None
-        for path in self.catalog.paths_for_content(result.sha256) or [rel]:
+        if self.publisher is not None:
             try:
-                publish_result(
-                    result,
-                    root=self.root,
-                    rel_path=path,
-                    publish_dir=self.settings.publish_dir,
-                    host_class=self.host.host_class,
-                    include=self.settings.watch.include,
-                )
-            except OSError as exc:  # a full disk on the publish volume must not lose the decision
-                logger.error(
-                    "could not publish %s: %s", path, exc, extra={"action": "publish_failed", "path": path}
-                )
+                self.publisher.publish_missing({result.sha256})
+            except CatalogError as exc:  # the decision is committed: the next scan publishes it
+                logger.warning("publishing after job %s deferred: %s", job.id, exc, extra=log)
+
+    def _record(self, job: Job, result: EngineResult, *, job_error: str | None = None) -> int | None:
+        """Record the decision and finish the job in one commit; None when the job is no longer ours."""
+        decision_id = self._catalog_call(
+            lambda: self.catalog.record_engine_result(
+                self.host, result, complete_job=(job.id, self.owner), job_error=job_error
+            )
+        )
+        if decision_id is None:
+            logger.warning(
+                "job %s is no longer ours: its result is not recorded (the job's holder records its own)",
+                job.id,
+                extra={"action": "result_discarded", "job_id": job.id},
+            )
+            return None
+        if os.environ.get(TEST_HOOK_KILL_AFTER_COMMIT):
+            os.kill(os.getpid(), signal.SIGKILL)
+        # Counted at the commit, the moment the job reads as done, not after publishing.
+        metrics.JOB_SECONDS.observe(time.monotonic() - self._claimed_at)
+        self._timed = True
+        if result.outcome is not Outcome.ERROR:
+            metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
+        return decision_id
+
+    def _supersede(self, job: Job, reason: str) -> None:
+        """Nothing to do for content at no path any more: cancelled, not failed (no retry, no alert)."""
+        self._catalog_call(lambda: self.catalog.supersede_job(job.id, self.owner, reason))
+        logger.info(
+            "job %s cancelled, superseded: %s",
+            job.id,
+            reason,
+            extra={"action": "job_superseded", "job_id": job.id, "sha256": job.sha256[:12]},
+        )
 
     def _finish_failed(self, job: Job, error: str, *, permanent: bool) -> None:
         state = self._catalog_call(

@@ -18,10 +18,11 @@ from typing import Any
 
 from dqd import __version__
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode, VariantSpec
-from dqd.errors import DqdError, ModelError
+from dqd.errors import DqdError, EnvironmentFailure, ModelError
 from dqd.modelfile import content_sha256
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.advice import decision_advice
+from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
@@ -34,7 +35,7 @@ from dqd.pipeline.policy import (
     policy_version_for,
 )
 from dqd.pipeline.prepare import PreparedModel, prepare_model
-from dqd.pipeline.quantize import OutputDirError, provenance_for, variant_dir
+from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
@@ -61,6 +62,7 @@ class EngineRequest:
     ladder: LadderSettings = field(default_factory=LadderSettings)
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: kept in FP32 by every quantized candidate
     pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
+    host_lock: Path | None = None  # settings.host_lock: the child has no settings of its own
 
 
 def process_model(
@@ -89,6 +91,8 @@ def process_model(
     if settled is not None:
         return replace(settled, seconds=time.monotonic() - started)
     request = _request(base, settings, host, mode, threads, model_root, overrides)
+    # Before the child: a broken host must not read as the model's error.
+    check_environment(request.host_lock, request.output_dir)
     try:
         result: EngineResult = run_isolated(
             analyse_model,
@@ -149,6 +153,7 @@ def _request(
         ladder=settings.ladder,
         nodes_to_exclude=tuple(dict.fromkeys(nodes)),
         pin=replace(pin, nodes_to_exclude=()) if pin else None,
+        host_lock=Path(settings.host_lock),
     )
 
 
@@ -164,9 +169,16 @@ def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> Engi
 
 
 def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
-    """The child's side: everything that loads ONNX.  Model problems become ``error`` results."""
+    """The child's side: everything that loads ONNX.  Model problems become ``error`` results.
+
+    Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
+    """
     try:
         return _analyse(report, request)
+    except EnvironmentFailure:
+        raise
+    except ModuleNotFoundError as exc:  # a broken install, whichever model runs
+        raise missing_module(exc) from exc
     except (ModelError, DqdError) as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else False
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
@@ -198,7 +210,12 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         raise OutputDirError(directory, exc) from exc
     try:
         report("pre-processing")
-        prepared = prepare_model(request.path, scratch)
+        try:
+            prepared = prepare_model(request.path, scratch)
+        except OSError as exc:  # a full output volume is not the model's fault
+            if exc.errno in DISK_FULL:
+                raise OutputDirError(directory, exc) from exc
+            raise
         details["prepare"] = {
             "path": prepared.preprocess,
             "folded_constants": prepared.folded_constants,
@@ -219,6 +236,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             provenance=provenance_for(request.sha256, request.ort_version, __version__, str(request.path)),
             report=report,
             nodes_to_exclude=excluded,
+            lock_path=request.host_lock,
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()

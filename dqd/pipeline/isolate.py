@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from dqd.errors import ModelError
+from dqd.errors import EnvironmentFailure, ModelError
 
 T = TypeVar("T")
 POLL_SECONDS = 0.1
@@ -61,7 +61,7 @@ def run_isolated(
 
     Raises :class:`IsolationError` on timeout, memory limit, crash or an
     exception in the child; a :class:`ModelError` raised by the child keeps its
-    ``permanent`` flag.
+    ``permanent`` flag; an :class:`EnvironmentFailure` is raised as itself.
     """
     context = multiprocessing.get_context("spawn")  # fork would copy the caller's threads and sessions
     parent_conn, child_conn = context.Pipe(duplex=False)
@@ -133,6 +133,9 @@ def _signal_name(number: int) -> str:
 def _unwrap(kind: str, payload: Any, label: str) -> Any:
     if kind == "result":
         return payload
+    if kind == "environment":  # the host's failure, whatever model ran: not an IsolationError
+        message, setting = payload
+        raise EnvironmentFailure(message, setting=setting)
     message, permanent, trace = payload
     what = f" ({label})" if label else ""
     raise IsolationError(f"{message}{what}", kind="exception", permanent=permanent) from _RemoteTraceback(
@@ -172,6 +175,8 @@ def _child_main(
     try:
         result = function(ChildReporter(conn), *args)
         conn.send(("result", result))
+    except EnvironmentFailure as exc:
+        conn.send(("environment", (str(exc), exc.setting)))
     except BaseException as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else True
         message = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"

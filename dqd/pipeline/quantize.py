@@ -21,7 +21,7 @@ from typing import Any
 import onnx
 
 from dqd.domain import VariantResult, VariantSpec, WeightType
-from dqd.errors import DqdError
+from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256
 from dqd.pipeline.prepare import save_model
@@ -32,10 +32,11 @@ _MISSING_TYPE = "Unable to find data type for weight_name"
 PROVENANCE_PREFIX = "dqd."
 
 
-class OutputDirError(DqdError):
-    """The output directory cannot take the variant files."""
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the output volume's fault, whichever step hit it
 
-    exit_code = 3
+
+class OutputDirError(EnvironmentFailure):
+    """The output directory cannot take the variant files (the environment's fault, not the model's)."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
         self.path = path
@@ -45,7 +46,7 @@ class OutputDirError(DqdError):
             hint = "not writable: fix its permissions or set output_dir (DQD_OUTPUT_DIR) to a writable folder"
         else:
             hint = f"{exc.strerror or exc}: check the folder or set output_dir (DQD_OUTPUT_DIR)"
-        super().__init__(f"output directory {path}: {hint}")
+        super().__init__(f"output directory {path}: {hint}", setting="output_dir")
 
 
 def variant_dir(output_dir: Path, relative_model_path: Path, sha256: str) -> Path:
@@ -85,6 +86,8 @@ def build_variant(
         try:
             notes.extend(_quantize(prepared, raw, spec, large=large))
         except Exception as exc:  # the quantizer raises bare Exceptions, AssertionErrors, KeyErrors...
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise OutputDirError(directory, exc) from exc
             logger.debug("quantizing %s as %s failed", prepared, spec.name, exc_info=True)
             return VariantResult(
                 spec,

@@ -21,7 +21,7 @@ from typing import Any
 import onnx
 
 from dqd.domain import AccuracyResult, InputSource, VariantSpec
-from dqd.hostlock import host_lock
+from dqd.errors import EnvironmentFailure
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.inputs import InputSet, synthesize_from_settings
 from dqd.pipeline.inspect import ModelSummary
@@ -236,7 +236,7 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
         return
     ladder.digests[digest] = rung.name
     bench.report(f"rung {rung.index}: checking accuracy of {spec.name}")
-    with host_lock(exclusive=False):
+    with bench.locked(exclusive=False):
         measured.accuracy = check_accuracy(bench, ladder.stream, spec, path)
     deciding = next(a for a in measured.accuracy if a.decisive)
     measurement = VariantMeasurement(
@@ -265,7 +265,7 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
     longer = settings.model_copy(update={"min_seconds": max(settings.min_seconds, settings.max_seconds / 2)})
     bench.report(f"playoff: timing {', '.join(names)} together against FP32")
     try:
-        with host_lock(exclusive=True):
+        with bench.locked(exclusive=True):
             timed = benchmark_interleaved(
                 [
                     Contender(None, bench.source),
@@ -279,6 +279,8 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
                 threads=bench.threads,
                 step="ladder:playoff",
             )
+    except EnvironmentFailure:
+        raise  # the host lock, not the finalists
     except Exception as exc:  # keep the separate timings; the decision says no playoff ran
         logger.warning("playoff of %s failed: %s", names, _first_line(exc))
         return None
@@ -319,7 +321,7 @@ def _time(
     bench: Workbench, measured: Measured, measurement: VariantMeasurement, path: Path, rung: Rung
 ) -> VariantMeasurement:
     try:
-        with host_lock(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
+        with bench.locked(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
             measured.benchmarks = benchmark_interleaved(
                 [Contender(None, bench.source), Contender(rung.spec, path)],
                 bench.benchmark_feed,
@@ -327,6 +329,8 @@ def _time(
                 threads=bench.threads,
                 step=f"ladder:{rung.index}:{rung.name}",
             )
+    except EnvironmentFailure:
+        raise  # the host lock, not the variant
     except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
         logger.debug("benchmark of %s failed", rung.name, exc_info=True)
         return replace(measurement, benchmark_error=_first_line(exc))

@@ -9,13 +9,14 @@ Runs inside the isolated child process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dqd.domain import AccuracyResult, BenchmarkResult, VariantResult, VariantSpec
-from dqd.errors import ModelError
+from dqd.errors import EnvironmentFailure, ModelError
 from dqd.hostlock import host_lock
 from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
@@ -52,8 +53,15 @@ class Workbench:
     provenance: dict[str, str]
     report: Callable[[str], None] = lambda _message: None
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: every quantized candidate keeps them FP32
+    lock_path: Path | None = None  # settings.host_lock (None: DQD_HOST_LOCK or the default)
     _references: dict[int, Outputs] = field(default_factory=dict)
     _fp32_session: Any = None
+
+    @contextmanager
+    def locked(self, *, exclusive: bool) -> Iterator[None]:
+        """The host lock (dqd.hostlock): exclusive while timing, shared for other heavy work."""
+        with host_lock(exclusive, self.lock_path):
+            yield
 
     def fp32_session(self) -> Any:
         if self._fp32_session is None:
@@ -101,7 +109,7 @@ class Workbench:
 
         Shared: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
         """
-        with host_lock(exclusive=False):
+        with self.locked(exclusive=False):
             return build_variant(
                 self.prepared.path,
                 spec,
@@ -122,14 +130,14 @@ class Workbench:
             return measured
         path = Path(variant.output_path)
         self.report(f"checking accuracy of {spec.name}")
-        with host_lock(exclusive=False):
+        with self.locked(exclusive=False):
             measured.accuracy = self.check_accuracy(spec, path)
         deciding = measured.accuracy[0]
         self.report(f"benchmarking {spec.name} against FP32")
         benchmark_error = None
         try:
             # Exclusive: while timings run, no other dqd work on this host disturbs them.
-            with host_lock(exclusive=True):
+            with self.locked(exclusive=True):
                 measured.benchmarks = benchmark_interleaved(
                     [Contender(None, self.source), Contender(spec, path)],
                     self.benchmark_feed,
@@ -137,6 +145,8 @@ class Workbench:
                     threads=self.threads,
                     step=step,
                 )
+        except EnvironmentFailure:
+            raise  # the host lock, not the variant
         except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
             benchmark_error = _first_line(exc)

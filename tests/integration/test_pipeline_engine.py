@@ -14,6 +14,7 @@ import pytest
 from dqd.domain import InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.pipeline.quantize import OutputDirError
 from dqd.settings import Settings, load
 from tests import models
 
@@ -136,11 +137,10 @@ def test_unusable_output_dir_is_an_actionable_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     source = models.save(models.matmul_heavy(hidden=32, layers=1), tmp_path / "m.onnx")
-    result = process_model(
-        source, fast_settings(tmp_path, output_dir=str(blocker / "out")), host=detect_host()
-    )
-    assert result.outcome is Outcome.ERROR
-    assert result.error is not None and "output directory" in result.error and "output_dir" in result.error
+    # The environment's failure, not the model's: raised (exit 3 in `dqd process`), never a result.
+    with pytest.raises(OutputDirError) as caught:
+        process_model(source, fast_settings(tmp_path, output_dir=str(blocker / "out")), host=detect_host())
+    assert "output directory" in str(caught.value) and caught.value.setting == "output_dir"
 
 
 def test_timeout_fails_the_model_as_transient_and_the_caller_carries_on(tmp_path: Path) -> None:

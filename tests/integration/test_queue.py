@@ -196,3 +196,19 @@ def test_concurrent_enqueue_of_one_key_gives_one_job_and_no_error(catalog: Catal
     assert errors == []
     assert sum(r is not None for r in results) == 1
     assert len(catalog.list_jobs()) == 1
+
+
+def test_the_running_stage_is_stored_for_the_lease_holder_and_cleared_at_the_end(catalog: Catalog) -> None:
+    sha = content(catalog, 90)
+    job = catalog.enqueue(sha, "cls")
+    assert job is not None
+    claimed = catalog.claim_next_job("cls", "w1", 60)
+    assert claimed is not None
+    long_rung = "rung 12: quantize " + "u8s8-matmul-lstm-" * 20  # longer than the column
+    assert catalog.set_job_stage(job.id, "w1", long_rung, T0)
+    stored = catalog.get_job(job.id)
+    assert stored.stage == long_rung[:128] and stored.stage_started_at == T0
+    assert not catalog.set_job_stage(job.id, "w2", "preflight", T0)  # not the lease holder
+    assert catalog.complete_job(job.id, "w1")
+    done = catalog.get_job(job.id)
+    assert done.stage is None and done.stage_started_at is None

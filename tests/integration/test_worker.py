@@ -7,17 +7,22 @@ purpose; the acceptance tests run the real engine.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
+from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.sidecar import overrides_for
+from dqd.daemon.stages import stage_name
 from dqd.daemon.worker import Worker
 from dqd.domain import EngineResult, HostInfo, JobState, Outcome, VariantResult, VariantSpec, WeightType
+from dqd.errors import EnvironmentFailure
 from dqd.hostinfo import detect_host
 from dqd.settings import ModelOverrides, Settings
 
@@ -219,10 +224,124 @@ def test_a_model_that_cannot_be_read_as_a_unit_is_retried_and_nothing_recorded(
     assert catalog.latest_decision("", host.host_class) is None
 
 
-def test_content_gone_fails_permanently(catalog: Catalog, tree: Path) -> None:
+def test_content_gone_is_cancelled_as_superseded_not_failed(catalog: Catalog, tree: Path) -> None:
     worker, host = make_worker(catalog, tree, Engine())
     (tree / "repo" / "m" / "1" / "model.onnx").unlink()
     job = claim(catalog, host)
+    failures_before = _failures()
     worker.run_job(job)
+    cancelled = catalog.get_job(job.id)
+    assert cancelled.state is JobState.CANCELLED
+    assert (cancelled.last_error or "").startswith("superseded: no file")
+    assert _failures() == failures_before  # nothing for an alert to page about
+    assert catalog.claim_next_job(host.host_class, "test:1", 60) is None  # and no retry
+
+
+def test_content_changed_while_queued_is_superseded(catalog: Catalog, tree: Path) -> None:
+    def engine(path: Path, settings: Settings, **_: object) -> EngineResult:
+        path.write_bytes(b"new content")  # rewritten while the engine read it: the new bytes have a job
+        catalog.observe_file("repo/m/1/model.onnx", "e" * 64, 11)  # and the watcher registered them
+        return result(Outcome.KEPT_FP32, sha256="e" * 64)
+
+    worker, host = make_worker(catalog, tree, engine)
+    job = claim(catalog, host)
+    worker.run_job(job)
+    cancelled = catalog.get_job(job.id)
+    assert cancelled.state is JobState.CANCELLED and "changed while queued" in (cancelled.last_error or "")
+    assert catalog.latest_decision(SHA, host.host_class) is None
+
+
+def test_environment_failure_is_a_job_error_never_a_decision(catalog: Catalog, tree: Path) -> None:
+    lock_error = EnvironmentFailure(
+        "host lock /x/host.lock: cannot open it: set host_lock", setting="host_lock"
+    )
+    worker, host = make_worker(catalog, tree, Engine(lock_error, lock_error))
+    job = claim(catalog, host, max_attempts=2)
+    worker.run_job(job)
+    retried = catalog.get_job(job.id)
+    assert retried.state is JobState.QUEUED and "host_lock" in (retried.last_error or "")
+    again = catalog.claim_next_job(host.host_class, "test:1", 60)
+    assert again is not None
+    worker.run_job(again)
     failed = catalog.get_job(job.id)
-    assert failed.state is JobState.FAILED and "no file" in (failed.last_error or "")
+    assert failed.state is JobState.FAILED and (failed.last_error or "").startswith("environment: ")
+    assert catalog.latest_decision(SHA, host.host_class) is None  # out of attempts: still no decision
+
+
+def test_a_decision_is_recorded_only_with_its_job_still_ours(catalog: Catalog, tree: Path) -> None:
+    holder: dict[str, Worker] = {}
+
+    def engine(path: Path, settings: Settings, **_: object) -> EngineResult:
+        # The lease expired during a catalog outage and another daemon took the job over.
+        job_id = holder["worker"].current.id  # type: ignore[union-attr]
+        catalog.release_job(job_id, "test:1")
+        assert catalog.claim_next_job(holder["host"].host_class, "other:1", 60) is not None
+        return result(Outcome.KEPT_FP32)
+
+    worker, host = make_worker(catalog, tree, engine)
+    holder.update(worker=worker, host=host)  # type: ignore[arg-type]
+    job = claim(catalog, host)
+    worker.run_job(job)
+    assert catalog.latest_decision(SHA, host.host_class) is None  # the new holder records its own
+    taken = catalog.get_job(job.id)
+    assert taken.state is JobState.RUNNING and taken.lease_owner == "other:1"
+
+
+def test_stages_are_stored_while_running_and_cleared_after(
+    catalog: Catalog, tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str | None] = []
+    holder: dict[str, int] = {}
+
+    def engine(
+        path: Path, settings: Settings, *, progress: Callable[[str], None], **_: object
+    ) -> EngineResult:
+        for message in ("preflight", "quantizing u8u8", "benchmarking u8u8 against FP32"):
+            progress(message)
+            seen.append(_wait_for_stage(catalog, holder["job"], message))
+        return result(Outcome.KEPT_FP32)
+
+    worker, host = make_worker(catalog, tree, engine)
+    job = claim(catalog, host)
+    holder["job"] = job.id
+    with caplog.at_level(logging.INFO, logger="dqd.daemon.stages"):
+        worker.run_job(job)
+    assert seen == ["preflight", "quantize u8u8", "benchmark u8u8"]
+    finished = catalog.get_job(job.id)
+    assert finished.state is JobState.DONE and finished.stage is None and finished.stage_started_at is None
+    logged = [(r.stage, r.stage_seconds) for r in caplog.records if getattr(r, "action", "") == "job_stage"]  # type: ignore[attr-defined]
+    assert [stage for stage, _ in logged] == ["preflight", "quantize u8u8", "benchmark u8u8"]
+    assert all(seconds >= 0 for _, seconds in logged)
+
+
+def _wait_for_stage(catalog: Catalog, job_id: int, message: str) -> str | None:
+    deadline = time.monotonic() + 5
+    stage = None
+    while time.monotonic() < deadline:
+        stage = catalog.get_job(job_id).stage
+        if stage and stage_name(message) == stage:
+            return stage
+        time.sleep(0.02)
+    return stage
+
+
+def _failures() -> float:
+    return sum(
+        sample.value
+        for family in metrics.JOBS_FAILED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def test_a_path_outside_the_watched_folder_is_not_the_daemons(
+    catalog: Catalog, tree: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(b"fp32 model")
+    worker, host = make_worker(catalog, tree, Engine())
+    (tree / "repo" / "m" / "1" / "model.onnx").unlink()
+    catalog.observe_file(str(outside), SHA, 10)  # as `dqd process` records a file outside the root
+    job = claim(catalog, host)
+    worker.run_job(job)
+    assert catalog.get_job(job.id).state is JobState.CANCELLED  # never run from outside the root
