@@ -205,9 +205,14 @@ class QueryStore(DetailQueries, ReportQueries):
     # --- metrics ---
 
     def latest_outcome_counts(self) -> dict[tuple[str, str], int]:
-        """(host class, outcome) → number of model versions whose latest decision it is."""
+        """(host class, outcome) → number of live model versions whose latest decision it is.
+
+        Live: held by a path that is not removed. Earlier versions of a path and deleted
+        files keep their decisions in the catalog but are no longer anyone's model.
+        """
         d = DecisionRow
-        newest = select(func.max(d.id)).group_by(d.sha256, d.host_class)
+        live = select(ModelPathRow.sha256).where(ModelPathRow.removed_at.is_(None))
+        newest = select(func.max(d.id)).where(d.sha256.in_(live)).group_by(d.sha256, d.host_class)
         stmt = (
             select(d.host_class, d.outcome, func.count())
             .where(d.id.in_(newest))

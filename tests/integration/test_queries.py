@@ -207,6 +207,16 @@ def test_jobs_page(catalog: Catalog) -> None:
     assert [j.id for j in running] == [claimed.id]
 
 
+def test_outcome_counts_are_of_live_models_only(filled: Catalog) -> None:
+    """A path's earlier version and a deleted file keep their decisions but are nobody's model now."""
+    add_model(filled, "resnet/1/model.onnx", now=at(6), host_info=AVX2, sha256=sha_of("resnet-v2"))
+    filled.mark_removed("vad/silero.onnx", now=at(7))
+    assert filled.latest_outcome_counts() == {
+        ("x86_64-avx2", "quantized"): 2,
+        ("x86_64-avx512vnni", "quantized"): 1,
+    }
+
+
 def test_aggregates(filled: Catalog) -> None:
     assert filled.latest_outcome_counts() == {
         ("x86_64-avx2", "quantized"): 1,
