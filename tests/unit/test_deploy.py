@@ -49,3 +49,16 @@ def test_systemd_unit_can_write_the_default_lock_outside_its_private_tmp() -> No
     assert "PrivateTmp=yes" in unit and "ProtectSystem=strict" in unit
     writable = next(line for line in unit.splitlines() if line.startswith("ReadWritePaths="))
     assert "/run/lock" in [path.lstrip("-") for path in writable.split("=", 1)[1].split()]
+
+
+def test_k8s_configuration_is_valid_dqd_settings(tmp_path: Path) -> None:
+    """A typo in the ConfigMap would stop every pod at start-up (exit 2): load it as dqd does."""
+    from dqd.settings import load
+
+    config = tmp_path / "dqd.toml"
+    configmap = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())
+    config.write_text(configmap["data"]["dqd.toml"])
+    settings = load(config)
+    # The mount is polled: the quiet time that applies there is the polling one.
+    assert settings.watch.observer == "polling"
+    assert settings.watch.polling_settle_seconds >= 3 * settings.watch.poll_interval
