@@ -27,10 +27,7 @@ def open_catalog(settings: Settings, *, migrate: bool | None = None, create: boo
     if not create:
         missing = missing_sqlite_file(url)
         if missing is not None:
-            raise CatalogUnavailable(
-                f"no catalog at {missing}: check database_url (DQD_DATABASE_URL, --database-url), "
-                "or create it with `dqd db upgrade` or `dqd run`"
-            )
+            raise CatalogUnavailable(no_catalog_message(missing))
     catalog = Catalog(make_engine(url, create=create))
     if migrate is None:
         migrate = settings.auto_migrate if settings.auto_migrate is not None else catalog.is_sqlite
@@ -45,6 +42,13 @@ def open_catalog(settings: Settings, *, migrate: bool | None = None, create: boo
     return catalog
 
 
+def no_catalog_message(missing: Path) -> str:
+    return (
+        f"no catalog at {missing}: check database_url (DQD_DATABASE_URL, --database-url), "
+        "or create it with `dqd db upgrade` or `dqd run`"
+    )
+
+
 def missing_sqlite_file(url: str) -> Path | None:
     """The SQLite file ``url`` names when it does not exist; None for other URLs and in-memory ones."""
     parsed = make_url(normalize_url(url))
@@ -54,4 +58,4 @@ def missing_sqlite_file(url: str) -> Path | None:
     return None if path.exists() else path
 
 
-__all__ = ["Catalog", "open_catalog"]
+__all__ = ["Catalog", "missing_sqlite_file", "no_catalog_message", "open_catalog"]

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from dqd.catalog import Catalog
+from dqd.catalog import Catalog, missing_sqlite_file, no_catalog_message
 from dqd.catalog.migrate import current_revision, head_revision, upgrade
 from dqd.cli.app import EXIT_UNAVAILABLE, app, config_app, db_app, state
-from dqd.errors import DqdError
+from dqd.errors import CatalogUnavailable, DqdError
 from dqd.settings import Settings, redact_url
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
@@ -33,6 +33,11 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_current(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show the catalog's schema revision and whether it is current."""
     settings = state(ctx).settings()
+    missing = missing_sqlite_file(settings.database_url_plain)
+    if missing is not None:  # asking about a catalog never creates one
+        raise CatalogUnavailable(
+            f"no catalog at {missing}: check database_url, or create it with `dqd db upgrade`"
+        )
     catalog = Catalog.from_url(settings.database_url_plain)
     try:
         current = current_revision(catalog.engine)
@@ -103,6 +108,10 @@ def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 def _check_catalog(url: str, problems: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"url": redact_url(url)}
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        problems.append(no_catalog_message(missing))
+        return report | {"reachable": False, "error": f"no catalog at {missing}"}
     catalog = None
     try:
         catalog = Catalog.from_url(url)

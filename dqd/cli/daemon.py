@@ -170,7 +170,7 @@ def prune(
 @jobs_app.command("retry")
 def jobs_retry(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
     """Put a failed or cancelled job back in the queue with fresh attempts."""
-    with _catalog(state(ctx).settings()) as catalog:
+    with _catalog(state(ctx).settings(), create=False) as catalog:  # a job id implies a catalog
         job = catalog.retry_job(job_id)
     typer.echo(f"job {job.id}: {job.state.value}")
 
@@ -178,7 +178,7 @@ def jobs_retry(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="J
 @jobs_app.command("cancel")
 def jobs_cancel(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
     """Cancel a queued or running job (a running one's result is then discarded)."""
-    with _catalog(state(ctx).settings()) as catalog:
+    with _catalog(state(ctx).settings(), create=False) as catalog:  # a job id implies a catalog
         job = catalog.cancel_job(job_id)
     typer.echo(f"job {job.id}: {job.state.value}")
 

@@ -23,6 +23,11 @@ READ_COMMANDS = [
     ("hosts",),
     ("serve", "--port", "0"),
     ("report", "--out", "report"),
+    # Not reads, but meaningless without a catalog: they must not create one either.
+    ("db", "current"),
+    ("doctor",),
+    ("jobs", "retry", "1"),
+    ("jobs", "cancel", "1"),
 ]
 
 
@@ -44,6 +49,7 @@ def test_a_read_command_on_a_missing_sqlite_file_exits_3_and_creates_nothing(
         pytest.fail(f"dqd {' '.join(args)} did not refuse the missing catalog")
     assert ran.returncode == 3, (ran.stdout, ran.stderr)
     assert str(missing) in ran.stderr and "(none)" not in ran.stdout
+    assert "no catalog at" in ran.stderr
     assert not (tmp_path / "nonexistent").exists(), "the catalog's folder was created"
     assert not (tmp_path / "report").exists()
 
