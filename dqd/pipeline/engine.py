@@ -24,19 +24,13 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.advice import decision_advice
 from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
-from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, ModelSummary, Preflight, node_names, preflight
+from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
-from dqd.pipeline.policy import (
-    Decision,
-    decide_design,
-    decide_pinned,
-    design_specs,
-    is_acceptable,
-    policy_version_for,
-)
+from dqd.pipeline.policy import policy_version_for
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
-from dqd.pipeline.thorough import fit_thorough_inputs, run_ladder
+from dqd.pipeline.search import search
+from dqd.pipeline.thorough import fit_thorough_inputs
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
 
@@ -240,7 +234,16 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         )
         report("running FP32 on the inputs")
         bench.reference_outputs()
-        measured, decision = _search(bench, request, checked.summary)
+        measured, decision = search(
+            bench,
+            checked.summary,
+            pin=request.pin,
+            mode=request.search,
+            host_class=request.host_class,
+            accuracy=request.accuracy,
+            ladder=request.ladder,
+            margin=request.benchmark.margin,
+        )
         advice = decision_advice(
             decision,
             [m.measurement for m in measured if m.measurement is not None],
@@ -264,52 +267,6 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         measured=measured,
         policy_version=decision.policy_version,
     )
-
-
-def _search(
-    bench: Workbench, request: EngineRequest, summary: ModelSummary
-) -> tuple[list[Measured], Decision]:
-    """The per-model pin when there is one, else the search mode's walk over candidates."""
-    margin = request.benchmark.margin
-    if request.pin is not None:
-        return run_pinned(bench, request.pin, margin, request.search)
-    if request.search is SearchMode.THOROUGH:
-        return run_ladder(
-            bench,
-            summary,
-            host_class=request.host_class,
-            accuracy=request.accuracy,
-            settings=request.ladder,
-            margin=margin,
-        )
-    return run_design(bench, bench.prepared.preprocess, margin)
-
-
-def run_design(bench: Workbench, preprocess: str, margin: float) -> tuple[list[Measured], Decision]:
-    """The design two-step: measure U8U8, then U8S8 only if U8U8 does not qualify; decide.
-
-    A search mode is a function of this shape (workbench in, measurements and
-    decision out); the ladder is the other one.
-    """
-    measured: list[Measured] = []
-    for spec in design_specs(preprocess):
-        result = bench.measure(spec, step=spec.name)
-        measured.append(result)
-        if result.measurement is not None and is_acceptable(result.measurement, margin):
-            break
-    decision = decide_design([m.measurement for m in measured if m.measurement], margin=margin)
-    return measured, decision
-
-
-def run_pinned(
-    bench: Workbench, pin: VariantSpec, margin: float, mode: SearchMode
-) -> tuple[list[Measured], Decision]:
-    """Build, gate and time exactly the pinned spec; :func:`decide_pinned` ships it whatever it measured."""
-    measured = bench.measure(pin, step="pinned")
-    assert measured.measurement is not None  # measure always says what happened
-    decision = decide_pinned(measured.measurement, margin=margin)
-    # Recorded under the mode's policy version, so staleness checks treat it like any decision made there.
-    return [measured], replace(decision, policy_version=policy_version_for(mode))
 
 
 def _excluded_nodes(
