@@ -54,6 +54,7 @@ class Daemon:
             "DQD_OUTPUT_DIR": str(workdir / "out"),
             "DQD_LOG_FORMAT": "json",
             "DQD_WATCH__SETTLE_SECONDS": "1",
+            "DQD_WATCH__POLLING_SETTLE_SECONDS": "2",  # the default 30 s is for real network mounts
             "DQD_WATCH__POLL_INTERVAL": "0.25",
             "DQD_WORKER__POLL_SECONDS": "0.25",
             "DQD_WORKER__HEARTBEAT_SECONDS": "0.5",
