@@ -1,0 +1,145 @@
+"""A model's plan: everything that decides how one model is processed, resolved once.
+
+Precedence, lowest to highest: the global settings, every ``[models."<glob>"]``
+section matching the path or the file name (in file order), the model's
+``<stem>.dqd.toml`` sidecar, then a command-line flag (``--search``). Each
+field of the plan says which of these it came from.
+
+Pure: the caller reads the sidecar (``sidecar.load_sidecar``) and hands its
+table in, so reconciliation, the scheduler's staleness check, the worker and
+``dqd process`` resolve a model's plan identically and tests need no files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from dqd.domain import SearchMode, VariantSpec
+from dqd.pipeline.policy import policy_version_for
+from dqd.settings import AccuracySettings, ModelOverrides, Settings
+
+PLAN_FIELDS = ("search", "exclude", "pin", "nodes_to_exclude", "input_shapes", "accuracy")
+
+
+class Source(StrEnum):
+    SETTINGS = "settings"  # the global configuration (or its built-in default)
+    MODELS = "models"  # a [models."<glob>"] section
+    SIDECAR = "sidecar"  # <stem>.dqd.toml beside the model
+    FLAG = "flag"  # a command-line flag
+
+
+class InvalidSidecar(ValueError):
+    """The sidecar's table does not validate; ``key`` names the offending setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    rel_path: str
+    search: SearchMode
+    policy_version: str
+    exclude: bool = False
+    pin: VariantSpec | None = None  # build, gate, time and ship exactly this spec
+    pin_fp32: bool = False  # ship the original without loading it
+    nodes_to_exclude: tuple[str, ...] = ()  # kept in FP32 by every quantized candidate (the pin's too)
+    accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    sources: Mapping[str, Source] = field(default_factory=dict)  # PLAN_FIELDS -> where each came from
+
+    def fingerprint(self) -> str:
+        """What a decision depends on, hashed: a changed plan makes earlier decisions stale."""
+        facts = {
+            "search": self.search.value,
+            "policy_version": self.policy_version,
+            "exclude": self.exclude,
+            "pin": self.pin.to_dict() if self.pin else ("fp32" if self.pin_fp32 else None),
+            "nodes_to_exclude": list(self.nodes_to_exclude),
+            "accuracy": self.accuracy.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def matching_sections(settings: Settings, rel_path: str) -> list[dict[str, Any]]:
+    """The ``[models."<glob>"]`` sections matching the path or the file name, in file order."""
+    name = PurePosixPath(rel_path).name
+    return [
+        section.model_dump(exclude_unset=True)
+        for pattern, section in settings.models.items()
+        if fnmatchcase(rel_path, pattern) or fnmatchcase(name, pattern)
+    ]
+
+
+def merge_layers(layers: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Later layers win; dict-valued keys (input_shapes, accuracy) merge key by key, a pin never."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "pin":
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def validate_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    """The sidecar's table as validated per-model settings (only the keys it sets)."""
+    try:
+        return ModelOverrides.model_validate(dict(sidecar)).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"] if part != "[key]")
+        raise InvalidSidecar(key, error["msg"]) from None
+
+
+def resolve_plan(
+    settings: Settings,
+    sidecar: Mapping[str, Any] | None,
+    rel_path: str,
+    *,
+    search_flag: SearchMode | str | None = None,
+) -> ModelPlan:
+    """The model's plan; :class:`InvalidSidecar` when the sidecar's table does not validate.
+
+    ``sidecar`` is the parsed ``<stem>.dqd.toml`` (``None`` or ``{}``: there is none).
+    """
+    sections = matching_sections(settings, rel_path)
+    own = validate_sidecar(sidecar) if sidecar else {}
+    layers: list[tuple[Source, Mapping[str, Any]]] = [(Source.MODELS, s) for s in sections]
+    layers.append((Source.SIDECAR, own))
+    merged = ModelOverrides.model_validate(merge_layers([layer for _, layer in layers]))
+    sources = {name: Source.SETTINGS for name in PLAN_FIELDS}
+    for source, layer in layers:
+        sources.update({name: source for name in layer if name in sources})
+
+    search = SearchMode(merged.search or settings.search)
+    if search_flag is not None:
+        search, sources["search"] = SearchMode(search_flag), Source.FLAG
+
+    pin = VariantSpec.from_dict(merged.pin) if isinstance(merged.pin, dict) else None
+    # A pin's own nodes_to_exclude join the model's: the engine checks them all against the graph.
+    nodes = tuple(dict.fromkeys((*merged.nodes_to_exclude, *(pin.nodes_to_exclude if pin else ()))))
+    shapes = {**settings.accuracy.input_shapes, **merged.input_shapes}
+    accuracy = settings.accuracy.model_copy(update={**merged.accuracy, "input_shapes": shapes})
+    return ModelPlan(
+        rel_path=rel_path,
+        search=search,
+        policy_version=policy_version_for(search),
+        exclude=merged.exclude,
+        pin=replace(pin, nodes_to_exclude=()) if pin else None,
+        pin_fp32=merged.pin == "fp32",
+        nodes_to_exclude=nodes,
+        accuracy=accuracy,
+        sources=sources,
+    )
