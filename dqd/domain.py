@@ -233,6 +233,7 @@ class DecisionRecord:
     seconds: float | None
     created_at: datetime
     threads: int | None = None  # intra-op threads the variants were timed at
+    path: str | None = None  # the path the engine was given (relative to the watched folder, or absolute)
 
 
 # --- What the engine measured and decided for one model (recorded by the catalog) ---

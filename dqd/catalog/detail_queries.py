@@ -240,7 +240,7 @@ class DetailQueries:
             DecisionView(
                 decision=decision_from_row(r),
                 variant=lookup.get(r.variant_id) if r.variant_id is not None else None,
-                path=(r.details or {}).get("path"),
+                path=r.path,
             )
             for r in rows
         ]

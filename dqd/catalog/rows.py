@@ -131,4 +131,5 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         seconds=row.seconds,
         created_at=_utc(row.created_at),
         threads=row.threads,
+        path=row.path,
     )

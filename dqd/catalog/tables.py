@@ -185,6 +185,8 @@ class DecisionRow(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     # Intra-op threads the variants were timed at; None: nothing was timed (errors, skips).
     threads: Mapped[int | None] = mapped_column(Integer)
+    # The path the engine was given: relative to the watched folder, or absolute (`dqd process`).
+    path: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 

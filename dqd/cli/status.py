@@ -149,7 +149,7 @@ def status(
         recent = catalog.recent_decisions(10)
         blocks = catalog.removal_blocks()
         paths = {d.sha256: catalog.paths_for_content(d.sha256) for d in recent}
-    decisions = [(d, (paths.get(d.sha256) or [str(d.details.get("path"))])[0]) for d in recent]
+    decisions = [(d, (paths.get(d.sha256) or [str(d.path)])[0]) for d in recent]
     data = status_data(depth, running, hosts, decisions, settings.worker, now, blocks)
     if as_json:
         typer.echo(json.dumps(data, indent=2))

@@ -90,3 +90,33 @@ def test_the_cheap_revision_check_agrees_with_alembic(empty_url: str) -> None:
         assert is_current(catalog.engine)
     finally:
         catalog.close()
+
+
+def test_0003_moves_the_decision_path_out_of_details(empty_url: str) -> None:
+    """Decisions recorded before 0003 kept their path inside details; after it, in the column."""
+    from dqd.catalog.tables import DecisionRow
+
+    catalog = Catalog.from_url(empty_url)
+    try:
+        upgrade(catalog.engine, "0002_first_hour")
+        now = "2026-12-01 00:00:00"
+        with catalog.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO model_versions (sha256, size_bytes, first_seen_at) VALUES ('ab', 1, :now)"),
+                {"now": now},
+            )
+            for decision_id, details in ((1, '{"path": "a/m.onnx", "decision": {"x": 1}}'), (2, "{}")):
+                conn.execute(
+                    text(
+                        "INSERT INTO decisions (id, sha256, host_class, ort_version, search_mode, "
+                        "policy_version, outcome, reasons, details, created_at) VALUES "
+                        "(:id, 'ab', 'c', '1', 'design', 'p', 'kept_fp32', '[]', :details, :now)"
+                    ),
+                    {"id": decision_id, "details": details, "now": now},
+                )
+        upgrade(catalog.engine)
+        with catalog.tx.read() as session:
+            rows = {r.id: (r.path, r.details) for r in session.query(DecisionRow).order_by(DecisionRow.id)}
+        assert rows == {1: ("a/m.onnx", {"decision": {"x": 1}}), 2: (None, {})}
+    finally:
+        catalog.close()
