@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, as_utc
-from dqd.catalog.rows import decision_from_row, path_from_row, variant_from_row
+from dqd.catalog.rows import decision_from_row, path_from_row, speedup_interval, variant_from_row
 from dqd.catalog.tables import (
     AccuracyRow,
     BenchmarkRow,
@@ -216,9 +216,7 @@ class DetailQueries:
                 p90_ms=r.p90_ms,
                 p99_ms=r.p99_ms,
                 speedup=r.speedup,
-                speedup_ci=(r.speedup_ci_low, r.speedup_ci_high)
-                if r.speedup_ci_low is not None and r.speedup_ci_high is not None
-                else None,
+                speedup_ci=speedup_interval(r.speedup_ci_low, r.speedup_ci_high),
                 peak_rss_bytes=r.peak_rss_bytes,
                 samples_ms=[float(s) for s in r.samples_ms or []],
                 created_at=as_utc(r.created_at),  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, aliased
 from dqd.catalog.db import Transactions, as_utc
 from dqd.catalog.detail_queries import DetailQueries, headline_accuracy
 from dqd.catalog.report_queries import ReportQueries
-from dqd.catalog.rows import job_from_row
+from dqd.catalog.rows import job_from_row, speedup_interval
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
 from dqd.catalog.views import (
     AccuracySummary,
@@ -241,7 +241,7 @@ def _latest_decision(
         variant=variant,
         variant_id=variant_id,
         speedup=speedup,
-        speedup_ci=(ci_low, ci_high) if ci_low is not None and ci_high is not None else None,
+        speedup_ci=speedup_interval(ci_low, ci_high),
         accuracy=accuracy,
         created_at=as_utc(created_at),  # type: ignore[arg-type]
         threads=threads,

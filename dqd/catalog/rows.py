@@ -107,12 +107,13 @@ def variant_from_row(row: VariantRow) -> VariantRecord:
     )
 
 
+def speedup_interval(low: float | None, high: float | None) -> tuple[float, float] | None:
+    """A speed-up's confidence interval from its two columns (decisions and benchmark runs alike)."""
+    return (low, high) if low is not None and high is not None else None
+
+
 def decision_from_row(row: DecisionRow) -> DecisionRecord:
-    ci = (
-        (row.speedup_ci_low, row.speedup_ci_high)
-        if row.speedup_ci_low is not None and row.speedup_ci_high is not None
-        else None
-    )
+    ci = speedup_interval(row.speedup_ci_low, row.speedup_ci_high)
     return DecisionRecord(
         id=row.id,
         sha256=row.sha256,
