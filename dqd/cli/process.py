@@ -86,8 +86,8 @@ def process_one(
     which logs a bad sidecar and goes on, here it is the model's error.
     ``--search`` wins over a model's own ``search``.
     """
-    from dqd.daemon.sidecar import SidecarError, resolve_overrides
     from dqd.pipeline.engine import invalid_settings_result, process_model
+    from dqd.sidecar import SidecarError, resolve_overrides
 
     folder = root or model.parent
     try:
