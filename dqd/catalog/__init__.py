@@ -49,13 +49,21 @@ def no_catalog_message(missing: Path) -> str:
     )
 
 
-def missing_sqlite_file(url: str) -> Path | None:
-    """The SQLite file ``url`` names when it does not exist; None for other URLs and in-memory ones."""
+def sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names; None for other URLs and in-memory ones."""
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
-    path = Path(parsed.database).expanduser().absolute()
+    return Path(parsed.database).expanduser()
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist; None for other URLs and in-memory ones."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    path = path.absolute()
     return None if path.exists() else path
 
 
-__all__ = ["Catalog", "missing_sqlite_file", "no_catalog_message", "open_catalog"]
+__all__ = ["Catalog", "missing_sqlite_file", "no_catalog_message", "open_catalog", "sqlite_file"]

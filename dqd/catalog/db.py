@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from dqd.errors import CatalogError, CatalogUnavailable
 from dqd.settings import redact_url
+from dqd.text import first_line
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -129,12 +130,10 @@ class Transactions:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise CatalogUnavailable(
                     f"catalog {redact_url(str(self.engine.url.render_as_string(hide_password=True)))} "
-                    f"unavailable: {_first_line(exc.orig) if exc.orig else exc}"
+                    f"unavailable: {first_line(exc.orig, limit=None) if exc.orig else exc}"
                 ) from exc
-            raise CatalogError(f"catalog error: {_first_line(exc.orig) if exc.orig else exc}") from exc
+            raise CatalogError(
+                f"catalog error: {first_line(exc.orig, limit=None) if exc.orig else exc}"
+            ) from exc
         except SQLAlchemyError as exc:
             raise CatalogError(f"catalog error: {exc}") from exc
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

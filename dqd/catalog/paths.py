@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,12 +175,6 @@ class PathStore:
                 .order_by(ModelPathRow.path)
             )
             return list(session.scalars(stmt))
-
-    def set_summary(self, sha256: str, summary: Mapping[str, Any]) -> None:
-        with self.tx.write() as session:
-            row = session.get(ModelVersionRow, sha256)
-            if row is not None:
-                row.summary = dict(summary)
 
 
 def _held_elsewhere(session: Session, sha256: str, *, path_id: int | None) -> bool:

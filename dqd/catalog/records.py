@@ -201,16 +201,6 @@ class RecordStore:
         session.flush()
         return row.id
 
-    def find_variant(self, sha256: str, spec: VariantSpec, ort_version: str) -> VariantRecord | None:
-        """A variant already made for this content, spec and onnxruntime version (files are reused)."""
-        with self.tx.read() as session:
-            row = session.scalar(
-                select(VariantRow).where(
-                    VariantRow.source_sha256 == sha256, VariantRow.spec_key == spec.key(ort_version)
-                )
-            )
-            return variant_from_row(row) if row is not None else None
-
     def latest_decision(
         self, sha256: str, host_class: str, *, ort_version: str | None = None
     ) -> DecisionRecord | None:
@@ -237,20 +227,6 @@ class RecordStore:
         with self.tx.read() as session:
             row = session.get(VariantRow, variant_id)
             return variant_from_row(row) if row is not None else None
-
-    def content_shas(self, *, include_removed: bool = False) -> list[str]:
-        """Every model version currently at some path (all of them with include_removed)."""
-        from dqd.catalog.tables import ModelPathRow
-
-        with self.tx.read() as session:
-            if include_removed:
-                return list(session.scalars(select(ModelVersionRow.sha256).order_by(ModelVersionRow.sha256)))
-            stmt = (
-                select(ModelPathRow.sha256)
-                .where(ModelPathRow.removed_at.is_(None), ModelPathRow.sha256.is_not(None))
-                .distinct()
-            )
-            return sorted(s for s in session.scalars(stmt) if s)
 
 
 def _jsonable(value: Any) -> Any:

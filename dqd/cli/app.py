@@ -8,7 +8,6 @@ processed model ended in ``error``); 2 usage or configuration error;
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -171,7 +170,3 @@ def _hide_flag_metavars(command: Any) -> None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
         _hide_flag_metavars(sub)
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)

@@ -77,8 +77,8 @@ def _reconciler(catalog: Catalog, settings: Settings) -> Any:
 
     from dqd.daemon.filters import PathFilter
     from dqd.daemon.reconcile import Reconciler
-    from dqd.daemon.sidecar import overrides_for
     from dqd.hostinfo import detect_host
+    from dqd.sidecar import overrides_for
 
     root = Path(os.path.abspath(settings.watch_dir))
     skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
@@ -198,8 +198,8 @@ def requantize(
     from functools import partial
 
     from dqd.daemon.scheduler import current_policy, enqueue_stale
-    from dqd.daemon.sidecar import overrides_for
     from dqd.hostinfo import detect_host
+    from dqd.sidecar import overrides_for
 
     if sum([bool(models), all_models, stale]) != 1:
         raise UsageError("give model paths, --all or --stale (exactly one)")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +22,11 @@ from dqd.settings import Settings
 def process(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path], typer.Argument(help="ONNX files, or folders searched for *.onnx.", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="ONNX files, or folders searched for models (watch.include minus watch.exclude).",
+            show_default=False,
+        ),
     ],
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Intra-op threads for timing (benchmark.threads).")
@@ -39,7 +44,7 @@ def process(
     flags: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
     settings = state(ctx).settings(**flags)
     configure_logging(settings)
-    models = expand_paths(paths)
+    models = expand_paths(paths, settings)
     host = detect_host()
     catalog = open_catalog(settings)
     any_error = False
@@ -86,8 +91,8 @@ def process_one(
     which logs a bad sidecar and goes on, here it is the model's error.
     ``--search`` wins over a model's own ``search``.
     """
-    from dqd.daemon.sidecar import SidecarError, resolve_overrides
     from dqd.pipeline.engine import invalid_settings_result, process_model
+    from dqd.sidecar import SidecarError, resolve_overrides
 
     folder = root or model.parent
     try:
@@ -113,19 +118,50 @@ def _progress_printer(prefix: str) -> Callable[[str], None]:
     return show
 
 
-def expand_paths(paths: list[Path]) -> list[tuple[Path, Path | None]]:
-    """Files as given; folders become their ``*.onnx`` files, with the folder as the model root."""
+def expand_paths(paths: list[Path], settings: Settings) -> list[tuple[Path, Path | None]]:
+    """Files as given; folders become the models the daemon would see there, with the folder as root.
+
+    A folder is read with the daemon's :class:`PathFilter`: ``watch.include``
+    names the models, ``watch.exclude`` (dot-files and dot-folders, temporary
+    download suffixes by default) and dqd's own output and publish folders are
+    left out. A symlinked file is read wherever it points (the caller named the
+    folder); symlinked folders are not entered.
+    """
     models: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
-            models.extend((found, path) for found in sorted(path.rglob("*.onnx")))
+            models.extend((found, path) for found in models_in(path, settings))
         elif path.exists():
             models.append((path, None))
         else:
             raise UsageError(f"no such file or folder: {path}")
     if not models:
-        raise UsageError("no .onnx files found in the given folders")
+        raise UsageError(
+            f"no models found in the given folders: none matches watch.include {settings.watch.include} "
+            f"outside watch.exclude {settings.watch.exclude}"
+        )
     return models
+
+
+def models_in(folder: Path, settings: Settings) -> list[Path]:
+    """The files under ``folder`` the daemon's filter classifies as models, sorted."""
+    from dqd.daemon.filters import Kind, PathFilter
+
+    skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
+    path_filter = PathFilter(folder, settings.watch.include, settings.watch.exclude, skip)
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(folder):
+        here = Path(directory)
+        # Prune excluded folders (dot-folders, dqd-out) instead of classifying every file below them.
+        subdirs[:] = [d for d in subdirs if path_filter.excluded(_rel(here / d, folder)) is None]
+        for name in files:
+            if path_filter.classify(here / name, check_links=False).kind is Kind.MODEL:
+                found.append(here / name)
+    return sorted(found)
+
+
+def _rel(path: Path, folder: Path) -> PurePosixPath:
+    return PurePosixPath(path.relative_to(folder).as_posix())
 
 
 def result_json(result: EngineResult) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-SIDECAR_SUFFIX = ".dqd.toml"
+from dqd.sidecar import SIDECAR_SUFFIX
 
 
 class Kind(StrEnum):

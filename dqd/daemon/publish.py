@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from dqd.daemon.filters import SIDECAR_SUFFIX
 from dqd.fileperms import make_shared
 from dqd.modelfile import model_files
+from dqd.sidecar import SIDECAR_SUFFIX
 
 _SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", SIDECAR_SUFFIX, ".samples.npz")
 TRITON_CONFIG = "config.pbtxt"

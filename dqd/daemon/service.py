@@ -23,10 +23,9 @@ from pathlib import Path
 from types import FrameType
 
 import psutil
-from sqlalchemy.engine import make_url
 
 from dqd import metrics
-from dqd.catalog import open_catalog
+from dqd.catalog import open_catalog, sqlite_file
 from dqd.daemon.api_thread import ApiThread
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
@@ -34,7 +33,6 @@ from dqd.daemon.publisher import Publisher
 from dqd.daemon.reconcile import FileBusy, Reconciler
 from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy
 from dqd.daemon.settle import Ready, SettleTracker
-from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.watcher import ModelWatcher
 from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.daemon.writers import held_open_for_writing
@@ -43,15 +41,9 @@ from dqd.errors import CatalogError, EnvironmentFailure, ModelError
 from dqd.hostinfo import detect_host
 from dqd.hostlock import check_lock, fallback_warning
 from dqd.settings import Settings, redact_url
+from dqd.sidecar import overrides_for
 
 logger = logging.getLogger(__name__)
-
-
-def sqlite_file(url: str) -> Path | None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database).expanduser()
 
 
 def warn_if_sqlite_on_network(url: str, mounts: list[Mount] | None = None) -> str | None:

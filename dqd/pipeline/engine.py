@@ -73,7 +73,7 @@ def process_model(
     """Quantize, check, benchmark and decide for ``path`` on this host; see the module docstring.
 
     ``overrides`` are the model's per-model settings as the caller resolved them
-    (:mod:`dqd.daemon.sidecar`); ``settings.models`` is not consulted here.
+    (:mod:`dqd.sidecar`); ``settings.models`` is not consulted here.
     ``search`` wins over ``overrides.search``, which wins over ``settings.search``.
     """
     started = time.monotonic()

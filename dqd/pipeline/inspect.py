@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, TensorProto
 
 from dqd.domain import Outcome
+from dqd.text import first_line
 
 MIN_AI_ONNX_OPSET = 10
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
@@ -106,8 +107,8 @@ def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
         # The path form reads external data itself and copes with > 2 GB models.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Preflight(summary, Outcome.ERROR, (f"onnx.checker rejected the model: {first_line}",))
+        reason = f"onnx.checker rejected the model: {first_line(exc, limit=None)}"
+        return Preflight(summary, Outcome.ERROR, (reason,))
     return Preflight(summary, None, ())
 
 

@@ -152,7 +152,7 @@ def ladder_numbers(
     margin: float,
     noise: float,
 ) -> dict[str, Any]:
-    """Everything the catalog keeps about this ladder (``EngineResult.details["ladder"]``)."""
+    """Everything the catalog keeps about this ladder (``EngineResult.details["decision"]``)."""
     rungs: list[dict[str, Any]] = []
     for result in results:
         m = result.measurement

@@ -18,6 +18,8 @@ from pathlib import Path
 import onnx
 from onnx import GraphProto, ModelProto
 
+from dqd.text import first_line
+
 logger = logging.getLogger(__name__)
 
 # Above this the prepared model is written with external data: protobuf refuses
@@ -59,7 +61,7 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
             label = name
             break
         except Exception as exc:  # the pre-processor raises anything from AssertionError to KeyError
-            notes.append(f"{name} failed: {type(exc).__name__}: {_first_line(exc)}")
+            notes.append(f"{name} failed: {first_line(exc, with_type=True)}")
             logger.debug("pre-processing path %s failed for %s", name, source, exc_info=True)
     model = onnx.load(str(target if label != PREPROCESS_RAW else source))
     folded = fold_constant_weights(model)
@@ -140,8 +142,3 @@ def save_model(model: ModelProto, path: Path, *, large: bool) -> None:
         )
     else:
         onnx.save_model(model, str(path))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"

@@ -25,6 +25,7 @@ from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256
 from dqd.pipeline.prepare import save_model
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def build_variant(
                 None,
                 None,
                 time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {_first_line(exc)}",
+                error=first_line(exc, with_type=True),
             )
         model = onnx.load(str(raw))
         stamp_provenance(model, spec, provenance)
@@ -195,8 +196,3 @@ def _result(
         quantize_seconds=seconds,
         notes=(*notes, "reused an existing file with the same key") if reused else notes,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"

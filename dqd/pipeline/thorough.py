@@ -50,6 +50,7 @@ from dqd.pipeline.stateful import (
 )
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.settings import AccuracySettings, LadderSettings
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 # Longer symbolic dims to try when FP32 rejects the synthetic feed (signal models
@@ -154,7 +155,8 @@ def run_ladder(
         logger.warning("stream evaluation of %s failed: %s", bench.source, exc)
         stream = None
         pairs = [[p.input, p.output] for p in find_state_pairs(summary.inputs, summary.outputs)]
-        stateful = {"pairs": pairs, "error": f"FP32 fails over a stream: {_first_line(exc)}; gated per call"}
+        why = first_line(exc, limit=200, with_type=True)
+        stateful = {"pairs": pairs, "error": f"FP32 fails over a stream: {why}; gated per call"}
     ladder = _Ladder(bench, plan, stream, time.monotonic)
     ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
     started = ladder.clock()
@@ -282,7 +284,7 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
     except EnvironmentFailure:
         raise  # the host lock, not the finalists
     except Exception as exc:  # keep the separate timings; the decision says no playoff ran
-        logger.warning("playoff of %s failed: %s", names, _first_line(exc))
+        logger.warning("playoff of %s failed: %s", names, first_line(exc, limit=200, with_type=True))
         return None
     measured[names[0]].benchmarks.append(timed[0])  # the playoff's FP32 baseline
     by_name = dict(zip(names, timed[1:], strict=True))
@@ -309,7 +311,7 @@ def check_accuracy(
         session = create_session(path, bench.threads)
         steps = run_stream(lambda feed: session.run(None, dict(feed)), names, stream.feeds, stream.pairs)
     except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash
-        reason = f"variant fails over a stream: {_first_line(exc)}"
+        reason = f"variant fails over a stream: {first_line(exc, limit=200, with_type=True)}"
         decisive = AccuracyResult(spec, source, {}, False, reason, True)
     else:
         metrics, passed, reason = judge_stream(names, stream.reference, steps, bench.thresholds)
@@ -333,7 +335,7 @@ def _time(
         raise  # the host lock, not the variant
     except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
         logger.debug("benchmark of %s failed", rung.name, exc_info=True)
-        return replace(measurement, benchmark_error=_first_line(exc))
+        return replace(measurement, benchmark_error=first_line(exc, limit=200, with_type=True))
     timed = measured.benchmarks[1]
     return replace(measurement, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
 
@@ -349,8 +351,3 @@ def graph_digest(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__

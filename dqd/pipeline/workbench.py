@@ -25,6 +25,7 @@ from dqd.pipeline.policy import VariantMeasurement
 from dqd.pipeline.prepare import PreparedModel
 from dqd.pipeline.quantize import build_variant
 from dqd.settings import BenchmarkSettings
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 Outputs = list[list[Any]]  # per feed, the model's outputs in order
@@ -83,7 +84,7 @@ class Workbench:
                 except Exception as exc:
                     raise ModelError(
                         f"the FP32 model fails on its {inputs.source.value} inputs ({inputs.description}): "
-                        f"{_first_line(exc)}; provide a <stem>.samples.npz beside the model or set "
+                        f"{first_line(exc)}; provide a <stem>.samples.npz beside the model or set "
                         "accuracy.input_shapes",
                         path=str(self.source),
                     ) from exc
@@ -149,7 +150,7 @@ class Workbench:
             raise  # the host lock, not the variant
         except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
-            benchmark_error = _first_line(exc)
+            benchmark_error = first_line(exc)
         timed = measured.benchmarks[1] if measured.benchmarks else None
         measured.measurement = VariantMeasurement(
             spec,
@@ -168,7 +169,7 @@ class Workbench:
         try:
             session = create_session(path, self.threads)
         except Exception as exc:
-            reason = f"onnxruntime cannot load the variant: {_first_line(exc)}"
+            reason = f"onnxruntime cannot load the variant: {first_line(exc)}"
             return [
                 AccuracyResult(spec, s.source, {}, False, reason, i == 0)
                 for i, s in enumerate(self.input_sets)
@@ -184,7 +185,7 @@ class Workbench:
                         inputs.source,
                         {},
                         False,
-                        f"variant fails to run: {_first_line(exc)}",
+                        f"variant fails to run: {first_line(exc)}",
                         index == 0,
                     )
                 )
@@ -193,8 +194,3 @@ class Workbench:
             passed, reason = gate(metrics, self.thresholds)
             results.append(AccuracyResult(spec, inputs.source, metrics, passed, reason, decisive=index == 0))
         return results
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

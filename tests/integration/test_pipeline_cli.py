@@ -113,3 +113,35 @@ def test_human_output_without_json(tmp_path: Path) -> None:
 def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     done = run_process(tmp_path, str(tmp_path / "nope.onnx"))
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def test_a_folder_yields_the_models_the_daemon_would_take(tmp_path: Path) -> None:
+    """The daemon's PathFilter, not a glob of its own: dot-files, temporary and excluded files,
+    and dqd's own output folder inside the tree are not models."""
+    for rel in (
+        "keep.onnx",
+        "sub/keep.onnx",
+        ".hidden.onnx",  # a dot-file (exclude ".*")
+        ".cache/cached.onnx",  # under a dot-folder
+        "download.onnx.tmp",  # a temporary download suffix
+        "drafts/draft.onnx",  # the configured exclude
+        "out/previous.onnx",  # dqd's output_dir (DQD_OUTPUT_DIR=out, under the folder given)
+        "other.ort",  # not an include glob
+    ):
+        models.save(models.nothing_quantizable(), tmp_path / rel)
+    config = tmp_path / "dqd.toml"
+    config.write_text('[watch]\nexclude = [".*", "*.tmp", "drafts"]\n')
+
+    done = run_process(tmp_path, str(tmp_path), "--json", config=config)
+
+    assert done.returncode == 0, done.stderr
+    paths = [
+        Path(json.loads(line)["path"]).relative_to(tmp_path).as_posix() for line in done.stdout.splitlines()
+    ]
+    assert paths == ["keep.onnx", "sub/keep.onnx"]
+
+
+def test_a_folder_without_models_names_the_rules(tmp_path: Path) -> None:
+    models.save(models.nothing_quantizable(), tmp_path / "models" / ".hidden.onnx")
+    done = run_process(tmp_path, str(tmp_path / "models"))
+    assert done.returncode == 2 and "no models found" in done.stderr and "watch.include" in done.stderr

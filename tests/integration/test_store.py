@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from dqd.catalog import Catalog
+from dqd.catalog.rows import variant_from_row
+from dqd.catalog.tables import VariantRow
 from dqd.domain import (
     AccuracyResult,
     BenchmarkResult,
@@ -15,6 +18,7 @@ from dqd.domain import (
     InputSource,
     LatencyStats,
     Outcome,
+    VariantRecord,
     VariantResult,
     VariantSpec,
     WeightType,
@@ -108,6 +112,17 @@ def _result(outcome: Outcome, selected: VariantSpec | None) -> EngineResult:
     )
 
 
+def _find_variant(catalog: Catalog, sha256: str, spec: VariantSpec, ort_version: str) -> VariantRecord | None:
+    """The variant row recorded for this content, spec and onnxruntime version (its unique key)."""
+    with catalog.tx.read() as session:
+        row = session.scalar(
+            select(VariantRow).where(
+                VariantRow.source_sha256 == sha256, VariantRow.spec_key == spec.key(ort_version)
+            )
+        )
+        return variant_from_row(row) if row is not None else None
+
+
 def test_record_engine_result_round_trip(catalog: Catalog) -> None:
     host = make_host()
     catalog.upsert_host(host)
@@ -121,9 +136,9 @@ def test_record_engine_result_round_trip(catalog: Catalog) -> None:
     assert decision.variant_id is not None
     variant = catalog.get_variant(decision.variant_id)
     assert variant is not None and variant.spec == u8u8 and variant.output_path == "/out/a.onnx"
-    reused = catalog.find_variant(SHA_A, u8u8, "1.32.0")
+    reused = _find_variant(catalog, SHA_A, u8u8, "1.32.0")
     assert reused is not None and reused.id == variant.id
-    assert catalog.find_variant(SHA_A, u8u8, "1.33.0") is None
+    assert _find_variant(catalog, SHA_A, u8u8, "1.33.0") is None
 
     # A second decision (another ORT run) keeps history and reuses the variant row.
     later = catalog.record_engine_result(host, _result(Outcome.KEPT_FP32, None), now=T0 + timedelta(days=1))

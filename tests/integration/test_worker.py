@@ -18,13 +18,13 @@ import pytest
 
 from dqd import metrics
 from dqd.catalog import Catalog
-from dqd.daemon.sidecar import overrides_for
 from dqd.daemon.stages import stage_name
 from dqd.daemon.worker import Worker
 from dqd.domain import EngineResult, HostInfo, JobState, Outcome, VariantResult, VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.hostinfo import detect_host
 from dqd.settings import ModelOverrides, Settings
+from dqd.sidecar import overrides_for
 
 SHA = "d" * 64
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dqd.daemon.sidecar import SidecarError, overrides_for, resolve_overrides
 from dqd.settings import Settings
+from dqd.sidecar import SidecarError, overrides_for, resolve_overrides
 
 
 def settings(**models: dict[str, object]) -> Settings:

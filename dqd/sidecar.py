@@ -18,11 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dqd.daemon.filters import SIDECAR_SUFFIX
 from dqd.errors import DqdError
 from dqd.settings import ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".dqd.toml"
 
 
 def sidecar_path(model: Path) -> Path:

@@ -1,0 +1,22 @@
+"""Short, one-line renderings of errors for logs, reasons and catalog rows."""
+
+from __future__ import annotations
+
+# Long enough for an onnxruntime or driver message, short enough for a table cell.
+ERROR_TEXT_LIMIT = 300
+
+
+def first_line(error: BaseException, *, limit: int | None = ERROR_TEXT_LIMIT, with_type: bool = False) -> str:
+    """The first line of ``error``'s message, cut at ``limit`` characters (None: no cut).
+
+    A message-less exception (a bare ``assert`` in a library) reads as its type
+    name, never as an empty string; ``with_type`` prefixes the type name
+    (``KeyError: 'x'``), for callers whose message alone would not say what failed.
+    """
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0]
+    if limit is not None:
+        line = line[:limit]
+    return f"{type(error).__name__}: {line}" if with_type else line
