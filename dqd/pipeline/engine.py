@@ -24,7 +24,7 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.advice import decision_advice
 from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
-from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, Preflight, node_names, preflight
+from dqd.pipeline.inspect import Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
 from dqd.pipeline.policy import policy_version_for
 from dqd.pipeline.prepare import PreparedModel, prepare_model
@@ -32,6 +32,7 @@ from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, var
 from dqd.pipeline.search import search
 from dqd.pipeline.thorough import fit_thorough_inputs
 from dqd.pipeline.workbench import Measured, Workbench
+from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
