@@ -33,6 +33,7 @@ from dqd.pipeline.search import search
 from dqd.pipeline.thorough import fit_thorough_inputs
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.scratchnames import WORK_PREFIX
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".dqd-work-", dir=directory))
+        scratch = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
     try:

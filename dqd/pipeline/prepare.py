@@ -20,6 +20,7 @@ from onnx import GraphProto, ModelProto
 
 from dqd.modelfile import own_data_file
 from dqd.onnxgraph import walk_graphs
+from dqd.scratchnames import PREPARE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large
     # directory* when it gives up: work in a scratch folder, and make it the cwd (this
     # runs in the isolated child, so changing the process's cwd affects nothing else).
     with (
-        tempfile.TemporaryDirectory(prefix="dqd-pre-", dir=target.parent) as scratch,
+        tempfile.TemporaryDirectory(prefix=PREPARE_PREFIX, dir=target.parent) as scratch,
         contextlib.chdir(scratch),
     ):
         out = Path(scratch) / target.name

@@ -25,6 +25,7 @@ from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, model_files, unit_stat
 from dqd.pipeline.prepare import save_model
+from dqd.scratchnames import BUILD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def build_variant(
         return _result(spec, ort_version, target, 0.0, reused=True)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".dqd-build-", dir=directory))
+        scratch = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
     started = time.perf_counter()
