@@ -264,6 +264,14 @@ def test_the_time_budget_stops_the_ladder_and_names_the_rest() -> None:
     assert "u8s8, " in reason and "u8u8-gemm+matmul" in reason
 
 
+def test_a_rung_that_just_fits_the_budget_runs() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    step = next_step(
+        plan, [measured(plan.rungs[0], seconds=5.0)], [], elapsed=5.0, budget=10.0, margin=MARGIN
+    )
+    assert step.rung is not None  # 5 s used + about 5 s expected = the 10 s budget: not over it
+
+
 def test_the_first_rung_always_runs_even_on_a_tiny_budget() -> None:
     plan = plan_ladder(TRANSFORMER, VNNI, "pp")
     step = next_step(plan, [], [], elapsed=0.0, budget=0.5, margin=MARGIN)
