@@ -34,3 +34,17 @@ def test_one_definition() -> None:
 
     assert ladder.DYNAMIC_OPS is DYNAMIC_OPS
     assert inspect.QUANTIZABLE_WEIGHT_INPUTS is QUANTIZABLE_WEIGHT_INPUTS
+
+
+def test_the_ladders_op_groups_are_quantizable_ops() -> None:
+    from dqd.pipeline.ladder_rules import CONV_OPS, MATMUL_OPS, PER_CHANNEL_OPS, SUBSET_REACH, WEIGHT_TYPE_OPS
+
+    groups = [
+        CONV_OPS,
+        MATMUL_OPS,
+        PER_CHANNEL_OPS,
+        WEIGHT_TYPE_OPS,
+        *(r for r in SUBSET_REACH.values() if r),
+    ]
+    strays = sorted({op for group in groups for op in group} - DYNAMIC_OPS)
+    assert not strays, f"ladder_rules names ops the dynamic quantizer does not rewrite: {strays}"
