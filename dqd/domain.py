@@ -239,13 +239,17 @@ class DecisionRecord:
 # --- What the engine measured and decided for one model (recorded by the catalog) ---
 
 
+# Latency samples kept per benchmark (evenly thinned), measured and stored alike.
+MAX_STORED_SAMPLES = 200
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     median_ms: float
     p90_ms: float
     p99_ms: float
     rounds: int
-    samples_ms: tuple[float, ...] = ()  # kept (capped) for the report's distributions
+    samples_ms: tuple[float, ...] = ()  # at most MAX_STORED_SAMPLES, for the report's distributions
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,14 @@ bytes in the same digest, so changing only ``x.onnx.data`` is a new version.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
+from onnx import TensorProto
 
 from dqd.errors import ModelError
+from dqd.onnxgraph import all_tensors
 
 HASH_CHUNK = 1 << 20
 # Every external-data entry carries this key; a file without these bytes has none,
@@ -40,6 +40,11 @@ def content_sha256(path: Path) -> str:
 def model_files(path: Path) -> list[Path]:
     """The model file, then the external-data files it references (sorted); ModelError if one is missing."""
     return [path, *(_data_file(path, rel) for rel in external_data_locations(path))]
+
+
+def own_data_file(path: Path) -> Path:
+    """Where dqd writes the external data of a model saved at ``path``: ``<name>.data``, like onnxruntime."""
+    return path.with_name(path.name + ".data")
 
 
 def unit_stat(path: Path) -> tuple[int, int]:
@@ -72,7 +77,7 @@ def _parse_locations(path: Path) -> list[str]:
         return []
     base = path.parent.resolve()
     found = set()
-    for tensor in _all_tensors(model):
+    for tensor in all_tensors(model):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
@@ -108,44 +113,3 @@ def _stream(path: Path, digest: hashlib._Hash | None) -> bool:
             found = found or _LOCATION_KEY in tail + chunk
             tail = chunk[1 - len(_LOCATION_KEY) :]
     return found
-
-
-def _all_tensors(model: ModelProto) -> Iterator[TensorProto]:
-    """Initializers (dense and sparse) and attribute tensors (Constant nodes), in every graph."""
-    bodies = (sub for function in model.functions for node in function.node for sub in _node_subgraphs(node))
-    for top in (model.graph, *bodies):
-        for graph in _with_subgraphs(top):
-            yield from graph.initializer
-            for sparse in graph.sparse_initializer:
-                yield from (sparse.values, sparse.indices)
-            for node in graph.node:
-                yield from _node_tensors(node)
-    for function in model.functions:  # local functions hold Constant nodes too
-        for node in function.node:
-            yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[TensorProto]:
-    for attr in node.attribute:
-        if attr.type == AttributeProto.TENSOR:
-            yield attr.t
-        elif attr.type == AttributeProto.TENSORS:
-            yield from attr.tensors
-        elif attr.type == AttributeProto.SPARSE_TENSOR:
-            yield from (attr.sparse_tensor.values, attr.sparse_tensor.indices)
-
-
-def _node_subgraphs(node: onnx.NodeProto) -> Iterator[GraphProto]:
-    for attr in node.attribute:
-        if attr.type == AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == AttributeProto.GRAPHS:
-            yield from attr.graphs
-
-
-def _with_subgraphs(graph: GraphProto) -> Iterator[GraphProto]:
-    """The graph and every If/Loop/Scan body inside it, recursively."""
-    yield graph
-    for node in graph.node:
-        for sub in _node_subgraphs(node):
-            yield from _with_subgraphs(sub)

@@ -9,13 +9,14 @@ from pathlib import Path
 from dqd.api.report_pages import render_index, render_model
 from dqd.catalog import Catalog
 from dqd.fileperms import make_shared
+from dqd.scratchnames import TMP_SUFFIX
 
 
 def _write(path: Path, text: str) -> None:
     # Written beside the target and renamed: a browser never sees a half-written page.
     # Never world-writable, even under umask 000: others could swap the pages.
     path.parent.mkdir(mode=0o775, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -19,9 +19,15 @@ from dqd.catalog.tables import (
     ModelVersionRow,
     VariantRow,
 )
-from dqd.domain import DecisionRecord, EngineResult, HostInfo, VariantRecord, VariantResult, VariantSpec
-
-MAX_STORED_SAMPLES = 200  # latency samples per benchmark kept for the report
+from dqd.domain import (
+    MAX_STORED_SAMPLES,
+    DecisionRecord,
+    EngineResult,
+    HostInfo,
+    VariantRecord,
+    VariantResult,
+    VariantSpec,
+)
 
 
 class RecordStore:

@@ -24,8 +24,9 @@ from pathlib import Path
 from dqd.fileperms import make_shared
 from dqd.modelfile import model_files
 from dqd.sidecar import SIDECAR_SUFFIX
+from dqd.scratchnames import PARTIAL_SUFFIXES, TMP_SUFFIX
 
-_SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", SIDECAR_SUFFIX, ".samples.npz")
+_SKIP_SUFFIXES = (*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, ".samples.npz")
 TRITON_CONFIG = "config.pbtxt"
 MTIME_SLACK_NS = 2_000_000_000  # filesystems that keep coarse mtimes (FAT: 2 s) still compare equal
 
@@ -111,7 +112,7 @@ def apply_plan(plan: list[Copy]) -> int:
 def copy_atomic(source: Path, target: Path) -> None:
     """Copy under a temporary name, readable as the umask allows (dqd.fileperms), then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from dqd.domain import BenchmarkResult, LatencyStats, VariantSpec
+from dqd.domain import MAX_STORED_SAMPLES, BenchmarkResult, LatencyStats, VariantSpec
 from dqd.settings import BenchmarkSettings
 
-KEPT_SAMPLES = 200
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_MAX_PAIRS = 4000  # the most recent pairs; enough for a stable interval, bounded cost
 
@@ -36,13 +35,13 @@ def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
     values = np.asarray(samples_ms, dtype=np.float64)
     if values.size == 0:
         return LatencyStats(median_ms=float("nan"), p90_ms=float("nan"), p99_ms=float("nan"), rounds=0)
-    step = max(1, values.size // KEPT_SAMPLES)
+    step = max(1, values.size // MAX_STORED_SAMPLES)
     return LatencyStats(
         median_ms=float(np.median(values)),
         p90_ms=float(np.percentile(values, 90)),
         p99_ms=float(np.percentile(values, 99)),
         rounds=int(values.size),
-        samples_ms=tuple(round(float(v), 4) for v in values[::step][:KEPT_SAMPLES]),
+        samples_ms=tuple(round(float(v), 4) for v in values[::step][:MAX_STORED_SAMPLES]),
     )
 
 

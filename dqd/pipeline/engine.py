@@ -24,7 +24,7 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.advice import decision_advice
 from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
-from dqd.pipeline.inspect import QUANTIZABLE_WEIGHT_INPUTS, Preflight, node_names, preflight
+from dqd.pipeline.inspect import Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
 from dqd.pipeline.policy import policy_version_for
 from dqd.pipeline.prepare import PreparedModel, prepare_model
@@ -32,6 +32,8 @@ from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, var
 from dqd.pipeline.search import search
 from dqd.pipeline.thorough import fit_thorough_inputs
 from dqd.pipeline.workbench import Measured, Workbench
+from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.scratchnames import WORK_PREFIX
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
@@ -199,7 +201,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".dqd-work-", dir=directory))
+        scratch = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
     try:

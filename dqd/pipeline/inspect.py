@@ -8,7 +8,6 @@ nothing to quantize, otherwise ``None`` (go on).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,14 @@ from onnx import GraphProto, ModelProto, TensorProto
 
 from dqd.domain import Outcome
 from dqd.text import first_line
+from dqd.onnxgraph import all_tensors, walk_graphs
+from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 
 MIN_AI_ONNX_OPSET = 10
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
 AI_ONNX_DOMAINS = ("", "ai.onnx")
 CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
 
-# The ops onnxruntime's dynamic (IntegerOps) quantizer rewrites, and which input
-# holds the weight it needs as a constant float tensor.  Gemm is not among them.
-QUANTIZABLE_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
-    "MatMul": (1,),
-    "Conv": (1,),
-    "Gather": (0,),
-    "LSTM": (1, 2),
-    "Attention": (1,),
-    "EmbedLayerNormalization": (2, 3, 4),
-}
 QUANTIZED_OPS = frozenset(
     {
         "MatMulInteger",
@@ -130,7 +121,7 @@ def _load(path: Path) -> tuple[ModelProto, bool]:
         raise _Refused(
             "not an ONNX model: the file parses but has no graph or IR version (truncated or not ONNX)"
         )
-    external = [t for t in _all_tensors(model) if t.data_location == TensorProto.EXTERNAL]
+    external = [t for t in all_tensors(model) if t.data_location == TensorProto.EXTERNAL]
     if size > PROTOBUF_LIMIT_BYTES and not external:
         raise _Refused("the model is over 2 GB without external data; re-save it with external data")
     base = path.parent.resolve()
@@ -194,15 +185,15 @@ def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> Mod
     histogram: Counter[str] = Counter()
     top: Counter[str] = Counter()
     nested: Counter[str] = Counter()
-    for graph, depth in _graphs(model.graph):
+    for graph, depth in walk_graphs(model.graph):
         for node in graph.node:
             histogram[node.op_type] += 1
             if _is_quantizable(node, constants):
                 (top if depth == 0 else nested)[node.op_type] += 1
-    init_types = Counter(_dtype_name(t.data_type) for g, _ in _graphs(model.graph) for t in g.initializer)
+    init_types = Counter(_dtype_name(t.data_type) for g, _ in walk_graphs(model.graph) for t in g.initializer)
     constant_nodes = sum(
         1
-        for g, _ in _graphs(model.graph)
+        for g, _ in walk_graphs(model.graph)
         for n in g.node
         if n.op_type == "Constant"
         and any(a.name == "value" and a.t.data_type in _FLOAT_TYPES for a in n.attribute)
@@ -229,33 +220,14 @@ def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> Mod
 def node_names(path: Path) -> dict[str, str]:
     """Named nodes of every graph, subgraphs included: name → op type (what nodes_to_exclude names)."""
     model = onnx.load(str(path), load_external_data=False)
-    return {node.name: node.op_type for graph, _ in _graphs(model.graph) for node in graph.node if node.name}
-
-
-def _graphs(graph: GraphProto, depth: int = 0) -> Iterator[tuple[GraphProto, int]]:
-    yield graph, depth
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g, depth + 1)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _graphs(sub, depth + 1)
-
-
-def _all_tensors(model: ModelProto) -> Iterator[TensorProto]:
-    for graph, _ in _graphs(model.graph):
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
+    graphs = (graph for graph, _ in walk_graphs(model.graph))
+    return {node.name: node.op_type for graph in graphs for node in graph.node if node.name}
 
 
 def _constant_float_tensors(model: ModelProto) -> dict[str, TensorProto]:
     """Float tensors known before run time: initializers and Constant-node outputs, in any graph."""
     found: dict[str, TensorProto] = {}
-    for graph, _ in _graphs(model.graph):
+    for graph, _ in walk_graphs(model.graph):
         for tensor in graph.initializer:
             if tensor.data_type in _FLOAT_TYPES:
                 found[tensor.name] = tensor
@@ -283,7 +255,7 @@ def _constant_derived_names(model: ModelProto) -> set[str]:
     """Constant float tensors plus what simple ops compute from constants alone (``Unsqueeze(Constant)``):
     onnxruntime's optimizer folds those into initializers before the quantizer sees them."""
     known = set(_constant_float_tensors(model))
-    for graph, _ in _graphs(model.graph):
+    for graph, _ in walk_graphs(model.graph):
         known.update(t.name for t in graph.initializer)
         for node in graph.node:
             if node.op_type == "Constant":

@@ -16,7 +16,6 @@ from typing import Any
 from dqd.domain import VariantSpec, WeightType
 from dqd.pipeline.ladder_rules import (
     CONV_OPS,
-    DYNAMIC_OPS,
     MATMUL_OPS,
     PER_CHANNEL_OPS,
     SUBSET_OP_TYPES,
@@ -27,6 +26,7 @@ from dqd.pipeline.ladder_rules import (
     Subset,
 )
 from dqd.pipeline.policy import Speed, VariantMeasurement, classify_speed
+from dqd.quantops import DYNAMIC_OPS
 
 ENABLE_SUBGRAPH = {"EnableSubgraph": True}
 

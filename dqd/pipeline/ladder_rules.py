@@ -36,7 +36,6 @@ RULES_VERSION = "ladder-rules/1"
 
 # --- quantizer facts --------------------------------------------------------------------------
 
-DYNAMIC_OPS = frozenset({"Conv", "MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization"})
 PER_CHANNEL_OPS = frozenset({"MatMul", "Attention"})  # the only ops per_channel changes
 WEIGHT_TYPE_OPS = frozenset({"Conv", "MatMul", "Attention"})  # the only ops weight_type changes
 MATMUL_OPS = frozenset({"MatMul", "Attention"})  # what a "MatMul/Gemm" subset reaches in practice
@@ -59,7 +58,7 @@ SUBSET_OP_TYPES: dict[Subset, tuple[str, ...]] = {
     Subset.LSTM: ("LSTM",),
     Subset.LSTM_MATMUL: ("Gemm", "LSTM", "MatMul"),
 }
-# What each subset can reach among DYNAMIC_OPS (None: everything the model has).
+# What each subset can reach among dqd.quantops.DYNAMIC_OPS (None: everything the model has).
 SUBSET_REACH: dict[Subset, frozenset[str] | None] = {
     Subset.ALL: None,
     Subset.MATMUL: MATMUL_OPS,

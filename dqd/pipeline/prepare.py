@@ -19,6 +19,9 @@ import onnx
 from onnx import GraphProto, ModelProto
 
 from dqd.text import first_line
+from dqd.modelfile import own_data_file
+from dqd.onnxgraph import walk_graphs
+from dqd.scratchnames import PREPARE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large
     # directory* when it gives up: work in a scratch folder, and make it the cwd (this
     # runs in the isolated child, so changing the process's cwd affects nothing else).
     with (
-        tempfile.TemporaryDirectory(prefix="dqd-pre-", dir=target.parent) as scratch,
+        tempfile.TemporaryDirectory(prefix=PREPARE_PREFIX, dir=target.parent) as scratch,
         contextlib.chdir(scratch),
     ):
         out = Path(scratch) / target.name
@@ -90,7 +93,7 @@ def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large
             skip_symbolic_shape=skip_symbolic_shape,
             save_as_external_data=large,
             all_tensors_to_one_file=True,
-            external_data_location=target.name + ".data" if large else None,
+            external_data_location=own_data_file(target).name if large else None,
         )
         model = onnx.load(str(out))
         save_model(model, target, large=large)
@@ -100,11 +103,13 @@ def fold_constant_weights(model: ModelProto) -> int:
     """Move every ``Constant``-node tensor into its graph's initializers; return how many moved."""
     if model.ir_version < 4:
         return 0  # before IR 4 an initializer must also be a graph input; not worth rewriting those
-    return _fold_graph(model.graph)
+    # Children first: replacing a graph's node list copies its nodes, so a body folded
+    # after its parent would be folded in a detached copy.
+    return sum(_fold_graph(graph) for graph, _ in reversed(list(walk_graphs(model.graph))))
 
 
 def _fold_graph(graph: GraphProto) -> int:
-    folded = 0
+    """Fold this graph's own Constant nodes (not its bodies')."""
     kept = []
     for node in graph.node:
         value = next((a for a in node.attribute if a.name == "value"), None)
@@ -113,14 +118,9 @@ def _fold_graph(graph: GraphProto) -> int:
             tensor.CopyFrom(value.t)
             tensor.name = node.output[0]
             graph.initializer.append(tensor)
-            folded += 1
             continue
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                folded += _fold_graph(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                folded += sum(_fold_graph(sub) for sub in attr.graphs)
         kept.append(node)
+    folded = len(graph.node) - len(kept)
     if folded:
         del graph.node[:]
         graph.node.extend(kept)
@@ -130,7 +130,7 @@ def _fold_graph(graph: GraphProto) -> int:
 def save_model(model: ModelProto, path: Path, *, large: bool) -> None:
     """Save ``model`` at ``path``; large models put all tensors into ``<name>.data`` beside it."""
     if large:
-        data = path.with_name(path.name + ".data")
+        data = own_data_file(path)
         data.unlink(missing_ok=True)  # onnx appends to an existing data file
         onnx.save_model(
             model,

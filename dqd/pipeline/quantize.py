@@ -23,9 +23,10 @@ import onnx
 from dqd.domain import VariantResult, VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
-from dqd.modelfile import content_sha256
+from dqd.modelfile import content_sha256, model_files, unit_stat
 from dqd.pipeline.prepare import save_model
 from dqd.text import first_line
+from dqd.scratchnames import BUILD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def build_variant(
         return _result(spec, ort_version, target, 0.0, reused=True)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".dqd-build-", dir=directory))
+        scratch = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
     started = time.perf_counter()
@@ -166,10 +167,9 @@ def provenance_for(
 def _publish(staged: Path, target: Path) -> None:
     # Data file first: the model file appearing is what makes the variant exist.
     # Servers running as other users load these files: the shared mode, set before they appear.
-    data = staged.with_name(staged.name + ".data")
-    if data.exists():
+    for data in model_files(staged)[1:]:
         make_shared(data)
-        os.replace(data, target.with_name(target.name + ".data"))
+        os.replace(data, target.parent / data.relative_to(staged.parent))
     make_shared(staged)
     os.replace(staged, target)
 
@@ -183,10 +183,7 @@ def _result(
     reused: bool = False,
     notes: tuple[str, ...] = (),
 ) -> VariantResult:
-    size = path.stat().st_size
-    data = path.with_name(path.name + ".data")
-    if data.exists():
-        size += data.stat().st_size
+    size, _ = unit_stat(path)
     return VariantResult(
         spec=spec,
         ort_version=ort_version,

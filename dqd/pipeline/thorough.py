@@ -22,6 +22,7 @@ import onnx
 
 from dqd.domain import AccuracyResult, InputSource, VariantSpec
 from dqd.errors import EnvironmentFailure
+from dqd.modelfile import model_files
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.inputs import InputSet, synthesize_from_settings
 from dqd.pipeline.inspect import ModelSummary
@@ -345,8 +346,7 @@ def graph_digest(path: Path) -> str:
     model = onnx.load(str(path), load_external_data=False)
     del model.metadata_props[:]
     digest = hashlib.sha256(model.SerializeToString(deterministic=True))
-    data = path.with_name(path.name + ".data")
-    if data.exists():
+    for data in model_files(path)[1:]:
         with data.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

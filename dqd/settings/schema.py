@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dqd.domain import VariantSpec
 from dqd.errors import ConfigError
 from dqd.hostlock import default_lock_path
+from dqd.scratchnames import default_exclude_globs
 
 ENV_PREFIX = "DQD_"
 DEFAULT_DATABASE_URL = "sqlite:///./dqd.db"
@@ -115,7 +116,7 @@ class WatchSettings(_Section):
         description="polling observer: no close events there, so quiet time alone marks a file complete",
     )
     include: list[str] = Field(default_factory=lambda: ["*.onnx"])
-    exclude: list[str] = Field(default_factory=lambda: [".*", "*.tmp", "*.part", "*.partial", "*.crdownload"])
+    exclude: list[str] = Field(default_factory=default_exclude_globs)
     reconcile_interval: float = Field(300.0, gt=0)
 
 

@@ -14,17 +14,20 @@ from typing import Any, TypeVar
 
 from dqd.catalog import Catalog
 from dqd.domain import Job, JobState
+from tests.fast import FAST_BENCHMARK, as_env
 
 T = TypeVar("T")
 DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
 
 # Tiny budgets: the acceptance suite tests the daemon, not the benchmark's statistics.
-FAST_ENGINE = {
-    "DQD_BENCHMARK__THREADS": "1",
-    "DQD_BENCHMARK__WARMUP_RUNS": "1",
-    "DQD_BENCHMARK__MIN_SECONDS": "0.05",
-    "DQD_BENCHMARK__MAX_SECONDS": "0.15",
-}
+FAST_ENGINE = as_env(
+    {
+        **FAST_BENCHMARK,
+        "benchmark.warmup_runs": 1,
+        "benchmark.min_seconds": 0.05,
+        "benchmark.max_seconds": 0.15,
+    }
+)
 # Slow enough that a test can act while a job runs (two variants, about 3 s each).
 SLOW_ENGINE = {**FAST_ENGINE, "DQD_BENCHMARK__MIN_SECONDS": "3", "DQD_BENCHMARK__MAX_SECONDS": "3"}
 

@@ -14,8 +14,8 @@ import pytest
 from dqd.domain import EngineResult, InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
-from dqd.settings import load
 from tests.conftest import CORPUS_DIR, corpus_path
+from tests.fast import fast_settings
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 MODELS = ("minilm-l6", "ppocrv4-det", "ppocr-cls", "silero-vad", "magika-v3_3", "logreg-iris")
@@ -24,14 +24,8 @@ MODELS = ("minilm-l6", "ppocrv4-det", "ppocr-cls", "silero-vad", "magika-v3_3", 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EngineResult]:
     corpus_path("minilm-l6.onnx")  # skips the module when the corpus is absent
-    settings = load(
-        overrides={
-            "output_dir": str(tmp_path_factory.mktemp("corpus-out")),
-            "benchmark.threads": 1,
-            "benchmark.warmup_runs": 2,
-            "benchmark.min_seconds": 0.5,
-            "benchmark.max_seconds": 4.0,
-        }
+    settings = fast_settings(
+        tmp_path_factory.mktemp("corpus"), **{"benchmark.min_seconds": 0.5, "benchmark.max_seconds": 4.0}
     )
     host = detect_host()
     return {

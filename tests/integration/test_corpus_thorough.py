@@ -13,8 +13,8 @@ import pytest
 from dqd.domain import AccuracyResult, EngineResult, InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
-from dqd.settings import load
 from tests.conftest import CORPUS_DIR, corpus_path
+from tests.fast import fast_settings
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 MODELS = ("minilm-l6", "silero-vad", "ppocr-cls")
@@ -23,15 +23,9 @@ MODELS = ("minilm-l6", "silero-vad", "ppocr-cls")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EngineResult]:
     corpus_path("minilm-l6.onnx")  # skips the module when the corpus is absent
-    settings = load(
-        overrides={
-            "output_dir": str(tmp_path_factory.mktemp("thorough-out")),
-            "search": "thorough",
-            "benchmark.threads": 1,
-            "benchmark.warmup_runs": 2,
-            "benchmark.min_seconds": 0.5,
-            "benchmark.max_seconds": 3.0,
-        }
+    settings = fast_settings(
+        tmp_path_factory.mktemp("thorough"),
+        **{"search": "thorough", "benchmark.min_seconds": 0.5, "benchmark.max_seconds": 3.0},
     )
     host = detect_host()
     return {

@@ -22,6 +22,7 @@ from dqd.pipeline.engine import process_model
 from dqd.pipeline.quantize import OutputDirError
 from dqd.settings import load
 from tests import models
+from tests.fast import fast_settings
 
 
 def test_the_child_locks_host_lock_and_raises_its_failure_as_the_environments(
@@ -30,14 +31,13 @@ def test_the_child_locks_host_lock_and_raises_its_failure_as_the_environments(
     source = models.save(models.matmul_heavy(hidden=32, layers=1), tmp_path / "m.onnx")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    settings = load(
-        overrides={
-            "output_dir": str(tmp_path / "out"),
+    settings = fast_settings(
+        tmp_path,
+        **{
             "host_lock": str(blocker / "host.lock"),
-            "benchmark.threads": 1,
             "benchmark.min_seconds": 0.05,
             "benchmark.max_seconds": 0.1,
-        }
+        },
     )
     monkeypatch.delenv("DQD_HOST_LOCK", raising=False)
     monkeypatch.setattr(engine, "check_environment", lambda host_lock, output_dir: None)

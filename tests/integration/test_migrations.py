@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, MetaData, inspect, select, text
 
 from dqd.catalog import Catalog, open_catalog
+from dqd.catalog.db import Transactions
 from dqd.catalog.migrate import current_revision, ensure_current, head_revision, upgrade
-from dqd.catalog.tables import Base
+from dqd.catalog.tables import Base, DecisionRow
 from dqd.errors import SchemaMismatch
 from dqd.settings import load
+from tests.integration.catalog_0001 import rows_0001
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -92,31 +97,62 @@ def test_the_cheap_revision_check_agrees_with_alembic(empty_url: str) -> None:
         catalog.close()
 
 
-def test_0003_moves_the_decision_path_out_of_details(empty_url: str) -> None:
-    """Decisions recorded before 0003 kept their path inside details; after it, in the column."""
-    from dqd.catalog.tables import DecisionRow
+# --- a filled catalog at 0001, upgraded through every later migration ---------------------------
 
+
+def _read(engine: Engine, names: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        return {
+            name: [dict(row._mapping) for row in conn.execute(select(meta.tables[name]).order_by(text("1")))]
+            for name in names
+        }
+
+
+def test_a_filled_0001_catalog_upgrades_to_head_with_every_row_intact(empty_url: str) -> None:
+    rows = rows_0001()
     catalog = Catalog.from_url(empty_url)
     try:
-        upgrade(catalog.engine, "0002_first_hour")
-        now = "2026-12-01 00:00:00"
+        assert upgrade(catalog.engine, "0001_initial") == "0001_initial"
+        meta = MetaData()
+        meta.reflect(catalog.engine)
         with catalog.engine.begin() as conn:
-            conn.execute(
-                text("INSERT INTO model_versions (sha256, size_bytes, first_seen_at) VALUES ('ab', 1, :now)"),
-                {"now": now},
-            )
-            for decision_id, details in ((1, '{"path": "a/m.onnx", "decision": {"x": 1}}'), (2, "{}")):
-                conn.execute(
-                    text(
-                        "INSERT INTO decisions (id, sha256, host_class, ort_version, search_mode, "
-                        "policy_version, outcome, reasons, details, created_at) VALUES "
-                        "(:id, 'ab', 'c', '1', 'design', 'p', 'kept_fp32', '[]', :details, :now)"
-                    ),
-                    {"id": decision_id, "details": details, "now": now},
-                )
-        upgrade(catalog.engine)
-        with catalog.tx.read() as session:
-            rows = {r.id: (r.path, r.details) for r in session.query(DecisionRow).order_by(DecisionRow.id)}
-        assert rows == {1: ("a/m.onnx", {"decision": {"x": 1}}), 2: (None, {})}
+            for name, values in rows.items():  # in foreign-key order
+                conn.execute(meta.tables[name].insert(), values)
+            if catalog.engine.dialect.name == "postgresql":  # explicit ids: move the sequences past them
+                for name in rows:
+                    if "id" in meta.tables[name].c and name != "hosts":
+                        conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 100)"))
+        before = _read(catalog.engine, rows)
+        assert {name: len(found) for name, found in before.items()} == {n: len(v) for n, v in rows.items()}
+
+        assert upgrade(catalog.engine) == head_revision()
+
+        after = _read(catalog.engine, [*rows, "removal_blocks"])
+        # 0003: the path moves out of details into its column.
+        assert [row["path"] for row in after["decisions"]] == ["team/mlp.onnx", None, None]
+        before["decisions"][0]["details"] = {"decision": {"selected": "u8u8"}}
+        for name, old in before.items():
+            kept = [{key: row[key] for key in old[0]} for row in after[name]]
+            assert kept == old, f"{name}: rows changed by the migrations"
+        # 0002's back-fill: each decision's threads is the most its benchmarks used; none without.
+        assert {row["id"]: row["threads"] for row in after["decisions"]} == {1: 4, 2: 8, 3: None}
+        assert all(row["stage"] is None and row["stage_started_at"] is None for row in after["jobs"])
+        assert all(row["superseded_at"] is None for row in after["path_versions"])
+        assert after["removal_blocks"] == []
+    finally:
+        catalog.close()
+    # dqd's own mapping reads the migrated rows.
+    catalog = Catalog.from_url(empty_url)
+    try:
+        with Transactions(catalog.engine).read() as session:
+            decisions = session.scalars(select(DecisionRow).order_by(DecisionRow.id)).all()
+            assert [(d.outcome, d.threads, d.variant_id) for d in decisions] == [
+                ("quantized", 4, 2),
+                ("kept_fp32", 8, None),
+                ("error", None, None),
+            ]
+            assert decisions[0].details["decision"] == {"selected": "u8u8"}
     finally:
         catalog.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from dqd.catalog import Catalog
 from dqd.hostinfo import detect_host
 from tests import models
+from tests.fast import FAST_BENCHMARK, as_env
 
 DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
 CONTRACT = {
@@ -35,8 +36,7 @@ def run_process(tmp_path: Path, *args: str, config: Path | None = None) -> subpr
         {
             "DQD_DATABASE_URL": f"sqlite:///{tmp_path / 'dqd.db'}",
             "DQD_OUTPUT_DIR": "out",  # relative to the cwd, as in the default configuration
-            "DQD_BENCHMARK__MIN_SECONDS": "0.3",
-            "DQD_BENCHMARK__MAX_SECONDS": "2",
+            **as_env(FAST_BENCHMARK),
             "DQD_ACCURACY__SYNTHETIC_BATCH": "16",
         }
     )

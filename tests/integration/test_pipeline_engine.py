@@ -15,21 +15,15 @@ from dqd.domain import InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
 from dqd.pipeline.quantize import OutputDirError
-from dqd.settings import Settings, load
+from dqd.settings import Settings
 from tests import models
+from tests.fast import fast_settings as shared_fast_settings
+
+ENGINE_LIMITS: dict[str, Any] = {"limits.timeout_seconds": 120, "limits.memory_mb": 4096}
 
 
 def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "output_dir": str(tmp_path / "out"),
-        "benchmark.threads": 1,
-        "benchmark.warmup_runs": 2,
-        "benchmark.min_seconds": 0.3,
-        "benchmark.max_seconds": 2.0,
-        "limits.timeout_seconds": 120,
-        "limits.memory_mb": 4096,
-    }
-    return load(overrides={**base, **overrides})
+    return shared_fast_settings(tmp_path, **{**ENGINE_LIMITS, **overrides})
 
 
 def digest(path: Path) -> str:

@@ -19,22 +19,19 @@ from onnx import TensorProto, helper, numpy_helper
 from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
-from dqd.settings import Settings, load
+from dqd.settings import Settings
 from tests import models
+from tests.fast import fast_settings
 
 
 def thorough_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "output_dir": str(tmp_path / "out"),
         "search": "thorough",
-        "benchmark.threads": 1,
-        "benchmark.warmup_runs": 2,
-        "benchmark.min_seconds": 0.3,
         "benchmark.max_seconds": 1.5,
         "limits.timeout_seconds": 300,
         "limits.memory_mb": 4096,
     }
-    return load(overrides={**base, **overrides})
+    return fast_settings(tmp_path, **{**base, **overrides})
 
 
 def ladder(result: EngineResult) -> dict[str, Any]:

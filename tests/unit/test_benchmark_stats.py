@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dqd.pipeline.benchmark import KEPT_SAMPLES, is_resolved, latency_stats, speedup_ci, speedup_point
+from dqd.domain import MAX_STORED_SAMPLES
+from dqd.pipeline.benchmark import is_resolved, latency_stats, speedup_ci, speedup_point
 
 
 def paired(
@@ -24,7 +25,7 @@ def test_latency_stats() -> None:
     assert stats.median_ms == pytest.approx(500.5)
     assert stats.p90_ms == pytest.approx(900.1, rel=1e-3)
     assert stats.p99_ms == pytest.approx(990.01, rel=1e-3)
-    assert stats.rounds == 1000 and len(stats.samples_ms) == KEPT_SAMPLES
+    assert stats.rounds == 1000 and len(stats.samples_ms) == MAX_STORED_SAMPLES
 
 
 def test_empty_latency_stats() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dqd.daemon.filters import Kind, PathFilter
+from dqd.scratchnames import BUILD_PREFIX, PARTIAL_SUFFIXES, PREPARE_PREFIX, TMP_SUFFIX, WORK_PREFIX
 from dqd.settings import WatchSettings
 
 
@@ -100,3 +101,17 @@ def test_custom_globs(tree: Path) -> None:
     assert path_filter.classify(tree / "special/w.bin", check_links=False).kind is Kind.MODEL
     assert path_filter.classify(tree / "scratch/m.onnx", check_links=False).kind is Kind.IGNORED
     assert path_filter.classify(tree / "other/w.bin", check_links=False).kind is Kind.COMPANION
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        *(f"a.onnx{suffix}" for suffix in PARTIAL_SUFFIXES),
+        f"out/m/abc/{BUILD_PREFIX}x1/u8u8.onnx",  # output_dir inside the tree: a variant being built
+        f"out/m/abc/{WORK_PREFIX}x1/prepared.onnx",
+        f"out/m/abc/{BUILD_PREFIX}x1/{PREPARE_PREFIX}x2/model.onnx",
+        f"pub/.m.onnx.x1{TMP_SUFFIX}",  # a publish copy in flight
+    ],
+)
+def test_dqds_own_scratch_and_partial_files_are_ignored_by_default(tree: Path, rel: str) -> None:
+    assert make_filter(tree).classify(tree / rel, check_links=False).kind is Kind.IGNORED

@@ -264,6 +264,14 @@ def test_the_time_budget_stops_the_ladder_and_names_the_rest() -> None:
     assert "u8s8, " in reason and "u8u8-gemm+matmul" in reason
 
 
+def test_a_rung_that_just_fits_the_budget_runs() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    step = next_step(
+        plan, [measured(plan.rungs[0], seconds=5.0)], [], elapsed=5.0, budget=10.0, margin=MARGIN
+    )
+    assert step.rung is not None  # 5 s used + about 5 s expected = the 10 s budget: not over it
+
+
 def test_the_first_rung_always_runs_even_on_a_tiny_budget() -> None:
     plan = plan_ladder(TRANSFORMER, VNNI, "pp")
     step = next_step(plan, [], [], elapsed=0.0, budget=0.5, margin=MARGIN)
@@ -277,13 +285,21 @@ def test_an_exhausted_budget_stops_before_any_rung() -> None:
 
 
 def test_identical_rungs_do_not_count_towards_the_expected_cost() -> None:
+    """A rung found identical to an earlier one took 0.1 s; the next real rung will take about 2 s.
+
+    Counted in, it would halve the expected cost (1.05 s) and the ladder would start a rung
+    that overruns a 4 s budget; left out, 2.1 s + 2 s > 4 s stops the ladder.
+    """
     plan = plan_ladder(TRANSFORMER, VNNI, "pp")
     results = [
         measured(plan.rungs[0], seconds=2.0),
         measured(plan.rungs[1], seconds=0.1, identical_to="fp32-opt"),
     ]
-    step = next_step(plan, results, [], elapsed=2.1, budget=4.5, margin=MARGIN)
-    assert step.rung is not None  # expects 2 s more, not 1.05 s
+    step = next_step(plan, results, [], elapsed=2.1, budget=4.0, margin=MARGIN)
+    assert step.rung is None and step.stop_reason
+    assert "a rung takes about 2 s" in step.stop_reason
+    roomy = next_step(plan, results, [], elapsed=2.1, budget=4.2, margin=MARGIN)
+    assert roomy.rung is not None  # 2.1 s + 2 s fits: the budget is not stricter than it says
 
 
 def test_needs_timing_only_for_passing_rungs_or_the_first_conv_look() -> None:
