@@ -23,8 +23,8 @@ from pathlib import Path
 
 from dqd.fileperms import make_shared
 from dqd.modelfile import model_files
-from dqd.sidecar import SIDECAR_SUFFIX
 from dqd.scratchnames import PARTIAL_SUFFIXES, TMP_SUFFIX
+from dqd.sidecar import SIDECAR_SUFFIX
 
 _SKIP_SUFFIXES = (*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, ".samples.npz")
 TRITON_CONFIG = "config.pbtxt"

@@ -17,9 +17,9 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, TensorProto
 
 from dqd.domain import Outcome
-from dqd.text import first_line
 from dqd.onnxgraph import all_tensors, walk_graphs
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.text import first_line
 
 MIN_AI_ONNX_OPSET = 10
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3

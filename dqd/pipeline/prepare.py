@@ -18,10 +18,10 @@ from pathlib import Path
 import onnx
 from onnx import GraphProto, ModelProto
 
-from dqd.text import first_line
 from dqd.modelfile import own_data_file
 from dqd.onnxgraph import walk_graphs
 from dqd.scratchnames import PREPARE_PREFIX
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, model_files, unit_stat
 from dqd.pipeline.prepare import save_model
-from dqd.text import first_line
 from dqd.scratchnames import BUILD_PREFIX
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 
