@@ -14,10 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 from dqd.domain import Outcome, SearchMode, VariantSpec, WeightType
+from dqd.pipeline.ladder_rules import RULES_REVISION
 
 POLICY_VERSION = "design-two-step/1"
-# Bump with ladder_rules.RULES_VERSION too: the scheduler re-decides a model when its policy version is older.
-LADDER_POLICY_VERSION = "ladder/1"
+# Derived from the ladder rules' revision: a rules bump must make every thorough decision
+# stale (the scheduler re-decides a model when its policy version is older).
+LADDER_POLICY_VERSION = f"ladder/{RULES_REVISION}"
 PINNED = "pinned by per-model settings"
 
 
