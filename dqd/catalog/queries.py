@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from dqd.catalog.db import Transactions, as_utc
-from dqd.catalog.detail_queries import DetailQueries, headline_accuracy
+from dqd.catalog.detail_queries import DetailQueries
 from dqd.catalog.report_queries import ReportQueries
 from dqd.catalog.rows import job_from_row
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
@@ -30,6 +30,7 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
+from dqd.choice import headline_accuracy
 from dqd.domain import JobState, Outcome
 from dqd.errors import UsageError
 

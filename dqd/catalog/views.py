@@ -125,25 +125,6 @@ class ModelDetail:
 
 
 @dataclass(frozen=True)
-class BestChoice:
-    """What to load on a host class: the selected variant's file or the FP32 original."""
-
-    model: str  # the model's relative path
-    sha256: str
-    host_class: str
-    ort_version: str
-    outcome: Outcome
-    variant: str | None
-    load_path: str  # variant output path, or the original path relative to the watched root
-    is_original: bool
-    decision_id: int
-    decided_at: datetime
-    threads: int | None = None  # intra-op threads the decision was timed at (None: nothing timed)
-    at_configured_threads: bool = True  # False: none at benchmark.threads, this is the latest at any
-    note: str | None = None  # why this decision, when it is not at the configured thread count
-
-
-@dataclass(frozen=True)
 class ModelPage:
     items: list[ModelSummary]
     next_cursor: str | None

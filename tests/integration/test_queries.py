@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dqd.catalog import Catalog
-from dqd.catalog.detail_queries import ModelErrored, NoDecision
+from dqd.choice import ModelErrored, NoDecision
 from dqd.domain import JobState, Outcome
 from dqd.errors import NotFound, UsageError
 from tests.query_factory import ORT, add_model, engine_result, host, sha_of
