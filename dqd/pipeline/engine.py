@@ -98,14 +98,14 @@ def process_model(
         )
     except IsolationError as exc:
         logger.warning(
-            "processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind}
+            "processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind.value}
         )
         result = replace(
             base,
             reasons=(str(exc),),
             error=str(exc),
             permanent_error=exc.permanent,
-            details={"failure": exc.kind},
+            details={"failure": exc.kind.value},
         )
     return replace(result, seconds=time.monotonic() - started)
 
