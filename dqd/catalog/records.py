@@ -19,7 +19,15 @@ from dqd.catalog.tables import (
     ModelVersionRow,
     VariantRow,
 )
-from dqd.domain import DecisionRecord, EngineResult, HostInfo, VariantRecord, VariantResult, VariantSpec
+from dqd.domain import (
+    DecisionRecord,
+    EngineResult,
+    HostInfo,
+    SearchMode,
+    VariantRecord,
+    VariantResult,
+    VariantSpec,
+)
 
 MAX_STORED_SAMPLES = 200  # latency samples per benchmark kept for the report
 
@@ -95,7 +103,7 @@ class RecordStore:
                 host_id=host.host_id,
                 job_id=job_id,
                 ort_version=result.ort_version,
-                search_mode=result.search_mode,
+                search_mode=SearchMode(result.search_mode).value,
                 policy_version=result.policy_version,
                 outcome=result.outcome.value,
                 variant_id=variant_id(result.selected),

@@ -31,7 +31,7 @@ from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publisher import Publisher, is_inside_root
 from dqd.daemon.stages import StageLog
-from dqd.domain import EngineResult, HostInfo, Job, Outcome
+from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
 from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
 from dqd.retry import retry_decision
 from dqd.settings import ModelOverrides, Settings
@@ -51,7 +51,7 @@ class ProcessModel(Protocol):
         settings: Settings,
         *,
         host: HostInfo,
-        search: str | None,
+        search: SearchMode | None,
         model_root: Path | None,
         overrides: ModelOverrides,
         progress: Callable[[str], None] | None = None,
@@ -63,7 +63,7 @@ def default_process(
     settings: Settings,
     *,
     host: HostInfo,
-    search: str | None,
+    search: SearchMode | None,
     model_root: Path | None,
     overrides: ModelOverrides,
     progress: Callable[[str], None] | None = None,
@@ -222,7 +222,7 @@ class Worker:
                 self.root / rel,
                 self.settings,
                 host=self.host,
-                search=overrides.search or self.settings.search,
+                search=SearchMode(overrides.search or self.settings.search),
                 model_root=self.root,
                 overrides=overrides,
                 progress=stages.report,

@@ -338,7 +338,7 @@ def _finished(
         reasons=reasons,
         error=error,
         seconds=0.0,
-        search_mode=request.search.value,
+        search_mode=request.search,
         policy_version=policy_version or policy_version_for(request.search),
         ort_version=request.ort_version,
         source_size_bytes=request.source_size,
@@ -366,7 +366,7 @@ def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
         reasons=(),
         error=None,
         seconds=0.0,
-        search_mode=mode.value,
+        search_mode=mode,
         policy_version=policy_version_for(mode),
         ort_version=host.ort_version,
     )
