@@ -31,7 +31,7 @@ from dqd.catalog.views import (
     encode_cursor,
 )
 from dqd.choice import BestChoice, RecordedDecision, choose_best
-from dqd.domain import ModelPath, Outcome
+from dqd.domain import InputSource, ModelPath, Outcome
 from dqd.errors import NotFound, UsageError
 
 _HEX = re.compile(r"[0-9a-f]{6,64}")
@@ -162,7 +162,7 @@ class DetailQueries:
                 decision_id=r.decision_id,
                 variant_id=r.variant_id,
                 variant=names[r.variant_id],
-                input_source=r.input_source,
+                input_source=InputSource(r.input_source),
                 metrics=r.metrics,
                 passed=r.passed,
                 decisive=r.decisive,

@@ -31,7 +31,7 @@ from dqd.catalog.views import (
     encode_cursor,
 )
 from dqd.choice import headline_accuracy
-from dqd.domain import JobState, Outcome
+from dqd.domain import InputSource, JobState, Outcome
 from dqd.errors import UsageError
 
 MODEL_SORTS: tuple[str, ...] = ("path", "-path", "seen", "-seen")
@@ -233,7 +233,7 @@ def _latest_decision(
     accuracy = None
     if input_source is not None:
         metric, value = headline_accuracy(metrics)
-        accuracy = AccuracySummary(input_source, bool(passed), metric, value, reason or "")
+        accuracy = AccuracySummary(InputSource(input_source), bool(passed), metric, value, reason or "")
     return LatestDecision(
         decision_id=decision_id,
         host_class=host_class,

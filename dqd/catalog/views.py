@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dqd.domain import DecisionRecord, Job, ModelPath, Outcome, VariantRecord
+from dqd.domain import DecisionRecord, InputSource, Job, ModelPath, Outcome, VariantRecord
 from dqd.errors import UsageError
 
 
@@ -22,7 +22,7 @@ from dqd.errors import UsageError
 class AccuracySummary:
     """The decisive accuracy evaluation of a decision's selected variant, in one line."""
 
-    input_source: str
+    input_source: InputSource
     passed: bool
     metric: str | None  # the headline metric, e.g. "cosine_mean" (worst output)
     value: float | None
@@ -88,7 +88,7 @@ class AccuracyView:
     decision_id: int | None
     variant_id: int
     variant: str
-    input_source: str
+    input_source: InputSource
     metrics: Mapping[str, Mapping[str, float | None]]
     passed: bool
     decisive: bool

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dqd.domain import Outcome, SearchMode, VariantSpec, WeightType
+from dqd.domain import InputSource, Outcome, SearchMode, VariantSpec, WeightType
 from dqd.pipeline.ladder_rules import RULES_REVISION
 
 POLICY_VERSION = "design-two-step/1"
@@ -38,7 +38,7 @@ class VariantMeasurement:
     quantize_error: str | None = None
     gate_passed: bool | None = None
     gate_reason: str = ""
-    gate_source: str = ""  # "samples" or "synthetic": the source that decided
+    gate_source: InputSource | None = None  # the input source that decided
     speedup: float | None = None
     speedup_ci: tuple[float, float] | None = None
     benchmark_error: str | None = None

@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from dqd.domain import VariantResult, VariantSpec, WeightType
+from dqd.domain import InputSource, VariantResult, VariantSpec, WeightType
 from dqd.pipeline.policy import VariantMeasurement, decide_design
 from dqd.pipeline.search import run_design
 from dqd.pipeline.workbench import Measured, Workbench
@@ -27,7 +27,7 @@ class FakeBench:
         self.asked.append((spec.weight_type, step, spec.preprocess))
         passed, ci = self.outcomes[spec.weight_type]
         measurement = VariantMeasurement(
-            spec, gate_passed=passed, gate_source="samples", speedup=sum(ci) / 2, speedup_ci=ci
+            spec, gate_passed=passed, gate_source=InputSource.SAMPLES, speedup=sum(ci) / 2, speedup_ci=ci
         )
         variant = VariantResult(spec, "1.32.0", f"/out/{spec.name}.onnx", "0" * 64, 1, 0.1)
         return Measured(variant, measurement=measurement)
