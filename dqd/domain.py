@@ -221,7 +221,7 @@ class DecisionRecord:
     host_class: str
     host_id: str | None
     ort_version: str
-    search_mode: str
+    search_mode: SearchMode  # the catalog column holds its value
     policy_version: str
     outcome: Outcome
     variant_id: int | None
@@ -298,7 +298,7 @@ class EngineResult:
     reasons: tuple[str, ...]
     error: str | None
     seconds: float
-    search_mode: str
+    search_mode: SearchMode  # the catalog column holds its value
     policy_version: str
     ort_version: str
     source_size_bytes: int | None = None

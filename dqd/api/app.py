@@ -19,8 +19,8 @@ from dqd.api.metrics import CatalogCollector
 from dqd.api.report_pages import render_index, render_model
 from dqd.api.routes import build_router
 from dqd.catalog import Catalog, open_catalog
-from dqd.catalog.detail_queries import ModelErrored
 from dqd.catalog.migrate import ensure_current, head_revision
+from dqd.choice import ModelErrored
 from dqd.errors import CatalogError, DqdError, NotFound, SchemaMismatch
 from dqd.settings import Settings, load
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from dqd.catalog import Catalog
 from dqd.catalog.queries import MODEL_SORTS
-from dqd.catalog.views import BestChoice, DecisionPage, JobPage, ModelDetail, ModelPage
+from dqd.catalog.views import DecisionPage, JobPage, ModelDetail, ModelPage
+from dqd.choice import BestChoice
 from dqd.domain import HostInfo, JobState, Outcome
 from dqd.hostinfo import installed_ort_version, this_host_class
 

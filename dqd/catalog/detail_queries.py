@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, as_utc
@@ -23,7 +23,6 @@ from dqd.catalog.tables import (
 from dqd.catalog.views import (
     AccuracyView,
     BenchmarkView,
-    BestChoice,
     DecisionPage,
     DecisionView,
     ModelDetail,
@@ -31,37 +30,13 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
-from dqd.domain import ModelPath, Outcome
-from dqd.errors import DqdError, NotFound, UsageError
+from dqd.choice import BestChoice, RecordedDecision, choose_best
+from dqd.domain import InputSource, ModelPath, Outcome
+from dqd.errors import NotFound, UsageError
 
 _HEX = re.compile(r"[0-9a-f]{6,64}")
 _AMBIGUOUS_SHOWN = 10
 _MODEL_SUFFIX = ".onnx"
-# Preferred headline metrics, best first; all are "higher is better".
-_HEADLINE = ("cosine_mean", "cosine_worst", "top1_agreement", "agreement")
-
-
-class NoDecision(NotFound):
-    """No decision yet for this model and host class."""
-
-
-class ModelErrored(DqdError):
-    """The latest decision for this model ended in ``error``: nothing to load."""
-
-    exit_code = 1
-
-
-def headline_accuracy(metrics: Mapping[str, Any] | None) -> tuple[str | None, float | None]:
-    """The worst output's value of the most telling metric, e.g. ("cosine_mean", 0.991)."""
-    if not metrics:
-        return None, None
-    per_output = [m for m in metrics.values() if isinstance(m, Mapping)]
-    names = {name for m in per_output for name in m}
-    for name in (*_HEADLINE, *sorted(n for n in names if "cos" in n)):
-        values = [m[name] for m in per_output if isinstance(m.get(name), int | float)]
-        if values:
-            return name, float(min(values))
-    return None, None
 
 
 class DetailQueries:
@@ -187,7 +162,7 @@ class DetailQueries:
                 decision_id=r.decision_id,
                 variant_id=r.variant_id,
                 variant=names[r.variant_id],
-                input_source=r.input_source,
+                input_source=InputSource(r.input_source),
                 metrics=r.metrics,
                 passed=r.passed,
                 decisive=r.decisive,
@@ -246,61 +221,35 @@ class DetailQueries:
     def best_choice(
         self, ref: str, host_class: str, ort_version: str, *, threads: int | None = None
     ) -> BestChoice:
-        """What to load for ``ref`` on ``host_class`` under ``ort_version``, per the latest decision.
+        """What to load for ``ref`` on ``host_class`` under ``ort_version``: :func:`dqd.choice.choose_best`.
 
-        With ``threads`` (the configured ``benchmark.threads``): the latest decision timed at
-        that count (or that timed nothing: a skip or a model error holds at any count), so a
-        one-shot run at another count does not replace the daemon's; failing that, the latest
-        at any count, with a ``note`` saying so.
+        The candidates are the latest decision at each thread count timed (one
+        row per count, None included), all the pick needs.
         """
         path, sha = self.resolve_model(ref)
-        latest = (
-            select(DecisionRow)
-            .where(
-                DecisionRow.sha256 == sha,
-                DecisionRow.host_class == host_class,
-                DecisionRow.ort_version == ort_version,
-            )
-            .order_by(DecisionRow.id.desc())
-            .limit(1)
+        d = DecisionRow
+        latest_per_count = (
+            select(func.max(d.id))
+            .where(d.sha256 == sha, d.host_class == host_class, d.ort_version == ort_version)
+            .group_by(d.threads)
         )
         with self.tx.read() as session:
-            row = None
-            if threads is not None:
-                at_count = or_(DecisionRow.threads == threads, DecisionRow.threads.is_(None))
-                row = session.scalars(latest.where(at_count)).first()
-            at_configured = threads is None or row is not None
-            if row is None:
-                row = session.scalars(latest).first()
-            name = path.path if path is not None else (row.details or {}).get("path", sha) if row else sha
-            if row is None:
-                raise NoDecision(
-                    f"no decision yet for {name} on {host_class} under onnxruntime {ort_version}"
-                )
-            outcome = Outcome(row.outcome)
-            if outcome is Outcome.ERROR:
-                raise ModelErrored(f"{name} ended in error on {host_class}: {row.error or 'no message'}")
-            variant = session.get(VariantRow, row.variant_id) if row.variant_id is not None else None
-            if variant is not None and not variant.output_path:
-                raise NotFound(f"{name}: the selected variant {variant.name} has no output file recorded")
-            return BestChoice(
-                model=name,
-                sha256=sha,
-                host_class=host_class,
-                ort_version=ort_version,
-                outcome=outcome,
-                variant=variant.name if variant is not None else None,
-                load_path=variant.output_path if variant is not None and variant.output_path else name,
-                is_original=variant is None,
-                decision_id=row.id,
-                decided_at=as_utc(row.created_at),  # type: ignore[arg-type]
-                threads=row.threads,
-                at_configured_threads=at_configured,
-                note=None
-                if at_configured
-                else f"no decision for {name} on {host_class} timed at {threads} threads "
-                f"(benchmark.threads); this one was timed at {row.threads}",
-            )
+            rows = list(session.scalars(select(d).where(d.id.in_(latest_per_count))))
+            variant_ids = {r.variant_id for r in rows if r.variant_id is not None}
+            variants = {
+                v.id: v for v in session.scalars(select(VariantRow).where(VariantRow.id.in_(variant_ids)))
+            }
+            candidates = [
+                _recorded(r, variants.get(r.variant_id) if r.variant_id is not None else None) for r in rows
+            ]
+        return choose_best(
+            candidates,
+            model_path=path.path if path is not None else None,
+            sha256=sha,
+            host_class=host_class,
+            ort_version=ort_version,
+            threads=threads,
+        )
 
     def decisions_page(
         self,
@@ -335,6 +284,20 @@ class DetailQueries:
         more = limit is not None and len(items) > limit
         items = items[:limit] if limit is not None else items
         return DecisionPage(items=items, next_cursor=encode_cursor(items[-1].decision.id) if more else None)
+
+
+def _recorded(row: DecisionRow, variant: VariantRow | None) -> RecordedDecision:
+    """A decision row and its selected variant's row as :func:`dqd.choice.choose_best` reads them."""
+    return RecordedDecision(
+        decision_id=row.id,
+        outcome=Outcome(row.outcome),
+        decided_at=as_utc(row.created_at),  # type: ignore[arg-type]
+        threads=row.threads,
+        error=row.error,
+        variant=variant.name if variant is not None else None,
+        variant_output_path=variant.output_path if variant is not None else None,
+        recorded_path=(row.details or {}).get("path"),
+    )
 
 
 def _one(rows: list[ModelPathRow], ref: str, *, key: Any) -> ModelPathRow:

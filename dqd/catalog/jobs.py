@@ -21,6 +21,7 @@ from dqd.catalog.rows import job_from_row
 from dqd.catalog.tables import JobRow
 from dqd.domain import Job, JobKind, JobState
 from dqd.errors import NotFound
+from dqd.retry import retry_decision
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 STAGE_LENGTH = 128  # jobs.stage is VARCHAR(128): Postgres refuses longer (a ladder rung's long name)
@@ -92,7 +93,7 @@ class JobStore:
                 row = session.scalars(self._claimable(session, host_class, now)).first()
                 if row is None:
                     return None
-                if row.state == JobState.RUNNING.value and row.attempts >= row.max_attempts:
+                if row.state == JobState.RUNNING.value and self._lost_for_good(row, now):
                     # Its worker died on every attempt: likely this model kills workers.
                     row.state = JobState.FAILED.value
                     row.last_error = (
@@ -114,6 +115,12 @@ class JobStore:
                 row.stage = row.stage_started_at = None  # a dead worker's last stage is not this attempt's
                 session.flush()
                 return job_from_row(row)
+
+    @staticmethod
+    def _lost_for_good(row: JobRow, now: datetime) -> bool:
+        """A lease expired: that attempt failed (not permanently); was it the last one allowed?"""
+        decision = retry_decision(row.attempts, row.max_attempts, permanent=False, backoff_seconds=0, now=now)
+        return decision.final
 
     def _claimable(self, session: Session, host_class: str, now: datetime):  # type: ignore[no-untyped-def]
         stmt = (
@@ -194,14 +201,15 @@ class JobStore:
             row.last_error = error
             _end_attempt(row)
             row.updated_at = now
-            if permanent or row.attempts >= row.max_attempts:
-                row.state = JobState.FAILED.value
+            decision = retry_decision(
+                row.attempts, row.max_attempts, permanent=permanent, backoff_seconds=backoff_seconds, now=now
+            )
+            row.state = decision.state.value
+            if decision.final:
                 row.finished_at = now
             else:
-                row.state = JobState.QUEUED.value
-                # Exponential backoff: 1x, 2x, 4x ... the base delay.
-                row.not_before = now + timedelta(seconds=backoff_seconds * 2 ** max(0, row.attempts - 1))
-            return JobState(row.state)
+                row.not_before = decision.not_before
+            return decision.state
 
     def release_job(self, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
         """Give a job back unfinished (shutdown): the attempt does not count."""

@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from dqd.catalog.db import Transactions, as_utc
-from dqd.catalog.detail_queries import DetailQueries, headline_accuracy
+from dqd.catalog.detail_queries import DetailQueries
 from dqd.catalog.report_queries import ReportQueries
 from dqd.catalog.rows import job_from_row, speedup_interval
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
@@ -30,7 +30,8 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
-from dqd.domain import JobState, Outcome
+from dqd.choice import headline_accuracy
+from dqd.domain import InputSource, JobState, Outcome
 from dqd.errors import UsageError
 
 MODEL_SORTS: tuple[str, ...] = ("path", "-path", "seen", "-seen")
@@ -232,7 +233,7 @@ def _latest_decision(
     accuracy = None
     if input_source is not None:
         metric, value = headline_accuracy(metrics)
-        accuracy = AccuracySummary(input_source, bool(passed), metric, value, reason or "")
+        accuracy = AccuracySummary(InputSource(input_source), bool(passed), metric, value, reason or "")
     return LatestDecision(
         decision_id=decision_id,
         host_class=host_class,

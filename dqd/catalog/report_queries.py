@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 
 from dqd.catalog.db import Transactions, as_utc
-from dqd.catalog.detail_queries import headline_accuracy
 from dqd.catalog.tables import AccuracyRow, BenchmarkRow, DecisionRow, ModelPathRow, VariantRow
 from dqd.catalog.views import ScatterPoint, TimelinePoint
+from dqd.choice import headline_accuracy
 from dqd.domain import Outcome
 
 _IN_CHUNK = 500  # bound parameters per IN (...), as in queries.py

@@ -12,6 +12,7 @@ from dqd.domain import (
     JobState,
     ModelPath,
     Outcome,
+    SearchMode,
     VariantRecord,
     VariantSpec,
 )
@@ -120,7 +121,7 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         host_class=row.host_class,
         host_id=row.host_id,
         ort_version=row.ort_version,
-        search_mode=row.search_mode,
+        search_mode=SearchMode(row.search_mode),
         policy_version=row.policy_version,
         outcome=Outcome(row.outcome),
         variant_id=row.variant_id,

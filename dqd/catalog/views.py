@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dqd.domain import DecisionRecord, Job, ModelPath, Outcome, VariantRecord
+from dqd.domain import DecisionRecord, InputSource, Job, ModelPath, Outcome, VariantRecord
 from dqd.errors import UsageError
 
 
@@ -22,7 +22,7 @@ from dqd.errors import UsageError
 class AccuracySummary:
     """The decisive accuracy evaluation of a decision's selected variant, in one line."""
 
-    input_source: str
+    input_source: InputSource
     passed: bool
     metric: str | None  # the headline metric, e.g. "cosine_mean" (worst output)
     value: float | None
@@ -88,7 +88,7 @@ class AccuracyView:
     decision_id: int | None
     variant_id: int
     variant: str
-    input_source: str
+    input_source: InputSource
     metrics: Mapping[str, Mapping[str, float | None]]
     passed: bool
     decisive: bool
@@ -122,25 +122,6 @@ class ModelDetail:
     accuracy: list[AccuracyView]
     benchmarks: list[BenchmarkView]
     decisions: list[DecisionView]  # newest first
-
-
-@dataclass(frozen=True)
-class BestChoice:
-    """What to load on a host class: the selected variant's file or the FP32 original."""
-
-    model: str  # the model's relative path
-    sha256: str
-    host_class: str
-    ort_version: str
-    outcome: Outcome
-    variant: str | None
-    load_path: str  # variant output path, or the original path relative to the watched root
-    is_original: bool
-    decision_id: int
-    decided_at: datetime
-    threads: int | None = None  # intra-op threads the decision was timed at (None: nothing timed)
-    at_configured_threads: bool = True  # False: none at benchmark.threads, this is the latest at any
-    note: str | None = None  # why this decision, when it is not at the configured thread count
 
 
 @dataclass(frozen=True)

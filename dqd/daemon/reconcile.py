@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from dqd.catalog import Catalog
@@ -39,12 +40,21 @@ class FileBusy(Exception):
     """The file changed while it was being hashed: it is still being written."""
 
 
+class SkipReason(StrEnum):
+    """Why registering a file recorded no model version."""
+
+    REFUSED = "refused"  # a symlink out of the tree: recorded as refused, counted in the scan summary
+    NOT_A_MODEL = "not a model"  # ignored or a companion file
+    EXCLUDED = "excluded"  # per-model settings
+
+
 @dataclass
 class Registration:
     rel_path: str
     sha256: str | None = None
     queued_classes: list[str] = field(default_factory=list)
-    skipped: str = ""  # why nothing was recorded (refused, excluded, not a model)
+    skip: SkipReason | None = None
+    skipped: str = ""  # ``skip`` in words, for people
 
 
 @dataclass
@@ -110,13 +120,13 @@ class Reconciler:
             logger.warning(
                 "refused %s: %s", rel_path, verdict.reason, extra={"action": "refused", "path": rel_path}
             )
-            result.skipped = verdict.reason
+            result.skip, result.skipped = SkipReason.REFUSED, verdict.reason
             return result
         if verdict.kind is not Kind.MODEL:
-            result.skipped = verdict.reason or "not a model"
+            result.skip, result.skipped = SkipReason.NOT_A_MODEL, verdict.reason or "not a model"
             return result
         if self.overrides_for(rel_path).exclude:
-            result.skipped = "excluded by per-model settings"
+            result.skip, result.skipped = SkipReason.EXCLUDED, "excluded by per-model settings"
             logger.info("skipping %s: excluded", rel_path, extra={"action": "excluded", "path": rel_path})
             return result
         # The unit's stat (data files included) is what the scan compares later.
@@ -340,7 +350,7 @@ class Reconciler:
         if registration.sha256:
             summary.registered += 1
             summary.queued += len(registration.queued_classes)
-        elif registration.skipped.startswith("symlink"):
+        elif registration.skip is SkipReason.REFUSED:
             summary.refused += 1
 
     def queue_unprocessed(self) -> int:

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from dqd.catalog import Catalog
-from dqd.domain import DecisionRecord, Job, JobKind, Outcome
+from dqd.domain import DecisionRecord, Job, JobKind, Outcome, SearchMode
 from dqd.errors import CatalogError, ConfigError
 from dqd.pipeline.policy import policy_version_for
 from dqd.settings import ModelOverrides
@@ -33,13 +33,17 @@ POLICY_OUTCOMES = frozenset({Outcome.QUANTIZED, Outcome.OPTIMIZED_FP32, Outcome.
 class CurrentPolicy:
     ort_version: str
     policy_version: str
-    search_mode: str
+    search_mode: SearchMode
     max_age: timedelta
 
 
-def current_policy(ort_version: str, search_mode: str, max_age: timedelta) -> CurrentPolicy:
-    """What a decision made now in ``search_mode`` would record: the one place that builds it."""
-    return CurrentPolicy(ort_version, policy_version_for(search_mode), search_mode, max_age)
+def current_policy(ort_version: str, search_mode: SearchMode | str, max_age: timedelta) -> CurrentPolicy:
+    """What a decision made now in ``search_mode`` would record: the one place that builds it.
+
+    ``search_mode`` may be the setting's string: converted here, where settings meet the policy.
+    """
+    mode = SearchMode(search_mode)
+    return CurrentPolicy(ort_version, policy_version_for(mode), mode, max_age)
 
 
 def _policy_parts(version: str) -> tuple[str, int | None]:

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -30,8 +31,9 @@ from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publisher import Publisher, is_inside_root
 from dqd.daemon.stages import StageLog
-from dqd.domain import EngineResult, HostInfo, Job, Outcome
+from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
 from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
+from dqd.retry import retry_decision
 from dqd.settings import ModelOverrides, Settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class ProcessModel(Protocol):
         settings: Settings,
         *,
         host: HostInfo,
-        search: str | None,
+        search: SearchMode | None,
         model_root: Path | None,
         overrides: ModelOverrides,
         progress: Callable[[str], None] | None = None,
@@ -61,7 +63,7 @@ def default_process(
     settings: Settings,
     *,
     host: HostInfo,
-    search: str | None,
+    search: SearchMode | None,
     model_root: Path | None,
     overrides: ModelOverrides,
     progress: Callable[[str], None] | None = None,
@@ -220,7 +222,7 @@ class Worker:
                 self.root / rel,
                 self.settings,
                 host=self.host,
-                search=overrides.search or self.settings.search,
+                search=SearchMode(overrides.search or self.settings.search),
                 model_root=self.root,
                 overrides=overrides,
                 progress=stages.report,
@@ -261,7 +263,14 @@ class Worker:
                 metrics.QUANTIZE_SECONDS.observe(variant.quantize_seconds)
         error = result.error or "; ".join(result.reasons) or "error"
         if result.outcome is Outcome.ERROR:
-            if not (result.permanent_error or job.attempts >= job.max_attempts):
+            retry = retry_decision(
+                job.attempts,
+                job.max_attempts,
+                permanent=result.permanent_error,
+                backoff_seconds=self.settings.worker.backoff_seconds,
+                now=datetime.now(UTC),
+            )
+            if not retry.final:
                 self._finish_failed(job, error, permanent=False)
                 return
             # Nothing more will be tried: record the error once, failing the job in the same commit.

@@ -52,9 +52,7 @@ def samples_advice(
 ) -> list[str]:
     """A variant failed the gate on synthetic inputs: name the samples file that would use real ones."""
     failed = [
-        m.spec.name
-        for m in measurements
-        if m.gate_passed is False and m.gate_source == InputSource.SYNTHETIC.value
+        m.spec.name for m in measurements if m.gate_passed is False and m.gate_source == InputSource.SYNTHETIC
     ]
     if not failed:
         return []

@@ -100,14 +100,14 @@ def process_model(
         )
     except IsolationError as exc:
         logger.warning(
-            "processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind}
+            "processing %s failed: %s", path, exc, extra={"action": "model_error", "kind": exc.kind.value}
         )
         result = replace(
             base,
             reasons=(str(exc),),
             error=str(exc),
             permanent_error=exc.permanent,
-            details={"failure": exc.kind},
+            details={"failure": exc.kind.value},
         )
     return replace(result, seconds=time.monotonic() - started)
 
@@ -340,7 +340,7 @@ def _finished(
         reasons=reasons,
         error=error,
         seconds=0.0,
-        search_mode=request.search.value,
+        search_mode=request.search,
         policy_version=policy_version or policy_version_for(request.search),
         ort_version=request.ort_version,
         source_size_bytes=request.source_size,
@@ -368,7 +368,7 @@ def _identify(path: Path, mode: SearchMode, host: HostInfo) -> EngineResult:
         reasons=(),
         error=None,
         seconds=0.0,
-        search_mode=mode.value,
+        search_mode=mode,
         policy_version=policy_version_for(mode),
         ort_version=host.ort_version,
     )

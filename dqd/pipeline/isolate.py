@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from enum import StrEnum
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -30,11 +31,20 @@ ORPHANED_EXIT_CODE = 70  # the child found its parent gone before it could start
 ProgressCallback = Callable[[str], None]
 
 
+class ChildFailure(StrEnum):
+    """How the child failed; recorded as ``details["failure"]`` of the error decision."""
+
+    TIMEOUT = "timeout"
+    MEMORY = "memory"  # over limits.memory_mb, measured by the parent
+    CRASH = "crash"  # killed by a signal, or exited without a result
+    EXCEPTION = "exception"  # raised inside the child
+
+
 class IsolationError(ModelError):
     """The child process failed: crashed, hung, exceeded its memory or raised."""
 
-    def __init__(self, message: str, *, kind: str, permanent: bool, path: str | None = None) -> None:
-        self.kind = kind  # "timeout", "memory", "crash", "exception"
+    def __init__(self, message: str, *, kind: ChildFailure, permanent: bool, path: str | None = None) -> None:
+        self.kind = kind
         super().__init__(message, path=path, permanent=permanent)
 
 
@@ -95,7 +105,7 @@ def run_isolated(
                 raise IsolationError(
                     f"worker exceeded the memory limit{what}: {rss / 2**20:.0f} MiB resident > "
                     f"{memory_mb} MiB (raise limits.memory_mb if the model needs more)",
-                    kind="memory",
+                    kind=ChildFailure.MEMORY,
                     permanent=True,
                 )
             if time.monotonic() > deadline:
@@ -103,7 +113,7 @@ def run_isolated(
                 raise IsolationError(
                     f"worker timed out{what} after {timeout_seconds:.0f} s (raise limits.timeout_seconds, "
                     "or lower benchmark.max_seconds)",
-                    kind="timeout",
+                    kind=ChildFailure.TIMEOUT,
                     permanent=False,
                 )
     finally:
@@ -117,9 +127,9 @@ def run_isolated(
         # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
         transient = -code == signal.SIGKILL
         cause = "killed (likely out of memory)" if transient else f"crashed with {name}"
-        raise IsolationError(f"worker {cause}{what}", kind="crash", permanent=not transient)
+        raise IsolationError(f"worker {cause}{what}", kind=ChildFailure.CRASH, permanent=not transient)
     raise IsolationError(
-        f"worker exited with code {code}{what} without a result", kind="crash", permanent=True
+        f"worker exited with code {code}{what} without a result", kind=ChildFailure.CRASH, permanent=True
     )
 
 
@@ -138,9 +148,8 @@ def _unwrap(kind: str, payload: Any, label: str) -> Any:
         raise EnvironmentFailure(message, setting=setting)
     message, permanent, trace = payload
     what = f" ({label})" if label else ""
-    raise IsolationError(f"{message}{what}", kind="exception", permanent=permanent) from _RemoteTraceback(
-        trace
-    )
+    error = IsolationError(f"{message}{what}", kind=ChildFailure.EXCEPTION, permanent=permanent)
+    raise error from _RemoteTraceback(trace)
 
 
 class _RemoteTraceback(Exception):

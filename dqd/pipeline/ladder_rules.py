@@ -32,7 +32,10 @@ from enum import StrEnum
 
 from dqd.domain import WeightType
 
-RULES_VERSION = "ladder-rules/1"
+# The one number to bump when a rule changes: the ladder's policy version
+# (pipeline.policy.LADDER_POLICY_VERSION) derives from it, so the two cannot drift.
+RULES_REVISION = 1
+RULES_VERSION = f"ladder-rules/{RULES_REVISION}"
 
 # --- quantizer facts --------------------------------------------------------------------------
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dqd.domain import Outcome, SearchMode, VariantSpec, WeightType
+from dqd.domain import InputSource, Outcome, SearchMode, VariantSpec, WeightType
+from dqd.pipeline.ladder_rules import RULES_REVISION
 
 POLICY_VERSION = "design-two-step/1"
-# Bump with ladder_rules.RULES_VERSION too: the scheduler re-decides a model when its policy version is older.
-LADDER_POLICY_VERSION = "ladder/1"
+# Derived from the ladder rules' revision: a rules bump must make every thorough decision
+# stale (the scheduler re-decides a model when its policy version is older).
+LADDER_POLICY_VERSION = f"ladder/{RULES_REVISION}"
 PINNED = "pinned by per-model settings"
 
 
@@ -36,7 +38,7 @@ class VariantMeasurement:
     quantize_error: str | None = None
     gate_passed: bool | None = None
     gate_reason: str = ""
-    gate_source: str = ""  # "samples" or "synthetic": the source that decided
+    gate_source: InputSource | None = None  # the input source that decided
     speedup: float | None = None
     speedup_ci: tuple[float, float] | None = None
     benchmark_error: str | None = None

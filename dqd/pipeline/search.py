@@ -12,10 +12,11 @@ from dqd.domain import SearchMode, VariantSpec
 from dqd.pipeline.inspect import ModelSummary
 from dqd.pipeline.policy import (
     Decision,
+    VariantMeasurement,
     decide_design,
     decide_pinned,
     design_specs,
-    is_acceptable,
+    next_design_step,
     policy_version_for,
 )
 from dqd.pipeline.thorough import run_ladder
@@ -50,14 +51,19 @@ def run_design(bench: Workbench, preprocess: str, margin: float) -> tuple[list[M
     A search mode is a function of this shape (workbench in, measurements and
     decision out); the ladder is the other one.
     """
+    specs = {spec.weight_type: spec for spec in design_specs(preprocess)}
     measured: list[Measured] = []
-    for spec in design_specs(preprocess):
-        result = bench.measure(spec, step=spec.name)
-        measured.append(result)
-        if result.measurement is not None and is_acceptable(result.measurement, margin):
-            break
-    decision = decide_design([m.measurement for m in measured if m.measurement], margin=margin)
+    while (step := next_design_step(_measurements(measured), margin=margin)) is not None:
+        spec = specs[step]
+        measured.append(bench.measure(spec, step=spec.name))
+    decision = decide_design(_measurements(measured), margin=margin)
     return measured, decision
+
+
+def _measurements(measured: list[Measured]) -> list[VariantMeasurement]:
+    # measure always says what happened; a missing one would stall next_design_step's count.
+    assert all(m.measurement is not None for m in measured)
+    return [m.measurement for m in measured if m.measurement is not None]
 
 
 def run_pinned(

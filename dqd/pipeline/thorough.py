@@ -246,7 +246,7 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
         spec,
         gate_passed=deciding.passed,
         gate_reason=deciding.reason,
-        gate_source=deciding.input_source.value,
+        gate_source=deciding.input_source,
     )
     if needs_timing(rung, deciding.passed, ladder.results):
         bench.report(f"rung {rung.index}: benchmarking {spec.name} against FP32")

@@ -156,7 +156,7 @@ class Workbench:
             spec,
             gate_passed=deciding.passed,
             gate_reason=deciding.reason,
-            gate_source=deciding.input_source.value,
+            gate_source=deciding.input_source,
             speedup=timed.speedup if timed else None,
             speedup_ci=timed.speedup_ci if timed else None,
             benchmark_error=benchmark_error,

@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from dqd.domain import VariantSpec, WeightType
+from dqd.domain import InputSource, VariantSpec, WeightType
 from dqd.pipeline import ladder, ladder_select, policy
 from dqd.pipeline.ladder_rules import RULE_SETS, rules_for
 
@@ -41,10 +41,10 @@ SPEEDS: dict[str, tuple[float, tuple[float, float]] | None] = {
     "unmeasured": None,
 }
 Timed = tuple[float, tuple[float, float]] | None
-GATES: dict[str, tuple[bool | None, str, str]] = {
-    "pass": (True, "cosine mean 0.98 >= 0.95", "samples"),
-    "fail": (False, "cosine mean 0.71 < 0.95", "synthetic"),
-    "unchecked": (None, "", ""),
+GATES: dict[str, tuple[bool | None, str, InputSource | None]] = {
+    "pass": (True, "cosine mean 0.98 >= 0.95", InputSource.SAMPLES),
+    "fail": (False, "cosine mean 0.71 < 0.95", InputSource.SYNTHETIC),
+    "unchecked": (None, "", None),
 }
 
 

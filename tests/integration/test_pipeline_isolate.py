@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dqd.pipeline.isolate import ORPHANED_EXIT_CODE, IsolationError, run_isolated
+from dqd.pipeline.isolate import ORPHANED_EXIT_CODE, ChildFailure, IsolationError, run_isolated
 from tests import isolation_targets as targets
 
 
@@ -26,7 +26,7 @@ def test_hang_is_killed_at_the_timeout_as_transient() -> None:
     started = time.monotonic()
     with pytest.raises(IsolationError) as caught:
         run_isolated(targets.hang, timeout_seconds=3, memory_mb=2048, label="slow.onnx")
-    assert caught.value.kind == "timeout" and caught.value.permanent is False
+    assert caught.value.kind is ChildFailure.TIMEOUT and caught.value.permanent is False
     assert "slow.onnx" in str(caught.value) and "limits.timeout_seconds" in str(caught.value)
     assert time.monotonic() - started < 30
 
@@ -34,13 +34,13 @@ def test_hang_is_killed_at_the_timeout_as_transient() -> None:
 def test_memory_watchdog_kills_a_resident_blow_up() -> None:
     with pytest.raises(IsolationError) as caught:
         run_isolated(targets.hog_memory, 600, timeout_seconds=60, memory_mb=300)
-    assert caught.value.kind == "memory" and "limits.memory_mb" in str(caught.value)
+    assert caught.value.kind is ChildFailure.MEMORY and "limits.memory_mb" in str(caught.value)
 
 
 def test_crash_is_reported_not_propagated() -> None:
     with pytest.raises(IsolationError) as caught:
         run_isolated(targets.segfault, timeout_seconds=60, memory_mb=2048)
-    assert caught.value.kind == "crash" and "SIGSEGV" in str(caught.value)
+    assert caught.value.kind is ChildFailure.CRASH and "SIGSEGV" in str(caught.value)
     assert caught.value.permanent is True
 
 
@@ -52,8 +52,9 @@ def test_model_errors_keep_their_permanence(permanent: bool) -> None:
 
 
 def test_unexpected_exceptions_name_their_type() -> None:
-    with pytest.raises(IsolationError, match="KeyError"):
+    with pytest.raises(IsolationError, match="KeyError") as caught:
         run_isolated(targets.bug, timeout_seconds=60, memory_mb=2048)
+    assert caught.value.kind is ChildFailure.EXCEPTION
 
 
 PARENT = """

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dqd.catalog import Catalog
-from dqd.catalog.detail_queries import ModelErrored, NoDecision
+from dqd.choice import ModelErrored, NoDecision
 from dqd.domain import JobState, Outcome
 from dqd.errors import NotFound, UsageError
 from tests.query_factory import ORT, add_model, engine_result, host, sha_of
@@ -174,6 +175,31 @@ def test_best_choice(filled: Catalog) -> None:
     add_model(filled, "broken.onnx", now=at(8), outcome=Outcome.ERROR)
     with pytest.raises(ModelErrored, match="truncated"):
         filled.best_choice("broken.onnx", "x86_64-avx2", ORT)
+
+
+def test_best_choice_prefers_the_configured_thread_count(catalog: Catalog) -> None:
+    """The catalog hands choose_best the latest decision per thread count (None included)."""
+    path = "bert/1/model.onnx"
+
+    def record(threads: int, minute: int, outcome: Outcome = Outcome.QUANTIZED) -> int:
+        result = engine_result(path, outcome=outcome)
+        timed = tuple(replace(b, threads=threads) for b in result.benchmarks)
+        catalog.upsert_host(AVX2, now=at(minute))
+        catalog.observe_file(path, result.sha256, 4096, now=at(minute))
+        return catalog.record_engine_result(AVX2, replace(result, benchmarks=timed), now=at(minute))
+
+    older_at_4 = record(4, 1, Outcome.KEPT_FP32)
+    at_4 = record(4, 2)
+    at_8 = record(8, 3)
+    best = catalog.best_choice(path, AVX2.host_class, ORT, threads=4)
+    assert (best.decision_id, best.threads, best.at_configured_threads) == (at_4, 4, True)
+    assert not best.is_original and best.decision_id != older_at_4
+    assert catalog.best_choice(path, AVX2.host_class, ORT).decision_id == at_8
+    other = catalog.best_choice(path, AVX2.host_class, ORT, threads=2)
+    assert (other.decision_id, other.at_configured_threads) == (at_8, False)
+    assert other.note is not None and "timed at 2 threads" in other.note
+    skipped = add_model(catalog, path, now=at(4), host_info=AVX2, outcome=Outcome.SKIPPED)  # timed nothing
+    assert catalog.best_choice(path, AVX2.host_class, ORT, threads=4).decision_id == skipped
 
 
 def test_decision_history_pages(filled: Catalog) -> None:

@@ -11,7 +11,8 @@ from dqd.daemon.scheduler import current_policy, staleness
 from dqd.domain import DecisionRecord, EngineResult, Outcome, SearchMode
 from dqd.pipeline.engine import EngineRequest, analyse_model
 from dqd.pipeline.isolate import ChildReporter
-from dqd.pipeline.policy import policy_version_for
+from dqd.pipeline.ladder_rules import RULES_REVISION, RULES_VERSION
+from dqd.pipeline.policy import LADDER_POLICY_VERSION, policy_version_for
 from dqd.settings import AccuracySettings, BenchmarkSettings
 
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -79,3 +80,11 @@ def test_a_preflight_outcome_records_its_modes_policy_version(tmp_path: Path, mo
     result: EngineResult = analyse_model(ChildReporter(None), _request(model, mode))
     assert result.outcome is Outcome.ERROR
     assert result.policy_version == policy_version_for(mode)
+
+
+def test_the_ladder_policy_version_follows_the_rules_revision_and_stays_ladder_1() -> None:
+    # One derives from the other, so a rules bump re-decides every thorough model; the recorded
+    # value itself must not change by accident (that too would requantize the whole catalog).
+    assert LADDER_POLICY_VERSION == f"ladder/{RULES_REVISION}" == "ladder/1"
+    assert RULES_VERSION == f"ladder-rules/{RULES_REVISION}" == "ladder-rules/1"
+    assert policy_version_for(SearchMode.THOROUGH) == "ladder/1"
