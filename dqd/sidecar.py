@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -51,8 +52,8 @@ def load_sidecar(model: Path) -> dict[str, Any]:
         raise SidecarError(path, str(exc)) from exc
 
 
-def merge_overrides(layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Later layers win; dict-valued keys (input_shapes, accuracy) merge key by key."""
+def merge_overrides(layers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Later layers win; dict-valued keys (input_shapes, accuracy) merge key by key, a pin never."""
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
@@ -68,7 +69,7 @@ def resolve_overrides(settings: Settings, root: Path, rel_path: str) -> ModelOve
 
     For callers that report a bad sidecar as the model's error (``dqd process``).
     """
-    layers = _config_layers(settings, rel_path)
+    layers = matching_sections(settings, rel_path)
     sidecar = load_sidecar(root / rel_path)
     try:
         return ModelOverrides.model_validate(merge_overrides([*layers, sidecar]))
@@ -85,10 +86,10 @@ def overrides_for(settings: Settings, root: Path, rel_path: str) -> ModelOverrid
     except SidecarError as exc:
         logger.error("ignoring %s", exc, extra={"action": "sidecar_invalid", "path": str(exc.path)})
         # Configuration sections were validated when the configuration loaded.
-        return ModelOverrides.model_validate(merge_overrides(_config_layers(settings, rel_path)))
+        return ModelOverrides.model_validate(merge_overrides(matching_sections(settings, rel_path)))
 
 
-def _config_layers(settings: Settings, rel_path: str) -> list[dict[str, Any]]:
+def matching_sections(settings: Settings, rel_path: str) -> list[dict[str, Any]]:
     """The ``[models."<glob>"]`` sections matching the path or the file name, in file order."""
     name = PurePosixPath(rel_path).name
     return [

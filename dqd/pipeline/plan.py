@@ -17,8 +17,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from fnmatch import fnmatchcase
-from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +24,7 @@ from pydantic import ValidationError
 from dqd.domain import SearchMode, VariantSpec
 from dqd.pipeline.policy import policy_version_for
 from dqd.settings import AccuracySettings, ModelOverrides, Settings
+from dqd.sidecar import matching_sections, merge_overrides
 
 PLAN_FIELDS = ("search", "exclude", "pin", "nodes_to_exclude", "input_shapes", "accuracy")
 
@@ -71,28 +70,6 @@ class ModelPlan:
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def matching_sections(settings: Settings, rel_path: str) -> list[dict[str, Any]]:
-    """The ``[models."<glob>"]`` sections matching the path or the file name, in file order."""
-    name = PurePosixPath(rel_path).name
-    return [
-        section.model_dump(exclude_unset=True)
-        for pattern, section in settings.models.items()
-        if fnmatchcase(rel_path, pattern) or fnmatchcase(name, pattern)
-    ]
-
-
-def merge_layers(layers: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Later layers win; dict-valued keys (input_shapes, accuracy) merge key by key, a pin never."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "pin":
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    return merged
-
-
 def validate_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     """The sidecar's table as validated per-model settings (only the keys it sets)."""
     try:
@@ -118,7 +95,7 @@ def resolve_plan(
     own = validate_sidecar(sidecar) if sidecar else {}
     layers: list[tuple[Source, Mapping[str, Any]]] = [(Source.MODELS, s) for s in sections]
     layers.append((Source.SIDECAR, own))
-    merged = ModelOverrides.model_validate(merge_layers([layer for _, layer in layers]))
+    merged = ModelOverrides.model_validate(merge_overrides([layer for _, layer in layers]))
     sources = {name: Source.SETTINGS for name in PLAN_FIELDS}
     for source, layer in layers:
         sources.update({name: source for name in layer if name in sources})
