@@ -32,6 +32,19 @@ FAST_ENGINE = as_env(
 SLOW_ENGINE = {**FAST_ENGINE, "DQD_BENCHMARK__MIN_SECONDS": "3", "DQD_BENCHMARK__MAX_SECONDS": "3"}
 
 
+def one_shot_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a one-shot ``dqd`` command in ``workdir``: its own catalog, folders and lock."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+    env.update(
+        FAST_ENGINE,
+        DQD_DATABASE_URL=f"sqlite:///{workdir / 'dqd.db'}",
+        DQD_WATCH_DIR=str(workdir / "models"),
+        DQD_OUTPUT_DIR=str(workdir / "out"),
+        DQD_HOST_LOCK=str(workdir / "host.lock"),
+    )
+    return env | extra
+
+
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,14 @@ from typing import Any
 import numpy as np
 
 from tests import models
-from tests.acceptance.harness import DQD, FAST_ENGINE
+from tests.acceptance.harness import DQD, one_shot_env
 
 # A gate no quantized variant passes: the decision is kept_fp32 whatever the host measures.
 STRICT_GATE = {"DQD_ACCURACY__MAX_RELATIVE_L2": "1e-9"}
 
 
 def process(workdir: Path, model: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
-    env.update(FAST_ENGINE)
-    env.update(
-        STRICT_GATE,
-        DQD_DATABASE_URL=f"sqlite:///{workdir / 'dqd.db'}",
-        DQD_WATCH_DIR=str(workdir / "models"),
-        DQD_OUTPUT_DIR=str(workdir / "out"),
-        DQD_HOST_LOCK=str(workdir / "host.lock"),
-    )
+    env = one_shot_env(workdir, **STRICT_GATE)
     done = subprocess.run(
         [*DQD, "process", str(model), "--json"],
         cwd=workdir,

@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import DQD, FAST_ENGINE
+from tests.acceptance.harness import DQD, one_shot_env
 from tests.acceptance.tiny import write_model
 
 
 def _dqd(workdir: Path, umask: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
-    env.update(
-        FAST_ENGINE,
-        DQD_DATABASE_URL=f"sqlite:///{workdir / 'dqd.db'}",
-        DQD_WATCH_DIR=str(workdir / "models"),
-        DQD_OUTPUT_DIR=str(workdir / "out"),
-        DQD_HOST_LOCK=str(workdir / "host.lock"),
-    )
+    env = one_shot_env(workdir)
     return subprocess.run(
         [*DQD, *args],
         cwd=workdir,
