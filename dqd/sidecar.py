@@ -4,25 +4,20 @@ Globs match the path relative to the watched root or the file name; every
 matching section applies in file order, and the sidecar beside the model
 applies last, so the most specific word wins. The daemon logs and ignores a
 sidecar that does not parse or validate (one bad file must not stop it);
-``dqd process`` reports it as that model's error instead. The engine takes
-the merged result as it is and does not look at ``settings.models`` itself.
+``dqd process`` reports it as that model's error instead. This module reads
+and merges; :mod:`dqd.pipeline.plan` turns the result into a model's plan.
 """
 
 from __future__ import annotations
 
-import logging
 import tomllib
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import ValidationError
-
 from dqd.errors import DqdError
-from dqd.settings import ModelOverrides, Settings
-
-logger = logging.getLogger(__name__)
+from dqd.settings import Settings
 
 SIDECAR_SUFFIX = ".dqd.toml"
 
@@ -62,31 +57,6 @@ def merge_overrides(layers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             else:
                 merged[key] = value
     return merged
-
-
-def resolve_overrides(settings: Settings, root: Path, rel_path: str) -> ModelOverrides:
-    """The model's merged per-model settings; :class:`SidecarError` when its sidecar is invalid.
-
-    For callers that report a bad sidecar as the model's error (``dqd process``).
-    """
-    layers = matching_sections(settings, rel_path)
-    sidecar = load_sidecar(root / rel_path)
-    try:
-        return ModelOverrides.model_validate(merge_overrides([*layers, sidecar]))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"] if part != "[key]")
-        raise SidecarError(sidecar_path(root / rel_path), f"{key}: {error['msg']}") from None
-
-
-def overrides_for(settings: Settings, root: Path, rel_path: str) -> ModelOverrides:
-    """:func:`resolve_overrides` for the daemon: an invalid sidecar is logged and left out."""
-    try:
-        return resolve_overrides(settings, root, rel_path)
-    except SidecarError as exc:
-        logger.error("ignoring %s", exc, extra={"action": "sidecar_invalid", "path": str(exc.path)})
-        # Configuration sections were validated when the configuration loaded.
-        return ModelOverrides.model_validate(merge_overrides(matching_sections(settings, rel_path)))
 
 
 def matching_sections(settings: Settings, rel_path: str) -> list[dict[str, Any]]:

@@ -73,12 +73,9 @@ def run(
 
 
 def _reconciler(catalog: Catalog, settings: Settings) -> Any:
-    from functools import partial
-
     from dqd.daemon.filters import PathFilter
     from dqd.daemon.reconcile import Reconciler
     from dqd.hostinfo import detect_host
-    from dqd.sidecar import overrides_for
 
     root = Path(os.path.abspath(settings.watch_dir))
     skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
@@ -89,7 +86,6 @@ def _reconciler(catalog: Catalog, settings: Settings) -> Any:
         host_ttl_seconds=settings.worker.host_ttl_seconds,
         max_attempts=settings.worker.max_attempts,
         settle_seconds=0.0,
-        overrides_for=partial(overrides_for, settings, root),
     )
 
 
@@ -199,7 +195,7 @@ def requantize(
 
     from dqd.daemon.scheduler import current_policy, enqueue_stale
     from dqd.hostinfo import detect_host
-    from dqd.sidecar import overrides_for
+    from dqd.pipeline.plan import plan_for
 
     if sum([bool(models), all_models, stale]) != 1:
         raise UsageError("give model paths, --all or --stale (exactly one)")
@@ -207,7 +203,7 @@ def requantize(
     root = Path(os.path.abspath(settings.watch_dir))
     host = detect_host()
     now = datetime.now(UTC)
-    overrides = partial(overrides_for, settings, root)
+    plan = partial(plan_for, settings, root, strict=False)
     with _catalog(settings) as catalog:
         known = catalog.known_paths()
         if models:
@@ -227,10 +223,7 @@ def requantize(
             jobs = enqueue_stale(
                 catalog,
                 host_class,
-                current_for=lambda rel: current_policy(
-                    host.ort_version, overrides(rel).search or settings.search, max_age
-                ),
-                overrides_for=overrides,
+                current_for=lambda rel: current_policy(host.ort_version, plan(rel).search, max_age),
                 tick=now,
                 now=now,
                 max_attempts=settings.worker.max_attempts,

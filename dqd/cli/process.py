@@ -84,7 +84,7 @@ def process_one(
     search: SearchMode | None,
     progress: Callable[[str], None],
 ) -> EngineResult:
-    """Run the engine with the model's per-model settings, resolved as the daemon resolves them.
+    """Run the engine on the model's plan, resolved as the daemon resolves it.
 
     ``[models."<glob>"]`` globs match the path below the folder given (or the
     file name), then the sidecar beside the file applies; unlike the daemon,
@@ -92,22 +92,19 @@ def process_one(
     ``--search`` wins over a model's own ``search``.
     """
     from dqd.pipeline.engine import invalid_settings_result, process_model
-    from dqd.sidecar import SidecarError, resolve_overrides
+    from dqd.pipeline.plan import plan_for, resolve_plan
+    from dqd.sidecar import SidecarError
 
     folder = root or model.parent
+    rel = model.relative_to(folder).as_posix()
     try:
-        overrides = resolve_overrides(settings, folder, model.relative_to(folder).as_posix())
+        plan = plan_for(settings, folder, rel, strict=True, search_flag=search)
     except SidecarError as exc:
-        return invalid_settings_result(model, host, str(exc), search=search or settings.search)
+        mode = resolve_plan(settings, None, rel, search_flag=search).search  # the sidecar's left out
+        return invalid_settings_result(model, host, str(exc), search=mode)
+    threads = settings.benchmark.threads
     return process_model(
-        model,
-        settings,
-        host=host,
-        search=search,
-        threads=settings.benchmark.threads,
-        model_root=root,
-        progress=progress,
-        overrides=overrides,
+        model, settings, host=host, plan=plan, threads=threads, model_root=root, progress=progress
     )
 
 

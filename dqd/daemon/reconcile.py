@@ -31,7 +31,6 @@ from dqd.daemon.settle import Stat
 from dqd.domain import JobKind, ModelPath
 from dqd.errors import ModelError
 from dqd.modelfile import content_sha256, files_stat, model_files, unit_stat
-from dqd.settings import ModelOverrides
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ class SkipReason(StrEnum):
 
     REFUSED = "refused"  # a symlink out of the tree: recorded as refused, counted in the scan summary
     NOT_A_MODEL = "not a model"  # ignored or a companion file
-    EXCLUDED = "excluded"  # per-model settings
 
 
 @dataclass
@@ -79,7 +77,6 @@ class Reconciler:
         host_ttl_seconds: float,
         max_attempts: int,
         settle_seconds: float,
-        overrides_for: Callable[[str], ModelOverrides],
         on_pending: Callable[[str], None] | None = None,
         is_pending: Callable[[str], bool] | None = None,
         held_open: Callable[[Path], bool] | None = None,
@@ -94,7 +91,6 @@ class Reconciler:
         self.host_ttl_seconds = host_ttl_seconds
         self.max_attempts = max_attempts
         self.settle_seconds = settle_seconds
-        self.overrides_for = overrides_for
         self.on_pending = on_pending
         self.is_pending = is_pending
         self.held_open = held_open
@@ -124,10 +120,6 @@ class Reconciler:
             return result
         if verdict.kind is not Kind.MODEL:
             result.skip, result.skipped = SkipReason.NOT_A_MODEL, verdict.reason or "not a model"
-            return result
-        if self.overrides_for(rel_path).exclude:
-            result.skip, result.skipped = SkipReason.EXCLUDED, "excluded by per-model settings"
-            logger.info("skipping %s: excluded", rel_path, extra={"action": "excluded", "path": rel_path})
             return result
         # The unit's stat (data files included) is what the scan compares later.
         files = model_files(absolute)
@@ -357,8 +349,6 @@ class Reconciler:
         """Queue content our class never had a job for (a new host class joining an old tree)."""
         queued = 0
         for sha, rel in self.catalog.contents_without_job(self.host_class):
-            if self.overrides_for(rel).exclude:
-                continue
             job = self.catalog.enqueue(
                 sha, self.host_class, kind=JobKind.QUANTIZE, source_path=rel, max_attempts=self.max_attempts
             )

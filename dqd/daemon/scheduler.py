@@ -22,7 +22,6 @@ from dqd.catalog import Catalog
 from dqd.domain import DecisionRecord, Job, JobKind, Outcome, SearchMode
 from dqd.errors import CatalogError, ConfigError
 from dqd.pipeline.policy import policy_version_for
-from dqd.settings import ModelOverrides
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,6 @@ def enqueue_stale(
     host_class: str,
     *,
     current_for: Callable[[str], CurrentPolicy],
-    overrides_for: Callable[[str], ModelOverrides],
     tick: datetime,
     now: datetime,
     max_attempts: int = 3,
@@ -121,8 +119,6 @@ def enqueue_stale(
     decisions = catalog.latest_decisions_for_class(host_class)
     queued = []
     for sha, path, reason in stale_models(contents, decisions, current_for, now):
-        if overrides_for(path).exclude:
-            continue
         job = catalog.enqueue(
             sha,
             host_class,
@@ -189,7 +185,6 @@ class NightlyScheduler:
         cron: str,
         timezone: str,
         current_for: Callable[[str], CurrentPolicy],
-        overrides_for: Callable[[str], ModelOverrides],
         max_attempts: int,
         on_queued: Callable[[], None] | None = None,
     ) -> None:
@@ -197,7 +192,6 @@ class NightlyScheduler:
         self.host_class = host_class
         self.trigger = cron_trigger(cron, timezone)
         self.current_for = current_for
-        self.overrides_for = overrides_for
         self.max_attempts = max_attempts
         self.on_queued = on_queued
         self.scheduler = BackgroundScheduler(timezone=timezone)
@@ -229,7 +223,6 @@ class NightlyScheduler:
                 self.catalog,
                 self.host_class,
                 current_for=self.current_for,
-                overrides_for=self.overrides_for,
                 tick=tick,
                 now=now,
                 max_attempts=self.max_attempts,

@@ -40,8 +40,8 @@ from dqd.domain import HostInfo
 from dqd.errors import CatalogError, EnvironmentFailure, ModelError
 from dqd.hostinfo import detect_host
 from dqd.hostlock import check_lock, fallback_warning
+from dqd.pipeline.plan import plan_for
 from dqd.settings import Settings, redact_url
-from dqd.sidecar import overrides_for
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Daemon:
         self.api: ApiThread | None = None
         self.publisher: Publisher | None = None
         self.root = Path(os.path.abspath(self.settings.watch_dir))
-        self.overrides_for = partial(overrides_for, self.settings, self.root)
+        self.plan_for = partial(plan_for, self.settings, self.root, strict=False)
 
     # --- signals ---
 
@@ -97,10 +97,8 @@ class Daemon:
     # --- composition ---
 
     def current_policy(self, rel_path: str) -> CurrentPolicy:
-        search = self.overrides_for(rel_path).search or self.settings.search
-        return current_policy(
-            self.host.ort_version, search, timedelta(days=self.settings.schedule.max_age_days)
-        )
+        max_age = timedelta(days=self.settings.schedule.max_age_days)
+        return current_policy(self.host.ort_version, self.plan_for(rel_path).search, max_age)
 
     def run(self) -> int:
         settings = self.settings
@@ -140,7 +138,6 @@ class Daemon:
             host_ttl_seconds=settings.worker.host_ttl_seconds,
             max_attempts=settings.worker.max_attempts,
             settle_seconds=settle,
-            overrides_for=self.overrides_for,
             on_pending=self.watcher.track,
             is_pending=self.watcher.is_pending,
             held_open=held_open_for_writing if native else None,
@@ -162,7 +159,6 @@ class Daemon:
                 cron=settings.schedule.cron,
                 timezone=settings.schedule.timezone,
                 current_for=self.current_policy,
-                overrides_for=self.overrides_for,
                 max_attempts=settings.worker.max_attempts,
                 on_queued=self._wake_workers.set,
             )
@@ -182,7 +178,7 @@ class Daemon:
                 owner=f"{owner}:{index}",
                 stop=self.stop,
                 root=self.root,
-                overrides_for=self.overrides_for,
+                plan_for=self.plan_for,
                 process=self.process,
                 wake=self._wake_workers,
                 poll_seconds=settings.worker.poll_seconds,

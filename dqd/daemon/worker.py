@@ -31,10 +31,11 @@ from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publisher import Publisher, is_inside_root
 from dqd.daemon.stages import StageLog
-from dqd.domain import EngineResult, HostInfo, Job, Outcome, SearchMode
+from dqd.domain import EngineResult, HostInfo, Job, Outcome
 from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
+from dqd.pipeline.plan import ModelPlan
 from dqd.retry import retry_decision
-from dqd.settings import ModelOverrides, Settings
+from dqd.settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,9 +52,8 @@ class ProcessModel(Protocol):
         settings: Settings,
         *,
         host: HostInfo,
-        search: SearchMode | None,
+        plan: ModelPlan,
         model_root: Path | None,
-        overrides: ModelOverrides,
         progress: Callable[[str], None] | None = None,
     ) -> EngineResult: ...
 
@@ -63,23 +63,14 @@ def default_process(
     settings: Settings,
     *,
     host: HostInfo,
-    search: SearchMode | None,
+    plan: ModelPlan,
     model_root: Path | None,
-    overrides: ModelOverrides,
     progress: Callable[[str], None] | None = None,
 ) -> EngineResult:
-    """The real engine, handed the model's merged per-model settings (sidecar included)."""
+    """The real engine, handed the model's plan."""
     from dqd.pipeline.engine import process_model
 
-    return process_model(
-        path,
-        settings,
-        host=host,
-        search=search,
-        model_root=model_root,
-        overrides=overrides,
-        progress=progress,
-    )
+    return process_model(path, settings, host=host, plan=plan, model_root=model_root, progress=progress)
 
 
 class Worker:
@@ -92,7 +83,7 @@ class Worker:
         owner: str,
         stop: threading.Event,
         root: Path,
-        overrides_for: Callable[[str], ModelOverrides],
+        plan_for: Callable[[str], ModelPlan],
         process: ProcessModel = default_process,
         wake: threading.Event | None = None,
         poll_seconds: float = 1.0,
@@ -104,7 +95,7 @@ class Worker:
         self.owner = owner
         self.stop = stop
         self.root = root
-        self.overrides_for = overrides_for
+        self.plan_for = plan_for
         self.process = process
         self.wake = wake or threading.Event()
         self.poll_seconds = poll_seconds
@@ -206,25 +197,14 @@ class Worker:
         if rel is None:
             self._supersede(job, "no file under the watched folder holds this content any more")
             return
-        overrides = self.overrides_for(rel)
-        if overrides.exclude:
-            self.catalog.cancel_job(job.id)
-            logger.info(
-                "job %s cancelled: %s is excluded",
-                job.id,
-                rel,
-                extra={"action": "job_cancelled", "job_id": job.id},
-            )
-            return
         try:
-            # Pins (a variant spec, or FP32) are the engine's: it builds, gates and records them.
+            # Exclusion and pins are the engine's: it records them like any decision.
             result = self.process(
                 self.root / rel,
                 self.settings,
                 host=self.host,
-                search=SearchMode(overrides.search or self.settings.search),
+                plan=self.plan_for(rel),
                 model_root=self.root,
-                overrides=overrides,
                 progress=stages.report,
             )
         except EnvironmentFailure as exc:

@@ -26,6 +26,7 @@ from dqd.pipeline.environment import check_environment, missing_module
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter, IsolationError, run_isolated
+from dqd.pipeline.plan import ModelPlan, resolve_plan
 from dqd.pipeline.policy import policy_version_for
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
@@ -34,7 +35,7 @@ from dqd.pipeline.thorough import fit_thorough_inputs
 from dqd.pipeline.workbench import Measured, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 from dqd.scratchnames import WORK_PREFIX
-from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, ModelOverrides, Settings
+from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, Settings
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str], None]
@@ -66,27 +67,25 @@ def process_model(
     settings: Settings,
     *,
     host: HostInfo,
-    search: SearchMode | str | None = None,
+    plan: ModelPlan | None = None,
     threads: int | None = None,
     model_root: Path | str | None = None,
     progress: ProgressCallback | None = None,
-    overrides: ModelOverrides | None = None,
 ) -> EngineResult:
     """Quantize, check, benchmark and decide for ``path`` on this host; see the module docstring.
 
-    ``overrides`` are the model's per-model settings as the caller resolved them
-    (:mod:`dqd.sidecar`); ``settings.models`` is not consulted here.
-    ``search`` wins over ``overrides.search``, which wins over ``settings.search``.
+    ``plan`` is the model's plan as the caller resolved it (:func:`dqd.pipeline.plan.plan_for`);
+    without one, the global settings and the matching ``[models."<glob>"]`` sections apply.
     """
     started = time.monotonic()
     path = Path(path)
-    overrides = overrides or ModelOverrides()
-    mode = SearchMode(search or overrides.search or settings.search)
-    base = _identify(path, mode, host)
-    settled = base if base.error is not None else _settled_by_overrides(base, overrides)
+    if plan is None:
+        plan = resolve_plan(settings, None, _relative(path, model_root).as_posix())
+    base = _identify(path, plan.search, host)
+    settled = base if base.error is not None else _settled_by_plan(base, plan)
     if settled is not None:
         return replace(settled, seconds=time.monotonic() - started)
-    request = _request(base, settings, host, mode, threads, model_root, overrides)
+    request = _request(base, settings, host, plan, threads, model_root)
     # Before the child: a broken host must not read as the model's error.
     check_environment(request.host_lock, request.output_dir)
     try:
@@ -124,41 +123,37 @@ def _request(
     base: EngineResult,
     settings: Settings,
     host: HostInfo,
-    mode: SearchMode,
+    plan: ModelPlan,
     threads: int | None,
     model_root: Path | str | None,
-    overrides: ModelOverrides,
 ) -> EngineRequest:
     path = Path(base.path)
-    pin = VariantSpec.from_dict(overrides.pin) if isinstance(overrides.pin, dict) else None
-    # A pin's own nodes_to_exclude are checked against the graph with the model's (see _excluded_nodes).
-    nodes = (*overrides.nodes_to_exclude, *(pin.nodes_to_exclude if pin else ()))
     return EngineRequest(
         path=path.resolve(),
         relative_path=_relative(path, model_root),
         sha256=base.sha256,
         # Absolute: the catalog path must work from any cwd (`dqd best` in a deploy script).
         output_dir=Path(settings.output_dir).resolve(),
-        search=mode,
+        search=plan.search,
         threads=threads or settings.benchmark.threads,
-        accuracy=_accuracy_for(settings.accuracy, overrides),
+        accuracy=plan.accuracy,
         benchmark=settings.benchmark,
         ort_version=host.ort_version,
         source_size=base.source_size_bytes or 0,
         host_class=host.host_class,
         ladder=settings.ladder,
-        nodes_to_exclude=tuple(dict.fromkeys(nodes)),
-        pin=replace(pin, nodes_to_exclude=()) if pin else None,
+        nodes_to_exclude=plan.nodes_to_exclude,
+        pin=plan.pin,
         host_lock=Path(settings.host_lock),
     )
 
 
-def _settled_by_overrides(base: EngineResult, overrides: ModelOverrides) -> EngineResult | None:
+def _settled_by_plan(base: EngineResult, plan: ModelPlan) -> EngineResult | None:
     """``exclude`` and ``pin = "fp32"`` decide without loading the model; None: run the engine."""
-    if overrides.exclude:
+    if plan.exclude:
         reason = "excluded by per-model settings (exclude = true)"
         return replace(base, outcome=Outcome.SKIPPED, reasons=(reason,), details={"excluded": True})
-    if overrides.pin == "fp32":
+    if plan.pin_fp32:
         reason = "pinned to FP32 by per-model settings"
         return replace(base, outcome=Outcome.KEPT_FP32, reasons=(reason,), details={"pinned": "fp32"})
     return None
@@ -387,9 +382,3 @@ def _relative(path: Path, model_root: Path | str | None) -> Path:
         except ValueError:
             pass
     return Path(path.name)
-
-
-def _accuracy_for(accuracy: AccuracySettings, overrides: ModelOverrides) -> AccuracySettings:
-    """Global accuracy settings with the model's own thresholds and input shapes applied."""
-    shapes = {**accuracy.input_shapes, **overrides.input_shapes}
-    return accuracy.model_copy(update={**overrides.accuracy, "input_shapes": shapes})

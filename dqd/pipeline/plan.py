@@ -5,18 +5,22 @@ section matching the path or the file name (in file order), the model's
 ``<stem>.dqd.toml`` sidecar, then a command-line flag (``--search``). Each
 field of the plan says which of these it came from.
 
-Pure: the caller reads the sidecar (``sidecar.load_sidecar``) and hands its
-table in, so reconciliation, the scheduler's staleness check, the worker and
-``dqd process`` resolve a model's plan identically and tests need no files.
+:func:`resolve_plan` is pure: the caller reads the sidecar and hands its table
+in, so tests need no files. :func:`plan_for` is its shell, the one call the
+scheduler's staleness check, the worker and ``dqd process`` make at their
+boundary: it reads the sidecar and says what a bad one means there (the daemon
+logs it and goes on without it; ``dqd process`` makes it the model's error).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +28,9 @@ from pydantic import ValidationError
 from dqd.domain import SearchMode, VariantSpec
 from dqd.pipeline.policy import policy_version_for
 from dqd.settings import AccuracySettings, ModelOverrides, Settings
-from dqd.sidecar import matching_sections, merge_overrides
+from dqd.sidecar import SidecarError, load_sidecar, matching_sections, merge_overrides, sidecar_path
+
+logger = logging.getLogger(__name__)
 
 PLAN_FIELDS = ("search", "exclude", "pin", "nodes_to_exclude", "input_shapes", "accuracy")
 
@@ -120,3 +126,31 @@ def resolve_plan(
         accuracy=accuracy,
         sources=sources,
     )
+
+
+def plan_for(
+    settings: Settings,
+    root: Path,
+    rel_path: str,
+    *,
+    strict: bool,
+    search_flag: SearchMode | str | None = None,
+) -> ModelPlan:
+    """The plan of ``root / rel_path`` with its sidecar read from disk.
+
+    A sidecar that does not parse or validate is :class:`SidecarError` when
+    ``strict``; otherwise it is logged and the plan is resolved without it
+    (the configuration's sections were validated when it loaded).
+    """
+    model = root / rel_path
+    try:
+        table = load_sidecar(model)
+        return resolve_plan(settings, table, rel_path, search_flag=search_flag)
+    except SidecarError as exc:
+        error = exc
+    except InvalidSidecar as exc:
+        error = SidecarError(sidecar_path(model), str(exc))
+    if strict:
+        raise error
+    logger.error("ignoring %s", error, extra={"action": "sidecar_invalid", "path": str(error.path)})
+    return resolve_plan(settings, None, rel_path, search_flag=search_flag)

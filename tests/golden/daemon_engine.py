@@ -24,33 +24,27 @@ from unittest import mock
 
 import numpy as np
 
-from dqd.domain import AccuracyResult, BenchmarkResult, EngineResult, HostInfo, SearchMode, VariantSpec
+from dqd.domain import AccuracyResult, BenchmarkResult, EngineResult, HostInfo, VariantSpec
 from dqd.pipeline import engine, thorough, workbench
 from dqd.pipeline.accuracy import gate, output_metrics
 from dqd.pipeline.benchmark import Contender, latency_stats, speedup_ci, speedup_point
 from dqd.pipeline.isolate import ChildFailure, IsolationError
+from dqd.pipeline.plan import plan_for
 from dqd.settings import Settings
-from dqd.sidecar import overrides_for
 
 FP32_MS = [10.0 + 0.2 * (i % 5) for i in range(40)]
 PEAK_RSS = 64 << 20
 
 
 # --- per-model settings: the ONE place that knows how they reach the engine ---------------------
-# Today the worker hands the engine `search=`, `model_root=` and `overrides=`; after the ModelPlan
-# refactor it hands `plan=`. fake_process passes whatever it gets straight to the real engine, so
-# only this function builds such arguments itself: for the models the daemon never hands the
-# engine (excluded ones), to record what `dqd process --json` prints for them.
+# The worker hands the engine `plan=` and `model_root=`. fake_process passes whatever it gets
+# straight to the real engine, so only this function builds such arguments itself, to record
+# what `dqd process --json` prints for each model.
 
 
 def engine_arguments(settings: Settings, root: Path, rel_path: str) -> dict[str, Any]:
     """The per-model keyword arguments the worker would pass the engine for ``rel_path``."""
-    overrides = overrides_for(settings, root, rel_path)
-    return {
-        "search": SearchMode(overrides.search or settings.search),
-        "model_root": root,
-        "overrides": overrides,
-    }
+    return {"plan": plan_for(settings, root, rel_path, strict=False), "model_root": root}
 
 
 # --- the engine ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Per-model settings reach the engine: nodes_to_exclude, pin, exclude (real onnxruntime, tiny models).
 
-Library calls hand ``process_model`` the overrides directly; the ``dqd process``
-cases resolve them from configuration sections and sidecars as the daemon does.
+Library calls hand ``process_model`` a plan resolved from a sidecar's table; the ``dqd process``
+cases resolve it from configuration sections and sidecars on disk as the daemon does.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.pipeline.plan import resolve_plan
 from dqd.settings import ModelOverrides
 from tests import models
 from tests.integration.test_pipeline_cli import run_process
@@ -26,7 +27,8 @@ def run(tmp_path: Path, overrides: ModelOverrides, search: str = "design") -> En
     # Shorter timings than the engine tests: these check what was built, not which variant wins.
     quick = {"benchmark.warmup_runs": 1, "benchmark.min_seconds": 0.2, "benchmark.max_seconds": 1.0}
     settings = fast_settings(tmp_path, **quick)
-    return process_model(source, settings, host=detect_host(), search=search, overrides=overrides)
+    plan = resolve_plan(settings, overrides.model_dump(exclude_unset=True), "mlp.onnx", search_flag=search)
+    return process_model(source, settings, host=detect_host(), plan=plan)
 
 
 def node_ops(path: str | None) -> dict[str, str]:

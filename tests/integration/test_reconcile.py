@@ -13,7 +13,7 @@ from dqd.daemon.filters import PathFilter
 from dqd.daemon.reconcile import Reconciler
 from dqd.domain import JobKind, JobState
 from dqd.modelfile import content_sha256
-from dqd.settings import ModelOverrides, WatchSettings
+from dqd.settings import WatchSettings
 from tests import models
 
 CLASS = "x86_64-avx2"
@@ -30,7 +30,6 @@ def reconciler(
         host_ttl_seconds=300,
         max_attempts=3,
         settle_seconds=settle,
-        overrides_for=lambda rel: ModelOverrides(exclude=rel.startswith("skip/")),
         on_pending=pending.append if pending is not None else None,
     )
 
@@ -49,7 +48,6 @@ def test_scan_registers_dedups_refuses_and_removes(catalog: Catalog, tmp_path: P
     old(root / "a.onnx", b"A")
     old(root / "copy" / "a.onnx", b"A")  # same content, second path
     old(root / "b" / "1" / "model.onnx", b"B")
-    old(root / "skip" / "c.onnx", b"C")  # excluded by per-model settings
     old(root / ".cache" / "d.onnx", b"D")  # dot-folder: not even walked
     old(root / "out" / "e.onnx", b"E")  # dqd's own output folder
     old(tmp_path / "secret.onnx", b"S")
@@ -172,7 +170,6 @@ def test_new_host_class_gets_jobs_for_known_content(catalog: Catalog, tmp_path: 
         host_ttl_seconds=300,
         max_attempts=3,
         settle_seconds=0,
-        overrides_for=lambda rel: ModelOverrides(),
     )
     assert other.scan().queued == 1  # nothing changed on disk, but this class never had a job
     assert sorted(j.host_class for j in catalog.list_jobs()) == ["aarch64-dotprod", CLASS]

@@ -20,11 +20,20 @@ from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.stages import stage_name
 from dqd.daemon.worker import Worker
-from dqd.domain import EngineResult, HostInfo, JobState, Outcome, VariantResult, VariantSpec, WeightType
+from dqd.domain import (
+    EngineResult,
+    HostInfo,
+    JobState,
+    Outcome,
+    SearchMode,
+    VariantResult,
+    VariantSpec,
+    WeightType,
+)
 from dqd.errors import EnvironmentFailure
 from dqd.hostinfo import detect_host
-from dqd.settings import ModelOverrides, Settings
-from dqd.sidecar import overrides_for
+from dqd.pipeline.plan import ModelPlan, plan_for
+from dqd.settings import Settings
 
 SHA = "d" * 64
 
@@ -88,7 +97,7 @@ def make_worker(
         owner="test:1",
         stop=threading.Event(),
         root=tree,
-        overrides_for=partial(overrides_for, config, tree),
+        plan_for=partial(plan_for, config, tree, strict=False),
         process=engine,  # type: ignore[arg-type]
     )
     return worker, host
@@ -161,7 +170,7 @@ def test_success_records_completes_and_publishes(catalog: Catalog, tree: Path, t
     assert not list(published.parent.glob(".*.tmp"))  # no temporary left behind
 
 
-def test_sidecar_settings_reach_the_engine_and_exclude_cancels(catalog: Catalog, tree: Path) -> None:
+def test_the_plan_reaches_the_engine_and_exclude_is_the_engines(catalog: Catalog, tree: Path) -> None:
     sidecar = tree / "repo" / "m" / "1" / "model.dqd.toml"
     sidecar.write_text('pin = "fp32"\nsearch = "thorough"\nnodes_to_exclude = ["mm0"]\n')
     seen: list[dict[str, object]] = []
@@ -176,23 +185,20 @@ def test_sidecar_settings_reach_the_engine_and_exclude_cancels(catalog: Catalog,
     job = claim(catalog, host)
     worker.run_job(job)
     (call,) = seen
-    overrides = call["overrides"]
-    assert isinstance(overrides, ModelOverrides)
-    assert (overrides.pin, overrides.nodes_to_exclude, overrides.accuracy) == (
-        "fp32",
-        ["mm0"],
-        {"min_cosine_mean": 0.5},
-    )
-    assert call["search"] == "thorough" and call["model_root"] == tree
+    plan = call["plan"]
+    assert isinstance(plan, ModelPlan)
+    assert (plan.pin_fp32, plan.nodes_to_exclude, plan.accuracy.min_cosine_mean) == (True, ("mm0",), 0.5)
+    assert plan.search is SearchMode.THOROUGH and call["model_root"] == tree
     assert catalog.get_job(job.id).state is JobState.DONE
 
+    # Excluded later: the engine still gets the job and records the skip, as `dqd process` would.
     sidecar.write_text("exclude = true\n")
     catalog.enqueue(SHA, host.host_class, idempotency_key="again")
     again = catalog.claim_next_job(host.host_class, "test:1", 60)
     assert again is not None
     worker.run_job(again)
-    assert catalog.get_job(again.id).state is JobState.CANCELLED
-    assert len(seen) == 1  # an excluded model never reaches the engine
+    assert catalog.get_job(again.id).state is JobState.DONE
+    assert seen[1]["plan"].exclude is True  # type: ignore[attr-defined]
 
 
 def test_abort_gives_the_job_back_and_records_nothing(catalog: Catalog, tree: Path) -> None:

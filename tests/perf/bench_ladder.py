@@ -29,6 +29,7 @@ from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
 from dqd.pipeline.inspect import preflight  # noqa: E402
 from dqd.pipeline.ladder import ModelTraits, plan_ladder  # noqa: E402
 from dqd.pipeline.ladder_rules import rules_for  # noqa: E402
+from dqd.pipeline.plan import resolve_plan  # noqa: E402
 from dqd.pipeline.prepare import prepare_model  # noqa: E402
 from dqd.pipeline.quantize import build_variant, variant_dir  # noqa: E402
 from dqd.pipeline.thorough import check_accuracy, fit_thorough_inputs, stream_evaluation  # noqa: E402
@@ -129,7 +130,8 @@ def main() -> None:
         runs = {}
         for mode in ("design", "thorough"):
             started = time.monotonic()
-            result = process_model(model, settings, host=host, search=mode, model_root=args.corpus)
+            plan = resolve_plan(settings, None, model.name, search_flag=mode)
+            result = process_model(model, settings, host=host, plan=plan, model_root=args.corpus)
             runs[mode] = (result, time.monotonic() - started)
         result = runs["thorough"][0]
         if result.outcome in (Outcome.SKIPPED, Outcome.ERROR) and runs["design"][0].outcome in (
