@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from dqd.records import DecisionDetails
+
 
 class Outcome(StrEnum):
     QUANTIZED = "quantized"
@@ -305,5 +307,5 @@ class EngineResult:
     variants: tuple[VariantResult, ...] = ()
     accuracy: tuple[AccuracyResult, ...] = ()
     benchmarks: tuple[BenchmarkResult, ...] = ()
-    details: Mapping[str, Any] = field(default_factory=dict)  # preflight summary, rungs, rules
+    details: DecisionDetails = field(default_factory=DecisionDetails)  # what the decision rests on
     permanent_error: bool = True  # for the queue: retry only transient errors

@@ -24,6 +24,7 @@ from dqd.domain import (
     VariantSpec,
     WeightType,
 )
+from dqd.records import DecisionDetails, GraphSummary
 
 ORT = "1.32.0"
 U8U8 = VariantSpec(WeightType.U8U8, preprocess="symbolic")
@@ -161,8 +162,30 @@ def engine_result(
         variants=variants,
         accuracy=accuracy,
         benchmarks=benchmarks,
-        details={"preflight": {"opsets": {"ai.onnx": 17}, "ir_version": 8}},
+        details=DecisionDetails(checked=True, preflight=graph_summary(opsets={"ai.onnx": 17})),
     )
+
+
+def graph_summary(**fields: object) -> GraphSummary:
+    """A preflight summary of a small MatMul model; ``fields`` override any of its facts."""
+    facts: dict[str, object] = {
+        "path": "m.onnx",
+        "size_bytes": 4096,
+        "ir_version": 8,
+        "opsets": {"": 17},
+        "producer": "tests",
+        "inputs": (),
+        "outputs": (),
+        "op_histogram": {"MatMul": 1},
+        "quantizable_top_level": {"MatMul": 1},
+        "quantizable_in_subgraphs": {},
+        "control_flow": {},
+        "initializer_types": {"float32": 1},
+        "constant_node_weights": 0,
+        "external_data": False,
+        **fields,
+    }
+    return GraphSummary(**facts)  # type: ignore[arg-type]
 
 
 def add_model(

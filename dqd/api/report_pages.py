@@ -14,7 +14,7 @@ from html import escape
 
 from dqd.api.report_svg import Box, Point, box_plot, scatter, timeline
 from dqd.catalog import Catalog
-from dqd.catalog.views import BenchmarkView, DecisionView, ModelDetail, ModelSummary
+from dqd.catalog.views import BenchmarkView, DecisionView, ModelDetail, ModelListing
 
 MAX_BOX_PLOTS = 6  # per model page: the newest decisions' benchmarks
 MAX_SCATTER_POINTS = 5000  # an evenly spaced sample beyond this: the page stays light for a browser
@@ -131,7 +131,7 @@ def render_index(catalog: Catalog) -> str:
     return _page("dqd report", body)
 
 
-def latest_outcome_counts(models: Sequence[ModelSummary]) -> Counter[tuple[str, str]]:
+def latest_outcome_counts(models: Sequence[ModelListing]) -> Counter[tuple[str, str]]:
     """(host class, outcome) over the models listed: one per content and host class, as the table shows.
 
     The catalog's own count covers every content ever decided (earlier versions,
@@ -168,7 +168,7 @@ def _outcome_text(outcome: str, speedup: float | None) -> str:
     return f"{outcome} {speedup:.2f}x" if speedup is not None else f"{outcome} (drawn at 1.0)"
 
 
-def _model_rows(models: Sequence[ModelSummary], reasons: Mapping[int, str]) -> Iterable[list[str]]:
+def _model_rows(models: Sequence[ModelListing], reasons: Mapping[int, str]) -> Iterable[list[str]]:
     for m in models:
         link = f'<a href="models/{m.path_id}.html">{escape(m.path)}</a>'
         if not m.decisions:

@@ -25,8 +25,8 @@ from dqd.catalog.views import (
     AccuracySummary,
     JobPage,
     LatestDecision,
+    ModelListing,
     ModelPage,
-    ModelSummary,
     decode_cursor,
     encode_cursor,
 )
@@ -82,7 +82,7 @@ class QueryStore(DetailQueries, ReportQueries):
             latest = self._latest_for(session, shas, host_class)
         # Plain tuples: named attribute access on 10,000 Rows costs more than the query itself.
         items = [
-            ModelSummary(
+            ModelListing(
                 path_id=path_id,
                 path=path,
                 sha256=sha,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, overload
+from typing import overload
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,6 +28,7 @@ from dqd.domain import (
     VariantResult,
     VariantSpec,
 )
+from dqd.serialize import catalog_details_json, graph_summary_json, plain_json
 
 
 class RecordStore:
@@ -110,7 +110,7 @@ class RecordStore:
                 speedup_ci_low=result.speedup_ci[0] if result.speedup_ci else None,
                 speedup_ci_high=result.speedup_ci[1] if result.speedup_ci else None,
                 reasons=list(result.reasons),
-                details=_jsonable(dict(result.details)),
+                details=catalog_details_json(result.details),
                 path=result.path,
                 error=result.error,
                 seconds=result.seconds,
@@ -150,7 +150,7 @@ class RecordStore:
                         decision_id=decision.id,
                         variant_id=vid,
                         input_source=acc.input_source.value,
-                        metrics=_jsonable(acc.metrics),
+                        metrics=plain_json(acc.metrics),
                         passed=acc.passed,
                         decisive=acc.decisive,
                         reason=acc.reason,
@@ -169,11 +169,11 @@ class RecordStore:
                 )
             )
             session.flush()
-        summary = result.details.get("preflight") if result.details else None
-        if summary:
+        summary = result.details.preflight
+        if summary is not None:
             row = session.get(ModelVersionRow, result.sha256)
             if row is not None and row.summary is None:
-                row.summary = _jsonable(summary)
+                row.summary = graph_summary_json(summary)
 
     @staticmethod
     def _upsert_variant(session: Session, sha256: str, variant: VariantResult, now: datetime) -> int:
@@ -192,7 +192,7 @@ class RecordStore:
                 reduce_range=spec["reduce_range"],
                 op_types=spec["op_types"],
                 nodes_to_exclude=spec["nodes_to_exclude"],
-                extra_options=_jsonable(spec["extra_options"]),
+                extra_options=plain_json(spec["extra_options"]),
                 preprocess=spec["preprocess"],
                 ort_version=variant.ort_version,
                 created_at=now,
@@ -234,16 +234,3 @@ class RecordStore:
         with self.tx.read() as session:
             row = session.get(VariantRow, variant_id)
             return variant_from_row(row) if row is not None else None
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only (numpy scalars and tuples come out of the pipeline)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value

@@ -48,7 +48,7 @@ class LatestDecision:
 
 
 @dataclass(frozen=True)
-class ModelSummary:
+class ModelListing:
     """A model (a path in the watched tree) and its latest decision per host class."""
 
     path_id: int
@@ -126,7 +126,7 @@ class ModelDetail:
 
 @dataclass(frozen=True)
 class ModelPage:
-    items: list[ModelSummary]
+    items: list[ModelListing]
     next_cursor: str | None
 
 

@@ -15,6 +15,7 @@ from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
 from dqd.cli.refs import catalog_path
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
 from dqd.errors import ModelError, UsageError
+from dqd.serialize import process_result_json
 from dqd.settings import Settings
 
 
@@ -66,7 +67,7 @@ def process(
             catalog.record_engine_result(host, result)
             any_error |= result.outcome is Outcome.ERROR
             if as_json:
-                typer.echo(json.dumps(result_json(result)))
+                typer.echo(json.dumps(process_result_json(result)))
                 sys.stdout.flush()
             else:
                 typer.echo(human_summary(result))
@@ -159,45 +160,6 @@ def models_in(folder: Path, settings: Settings) -> list[Path]:
 
 def _rel(path: Path, folder: Path) -> PurePosixPath:
     return PurePosixPath(path.relative_to(folder).as_posix())
-
-
-def result_json(result: EngineResult) -> dict[str, Any]:
-    """The `--json` contract: exactly these keys, one object per model."""
-    variant = None
-    if result.selected is not None:
-        built = next((v for v in result.variants if v.spec == result.selected), None)
-        variant = {
-            **result.selected.to_dict(),
-            "name": result.selected.name,
-            "output_path": built.output_path if built else None,
-            "size_bytes": built.size_bytes if built else None,
-        }
-    accuracy = None
-    if result.selected is not None:
-        deciding = next((a for a in result.accuracy if a.spec == result.selected and a.decisive), None)
-        if deciding is not None:
-            accuracy = {
-                "input_source": deciding.input_source.value,
-                "passed": deciding.passed,
-                "metrics": {name: dict(values) for name, values in deciding.metrics.items()},
-                "other_sources": {
-                    a.input_source.value: {name: dict(values) for name, values in a.metrics.items()}
-                    for a in result.accuracy
-                    if a.spec == result.selected and not a.decisive
-                },
-            }
-    return {
-        "path": result.path,
-        "sha256": result.sha256,
-        "outcome": result.outcome.value,
-        "variant": variant,
-        "speedup": result.speedup,
-        "speedup_ci": list(result.speedup_ci) if result.speedup_ci else None,
-        "accuracy": accuracy,
-        "reasons": list(result.reasons),
-        "error": result.error,
-        "seconds": round(result.seconds, 3),
-    }
 
 
 def human_summary(result: EngineResult) -> str:

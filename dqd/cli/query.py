@@ -16,7 +16,7 @@ import typer
 
 from dqd.catalog import Catalog, open_catalog
 from dqd.catalog.queries import MODEL_SORTS
-from dqd.catalog.views import LatestDecision, ModelSummary
+from dqd.catalog.views import LatestDecision, ModelListing
 from dqd.cli.app import app, jobs_app, state
 from dqd.cli.detail_output import print_detail
 from dqd.cli.output import Column, choose_format, emit, jsonable
@@ -53,7 +53,7 @@ def _catalog(ctx: typer.Context) -> Iterator[tuple[Catalog, Settings]]:
 # --- models ---
 
 
-def _rows(models: list[ModelSummary]) -> list[tuple[ModelSummary, LatestDecision | None]]:
+def _rows(models: list[ModelListing]) -> list[tuple[ModelListing, LatestDecision | None]]:
     """One row per (model, host class); a model with no decision yet gets one row."""
     none: list[LatestDecision | None] = [None]
     return [(m, d) for m in models for d in (m.decisions or none)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dqd.domain import InputSource, Outcome
 from dqd.pipeline.ladder import ModelTraits
-from dqd.pipeline.policy import Decision, VariantMeasurement
+from dqd.pipeline.policy import CandidateMeasurement, Decision
 
 STATIC_ADVICE = (
     "next step: static quantization with calibration data (onnxruntime.quantization.quantize_static, "
@@ -23,7 +23,7 @@ STATIC_ADVICE = (
 
 def decision_advice(
     decision: Decision,
-    measurements: Sequence[VariantMeasurement],
+    measurements: Sequence[CandidateMeasurement],
     *,
     model_path: Path,
     input_names: Sequence[str],
@@ -48,7 +48,7 @@ def samples_file(model_path: Path) -> Path:
 
 
 def samples_advice(
-    model_path: Path, input_names: Sequence[str], measurements: Sequence[VariantMeasurement]
+    model_path: Path, input_names: Sequence[str], measurements: Sequence[CandidateMeasurement]
 ) -> list[str]:
     """A variant failed the gate on synthetic inputs: name the samples file that would use real ones."""
     failed = [
@@ -91,7 +91,7 @@ def static_quantization_advice(
 
 
 def design_conv_advice(
-    decision: Decision, quantizable: Mapping[str, int], measurements: Sequence[VariantMeasurement]
+    decision: Decision, quantizable: Mapping[str, int], measurements: Sequence[CandidateMeasurement]
 ) -> list[str]:
     """Design mode: its variants quantize every layer, Conv included, so advice only when FP32 was kept."""
     if decision.outcome is not Outcome.KEPT_FP32:
@@ -103,7 +103,7 @@ def design_conv_advice(
     return [advice[0] + '; `search = "thorough"` also tries variants that leave Conv in FP32']
 
 
-def speed_text(m: VariantMeasurement) -> str:
+def speed_text(m: CandidateMeasurement) -> str:
     """A variant's speed-up for advice, e.g. ``u8u8 0.57x`` or ``u8s8 failed the gate``."""
     if m.speedup is None:
         return f"{m.spec.name} {'failed the gate' if m.gate_passed is False else 'not timed'}"

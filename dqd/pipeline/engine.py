@@ -32,8 +32,9 @@ from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.search import search
 from dqd.pipeline.thorough import fit_thorough_inputs
-from dqd.pipeline.workbench import Measured, Workbench
+from dqd.pipeline.workbench import CandidateRun, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.records import DecisionDetails, InputRecord, PrepareRecord
 from dqd.scratchnames import WORK_PREFIX
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings, Settings
 
@@ -106,7 +107,7 @@ def process_model(
             reasons=(str(exc),),
             error=str(exc),
             permanent_error=exc.permanent,
-            details={"failure": exc.kind.value},
+            details=DecisionDetails(failure=exc.kind.value),
         )
     return replace(result, seconds=time.monotonic() - started)
 
@@ -152,10 +153,14 @@ def _settled_by_plan(base: EngineResult, plan: ModelPlan) -> EngineResult | None
     """``exclude`` and ``pin = "fp32"`` decide without loading the model; None: run the engine."""
     if plan.exclude:
         reason = "excluded by per-model settings (exclude = true)"
-        return replace(base, outcome=Outcome.SKIPPED, reasons=(reason,), details={"excluded": True})
+        return replace(
+            base, outcome=Outcome.SKIPPED, reasons=(reason,), details=DecisionDetails(excluded=True)
+        )
     if plan.pin_fp32:
         reason = "pinned to FP32 by per-model settings"
-        return replace(base, outcome=Outcome.KEPT_FP32, reasons=(reason,), details={"pinned": "fp32"})
+        return replace(
+            base, outcome=Outcome.KEPT_FP32, reasons=(reason,), details=DecisionDetails(pinned="fp32")
+        )
     return None
 
 
@@ -182,9 +187,9 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     pin_reaches = request.pin is not None and bool(request.pin.extra_options.get("EnableSubgraph"))
     checked = preflight(request.path, reach_subgraphs=thorough or pin_reaches)
     notes: list[str] = []
-    details: dict[str, Any] = {"preflight": checked.summary.to_dict() if checked.summary else None}
     if checked.outcome is not None:
         error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
+        details = DecisionDetails(checked=True, preflight=checked.summary)
         return _finished(
             request, checked.outcome, reasons=(*checked.reasons, *notes), error=error, details=details
         )
@@ -192,7 +197,6 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     input_sets = _input_sets(request, checked)
     if thorough:
         input_sets = fit_thorough_inputs(input_sets, checked.summary, request.accuracy, request.path)
-    details["inputs"] = [{"source": s.source.value, "description": s.description} for s in input_sets]
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -207,14 +211,8 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             if exc.errno in DISK_FULL:
                 raise OutputDirError(directory, exc) from exc
             raise
-        details["prepare"] = {
-            "path": prepared.preprocess,
-            "folded_constants": prepared.folded_constants,
-            "notes": list(prepared.notes),
-        }
         excluded, unknown = _excluded_nodes(request.nodes_to_exclude, request.path, prepared)
         notes.extend(unknown)
-        details["nodes_to_exclude"] = list(excluded)
         bench = Workbench(
             source=request.path,
             prepared=prepared,
@@ -251,7 +249,14 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    details["decision"] = decision.numbers
+    details = DecisionDetails(
+        checked=True,
+        preflight=checked.summary,
+        inputs=tuple(InputRecord(s.source, s.description) for s in input_sets),
+        prepare=PrepareRecord(prepared.preprocess, prepared.folded_constants, prepared.notes),
+        nodes_to_exclude=excluded,
+        decision=decision.record,
+    )
     return _finished(
         request,
         decision.outcome,
@@ -317,8 +322,8 @@ def _finished(
     speedup_ci: tuple[float, float] | None = None,
     reasons: tuple[str, ...] = (),
     error: str | None = None,
-    details: dict[str, Any] | None = None,
-    measured: list[Measured] | None = None,
+    details: DecisionDetails | None = None,
+    measured: list[CandidateRun] | None = None,
     permanent: bool = True,
     policy_version: str | None = None,
 ) -> EngineResult:
@@ -342,7 +347,7 @@ def _finished(
         variants=tuple(m.variant for m in measured),
         accuracy=tuple(a for m in measured for a in m.accuracy),
         benchmarks=tuple(b for m in measured for b in m.benchmarks),
-        details=details or {},
+        details=details or DecisionDetails(),
         permanent_error=permanent,
     )
 

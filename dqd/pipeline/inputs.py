@@ -17,7 +17,7 @@ import numpy as np
 
 from dqd.domain import InputSource
 from dqd.errors import ModelError
-from dqd.pipeline.inspect import ModelSummary, TensorInfo
+from dqd.records import GraphSummary, TensorInfo
 from dqd.settings import AccuracySettings
 
 Feed = dict[str, np.ndarray]
@@ -78,7 +78,7 @@ def _read_feed(file: Path, inputs: Sequence[TensorInfo]) -> Feed:
 
 
 def synthesize_inputs(
-    summary: ModelSummary,
+    summary: GraphSummary,
     *,
     batch: int,
     default_dim: int,
@@ -193,7 +193,7 @@ def synthesize_tensor(
 
 
 def synthesize_from_settings(
-    summary: ModelSummary, accuracy: AccuracySettings, *, default_dim: int | None = None
+    summary: GraphSummary, accuracy: AccuracySettings, *, default_dim: int | None = None
 ) -> InputSet:
     """Synthetic inputs as the accuracy settings describe them (``default_dim`` may be probed larger)."""
     return synthesize_inputs(
@@ -206,7 +206,7 @@ def synthesize_from_settings(
     )
 
 
-def gather_input_sets(model_path: Path, summary: ModelSummary, accuracy: AccuracySettings) -> list[InputSet]:
+def gather_input_sets(model_path: Path, summary: GraphSummary, accuracy: AccuracySettings) -> list[InputSet]:
     """Samples first when present (they decide the gate); synthetic inputs are always evaluated too."""
     synthetic = synthesize_from_settings(summary, accuracy)
     samples = load_samples(model_path, summary.inputs)

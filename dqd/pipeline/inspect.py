@@ -8,9 +8,8 @@ nothing to quantize, otherwise ``None`` (go on).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -19,6 +18,7 @@ from onnx import GraphProto, ModelProto, TensorProto
 from dqd.domain import Outcome
 from dqd.onnxgraph import all_tensors, walk_graphs
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.records import GraphSummary, TensorInfo
 from dqd.text import first_line
 
 MIN_AI_ONNX_OPSET = 10
@@ -45,41 +45,8 @@ _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, Te
 
 
 @dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str  # numpy-style name ("float32", "int64", "bool") or the ONNX type text for non-tensors
-    shape: tuple[int | str | None, ...] | None  # None: not a tensor or unknown rank
-
-    @property
-    def is_tensor(self) -> bool:
-        return self.shape is not None
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    path: str
-    size_bytes: int
-    ir_version: int
-    opsets: dict[str, int]
-    producer: str
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    op_histogram: dict[str, int]  # all graphs, subgraphs included
-    quantizable_top_level: dict[str, int]
-    quantizable_in_subgraphs: dict[str, int]
-    control_flow: dict[str, int]
-    initializer_types: dict[str, int]
-    constant_node_weights: int  # Constant nodes holding float tensors (weights outside initializers)
-    external_data: bool
-    vocab_sizes: dict[str, int] = field(default_factory=dict)  # integer input -> rows of the table it indexes
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class Preflight:
-    summary: ModelSummary | None
+    summary: GraphSummary | None
     outcome: Outcome | None  # None: go on and quantize
     reasons: tuple[str, ...] = ()
 
@@ -139,7 +106,7 @@ def _load(path: Path) -> tuple[ModelProto, bool]:
 
 
 def _rules(
-    model: ModelProto, summary: ModelSummary, reach_subgraphs: bool
+    model: ModelProto, summary: GraphSummary, reach_subgraphs: bool
 ) -> tuple[Outcome, tuple[str, ...]] | None:
     ai_onnx = [summary.opsets[d] for d in AI_ONNX_DOMAINS if d in summary.opsets]
     if not ai_onnx:
@@ -180,7 +147,7 @@ def _rules(
     return None
 
 
-def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> ModelSummary:
+def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> GraphSummary:
     constants = _constant_derived_names(model)
     histogram: Counter[str] = Counter()
     top: Counter[str] = Counter()
@@ -198,7 +165,7 @@ def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> Mod
         if n.op_type == "Constant"
         and any(a.name == "value" and a.t.data_type in _FLOAT_TYPES for a in n.attribute)
     )
-    return ModelSummary(
+    return GraphSummary(
         path=str(path),
         size_bytes=path.stat().st_size if path.exists() else model.ByteSize(),
         ir_version=model.ir_version,

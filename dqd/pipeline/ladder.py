@@ -25,8 +25,9 @@ from dqd.pipeline.ladder_rules import (
     RungTemplate,
     Subset,
 )
-from dqd.pipeline.policy import Speed, VariantMeasurement, classify_speed
+from dqd.pipeline.policy import CandidateMeasurement, Speed, classify_speed
 from dqd.quantops import DYNAMIC_OPS
+from dqd.records import TraitsRecord
 
 ENABLE_SUBGRAPH = {"EnableSubgraph": True}
 
@@ -63,12 +64,8 @@ class ModelTraits:
         conv = counts.get("Conv", 0)
         return conv > 0 and conv >= sum(counts.get(op, 0) for op in (*MATMUL_OPS, "LSTM"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantizable": self.counts,
-            "in_subgraphs": dict(self.in_subgraphs),
-            "conv_heavy": self.conv_heavy,
-        }
+    def record(self) -> TraitsRecord:
+        return TraitsRecord(self.counts, dict(self.in_subgraphs), self.conv_heavy)
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,7 @@ class RungResult:
     """What one tried rung produced; ``identical_to`` names an earlier rung with a byte-identical graph."""
 
     rung: Rung
-    measurement: VariantMeasurement
+    measurement: CandidateMeasurement
     seconds: float
     identical_to: str | None = None
 

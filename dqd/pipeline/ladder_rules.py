@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dqd.domain import WeightType
+from dqd.records import RulesRecord
 
 # The one number to bump when a rule changes: the ladder's policy version
 # (pipeline.policy.LADDER_POLICY_VERSION) derives from it, so the two cannot drift.
@@ -95,14 +96,16 @@ class HostRules:
     u8s8_conv_needs_u8u8_win: bool
     evidence: str
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "version": RULES_VERSION,
-            "host_classes": list(self.host_classes),
-            "u8s8_conv_needs_u8u8_win": self.u8s8_conv_needs_u8u8_win,
-            "evidence": self.evidence,
-        }
+    def record(self) -> RulesRecord:
+        """The rule set as a decision records it: with its version and the pruning rules' meanings."""
+        return RulesRecord(
+            name=self.name,
+            version=RULES_VERSION,
+            host_classes=self.host_classes,
+            u8s8_conv_needs_u8u8_win=self.u8s8_conv_needs_u8u8_win,
+            evidence=self.evidence,
+            pruning=dict(PRUNING_RULES),
+        )
 
 
 _U8U8 = WeightType.U8U8

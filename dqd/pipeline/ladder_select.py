@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from dqd.domain import Outcome, SearchMode
 from dqd.pipeline.advice import speed_text, static_quantization_advice
 from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
-from dqd.pipeline.ladder_rules import PRUNING_RULES, RULES_VERSION
 from dqd.pipeline.policy import Decision, describe, is_acceptable, policy_version_for
+from dqd.records import LadderRecord, RungRecord, SkippedRungRecord
 
 THOROUGH_VERSION = policy_version_for(SearchMode.THOROUGH)  # what every ladder decision records
 
@@ -109,15 +108,14 @@ def decide_ladder(
     lines += [f"{s.name}: not tried ({s.rule}: {s.reason})" for s in (*plan.skipped, *skipped)]
     lines.append(f"ladder stopped: {stop_reason}")
     lines += advice(plan, results, chosen, margin=margin)
-    numbers = ladder_numbers(plan, results, skipped, stop_reason, margin=margin, noise=noise)
-    numbers["playoff"] = list(playoff.samples_ms) if playoff is not None else None
+    record = ladder_record(plan, results, skipped, stop_reason, margin=margin, noise=noise, playoff=playoff)
     if chosen is None:
         summary = "kept FP32: no rung passed the gate and was significantly faster than FP32"
-        return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *lines), numbers, THOROUGH_VERSION)
+        return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *lines), record, THOROUGH_VERSION)
     outcome = Outcome.OPTIMIZED_FP32 if chosen.rung.spec.weight_type is None else Outcome.QUANTIZED
     m = chosen.measurement
     return Decision(
-        outcome, chosen.rung.spec, m.speedup, m.speedup_ci, (why, *lines), numbers, THOROUGH_VERSION
+        outcome, chosen.rung.spec, m.speedup, m.speedup_ci, (why, *lines), record, THOROUGH_VERSION
     )
 
 
@@ -143,7 +141,7 @@ def advice(
     )
 
 
-def ladder_numbers(
+def ladder_record(
     plan: Plan,
     results: Sequence[RungResult],
     skipped: Sequence[Skipped],
@@ -151,38 +149,36 @@ def ladder_numbers(
     *,
     margin: float,
     noise: float,
-) -> dict[str, Any]:
-    """Everything the catalog keeps about this ladder (``EngineResult.details["decision"]``)."""
-    rungs: list[dict[str, Any]] = []
-    for result in results:
-        m = result.measurement
-        rungs.append(
-            {
-                "rung": result.rung.index,
-                "variant": result.rung.name,
-                "spec": result.rung.spec.to_dict(),
-                "reaches": sorted(result.rung.reaches),
-                "status": "identical" if result.identical_to else "tried",
-                "identical_to": result.identical_to,
-                "quantize_error": m.quantize_error,
-                "gate_passed": m.gate_passed,
-                "gate_source": m.gate_source or None,
-                "gate_reason": m.gate_reason or None,
-                "speedup": m.speedup,
-                "speedup_ci": list(m.speedup_ci) if m.speedup_ci else None,
-                "benchmark_error": m.benchmark_error,
-                "seconds": round(result.seconds, 3),
-            }
+    playoff: Playoff | None = None,
+) -> LadderRecord:
+    """Everything the catalog keeps about this ladder but what only the loop knows (``run``)."""
+    tried = tuple(
+        RungRecord(
+            rung=result.rung.index,
+            variant=result.rung.name,
+            spec=result.rung.spec,
+            reaches=tuple(sorted(result.rung.reaches)),
+            identical_to=result.identical_to,
+            quantize_error=result.measurement.quantize_error,
+            gate_passed=result.measurement.gate_passed,
+            gate_source=result.measurement.gate_source or None,
+            gate_reason=result.measurement.gate_reason or None,
+            speedup=result.measurement.speedup,
+            speedup_ci=result.measurement.speedup_ci,
+            benchmark_error=result.measurement.benchmark_error,
+            seconds=round(result.seconds, 3),
         )
-    for skip in (*plan.skipped, *skipped):
-        rungs.append({"variant": skip.name, "status": "skipped", "rule": skip.rule, "reason": skip.reason})
-    return {
-        "policy_version": THOROUGH_VERSION,
-        "rules": {**plan.rules.to_dict(), "version": RULES_VERSION, "pruning": dict(PRUNING_RULES)},
-        "traits": plan.traits.to_dict(),
-        "order": [r.name for r in plan.rungs],
-        "rungs": rungs,
-        "stop_reason": stop_reason,
-        "margin": margin,
-        "noise": noise,
-    }
+        for result in results
+    )
+    return LadderRecord(
+        policy_version=THOROUGH_VERSION,
+        rules=plan.rules.record(),
+        traits=plan.traits.record(),
+        order=tuple(r.name for r in plan.rungs),
+        tried=tried,
+        skipped=tuple(SkippedRungRecord(s.name, s.rule, s.reason) for s in (*plan.skipped, *skipped)),
+        stop_reason=stop_reason,
+        margin=margin,
+        noise=noise,
+        playoff=tuple(playoff.samples_ms) if playoff is not None else None,
+    )

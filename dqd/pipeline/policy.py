@@ -9,12 +9,12 @@ Otherwise keep FP32, saying what each variant measured.  A per-model pin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from dqd.domain import InputSource, Outcome, SearchMode, VariantSpec, WeightType
 from dqd.pipeline.ladder_rules import RULES_REVISION
+from dqd.records import DesignRecord, SearchRecord, StepRecord
 
 POLICY_VERSION = "design-two-step/1"
 # Derived from the ladder rules' revision: a rules bump must make every thorough decision
@@ -31,8 +31,8 @@ class Speed(StrEnum):
 
 
 @dataclass(frozen=True)
-class VariantMeasurement:
-    """What the engine measured for one candidate; ``None`` fields were not measured."""
+class CandidateMeasurement:
+    """What the policy judges about one candidate: built, gated, timed; ``None`` fields were not measured."""
 
     spec: VariantSpec
     quantize_error: str | None = None
@@ -51,7 +51,7 @@ class Decision:
     speedup: float | None
     speedup_ci: tuple[float, float] | None
     reasons: tuple[str, ...]
-    numbers: dict[str, Any] = field(default_factory=dict)
+    record: SearchRecord  # the numbers behind it, for the catalog (details["decision"])
     policy_version: str = POLICY_VERSION
 
 
@@ -84,7 +84,7 @@ def classify_speed(ci: tuple[float, float], margin: float) -> Speed:
     return Speed.UNRESOLVED
 
 
-def is_acceptable(measurement: VariantMeasurement, margin: float) -> bool:
+def is_acceptable(measurement: CandidateMeasurement, margin: float) -> bool:
     """Passes the gate and is significantly faster than FP32."""
     return (
         measurement.quantize_error is None
@@ -94,7 +94,7 @@ def is_acceptable(measurement: VariantMeasurement, margin: float) -> bool:
     )
 
 
-def describe(measurement: VariantMeasurement, margin: float) -> str:
+def describe(measurement: CandidateMeasurement, margin: float) -> str:
     """One sentence a person can act on: what this variant measured and why it does or does not qualify."""
     name = measurement.spec.name.upper() if measurement.spec.weight_type else measurement.spec.name
     if measurement.quantize_error is not None:
@@ -120,7 +120,7 @@ def describe(measurement: VariantMeasurement, margin: float) -> str:
     return f"{name}: " + "; ".join(parts)
 
 
-def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) -> Decision:
+def decide_design(measurements: Sequence[CandidateMeasurement], *, margin: float) -> Decision:
     """The two-step over ``measurements`` in step order (U8U8, then U8S8 if it was needed).
 
     The first acceptable variant wins; later ones are ignored as the design
@@ -129,10 +129,10 @@ def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) 
     if not measurements:
         raise ValueError("the design policy needs at least the U8U8 measurement")
     reasons: list[str] = []
-    numbers: dict[str, Any] = {"margin": margin, "steps": []}
+    steps: list[StepRecord] = []
     for measurement in measurements:
         reasons.append(describe(measurement, margin))
-        numbers["steps"].append(_numbers(measurement, margin))
+        steps.append(step_record(measurement, margin))
         if is_acceptable(measurement, margin):
             return Decision(
                 outcome=Outcome.QUANTIZED,
@@ -143,13 +143,14 @@ def decide_design(measurements: Sequence[VariantMeasurement], *, margin: float) 
                     f"selected {measurement.spec.name}: passes the gate and is significantly faster",
                     *reasons,
                 ),
-                numbers=numbers,
+                record=DesignRecord(margin, tuple(steps)),
             )
     summary = "kept FP32: " + _why_none(measurements, margin)
-    return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *reasons), numbers)
+    record = DesignRecord(margin, tuple(steps))
+    return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *reasons), record)
 
 
-def decide_pinned(measurement: VariantMeasurement, *, margin: float) -> Decision:
+def decide_pinned(measurement: CandidateMeasurement, *, margin: float) -> Decision:
     """Ship the pinned spec whatever it measured, unless it cannot be built or run at all.
 
     The pin is the user's call, so the gate and the benchmark only inform it;
@@ -159,22 +160,18 @@ def decide_pinned(measurement: VariantMeasurement, *, margin: float) -> Decision
     """
     spec = measurement.spec
     measured = describe(measurement, margin)
-    numbers: dict[str, Any] = {
-        "margin": margin,
-        "pinned": spec.to_dict(),
-        "steps": [_numbers(measurement, margin)],
-    }
+    record = DesignRecord(margin, (step_record(measurement, margin),), pinned=spec)
     if measurement.quantize_error is not None:
         failure = f"{PINNED}: {spec.name} cannot be built: {measurement.quantize_error}"
-        return Decision(Outcome.ERROR, None, None, None, (failure, measured), numbers)
+        return Decision(Outcome.ERROR, None, None, None, (failure, measured), record)
     if measurement.benchmark_error is not None:
         failure = f"{PINNED}: onnxruntime cannot run {spec.name}: {measurement.benchmark_error}"
-        return Decision(Outcome.ERROR, None, None, None, (failure, measured), numbers)
+        return Decision(Outcome.ERROR, None, None, None, (failure, measured), record)
     reasons = (f"selected {spec.name}: {PINNED}", *_pin_warnings(measurement, margin), measured)
-    return Decision(Outcome.QUANTIZED, spec, measurement.speedup, measurement.speedup_ci, reasons, numbers)
+    return Decision(Outcome.QUANTIZED, spec, measurement.speedup, measurement.speedup_ci, reasons, record)
 
 
-def _pin_warnings(measurement: VariantMeasurement, margin: float) -> list[str]:
+def _pin_warnings(measurement: CandidateMeasurement, margin: float) -> list[str]:
     name = measurement.spec.name
     warnings = []
     if measurement.gate_passed is not True:
@@ -189,7 +186,7 @@ def _pin_warnings(measurement: VariantMeasurement, margin: float) -> list[str]:
     return warnings
 
 
-def next_design_step(measurements: Sequence[VariantMeasurement], *, margin: float) -> WeightType | None:
+def next_design_step(measurements: Sequence[CandidateMeasurement], *, margin: float) -> WeightType | None:
     """The weight type to measure next, or None when the two-step has its answer."""
     if any(is_acceptable(m, margin) for m in measurements):
         return None
@@ -197,7 +194,7 @@ def next_design_step(measurements: Sequence[VariantMeasurement], *, margin: floa
     return order[len(measurements)] if len(measurements) < len(order) else None
 
 
-def _why_none(measurements: Sequence[VariantMeasurement], margin: float) -> str:
+def _why_none(measurements: Sequence[CandidateMeasurement], margin: float) -> str:
     slow = [
         m.spec.name
         for m in measurements
@@ -218,14 +215,16 @@ def _why_none(measurements: Sequence[VariantMeasurement], margin: float) -> str:
     return "; ".join(pieces) or "no variant qualified"
 
 
-def _numbers(measurement: VariantMeasurement, margin: float) -> dict[str, Any]:
-    return {
-        "variant": measurement.spec.name,
-        "quantize_error": measurement.quantize_error,
-        "gate_passed": measurement.gate_passed,
-        "gate_source": measurement.gate_source or None,
-        "speedup": measurement.speedup,
-        "speedup_ci": list(measurement.speedup_ci) if measurement.speedup_ci else None,
-        "speed": classify_speed(measurement.speedup_ci, margin).value if measurement.speedup_ci else None,
-        "benchmark_error": measurement.benchmark_error,
-    }
+def step_record(measurement: CandidateMeasurement, margin: float) -> StepRecord:
+    """The measurement as the catalog keeps it, with its speed class under ``margin``."""
+    ci = measurement.speedup_ci
+    return StepRecord(
+        variant=measurement.spec.name,
+        quantize_error=measurement.quantize_error,
+        gate_passed=measurement.gate_passed,
+        gate_source=measurement.gate_source or None,
+        speedup=measurement.speedup,
+        speedup_ci=ci,
+        speed=classify_speed(ci, margin).value if ci else None,
+        benchmark_error=measurement.benchmark_error,
+    )

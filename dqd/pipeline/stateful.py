@@ -21,7 +21,7 @@ import numpy as np
 
 from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.inputs import InputSet
-from dqd.pipeline.inspect import TensorInfo
+from dqd.records import TensorInfo
 
 Feed = dict[str, np.ndarray]
 Run = Callable[[Mapping[str, np.ndarray]], Sequence[Any]]  # a feed -> the model's outputs in order

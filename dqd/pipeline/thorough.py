@@ -25,7 +25,6 @@ from dqd.errors import EnvironmentFailure
 from dqd.modelfile import model_files
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.inputs import InputSet, synthesize_from_settings
-from dqd.pipeline.inspect import ModelSummary
 from dqd.pipeline.ladder import (
     ModelTraits,
     Plan,
@@ -40,7 +39,7 @@ from dqd.pipeline.ladder import (
 )
 from dqd.pipeline.ladder_rules import rules_for
 from dqd.pipeline.ladder_select import Playoff, decide_ladder
-from dqd.pipeline.policy import Decision, VariantMeasurement
+from dqd.pipeline.policy import CandidateMeasurement, Decision
 from dqd.pipeline.stateful import (
     StatePair,
     find_state_pairs,
@@ -49,7 +48,8 @@ from dqd.pipeline.stateful import (
     run_stream,
     stream_feeds,
 )
-from dqd.pipeline.workbench import Measured, Workbench
+from dqd.pipeline.workbench import CandidateRun, Workbench
+from dqd.records import GraphSummary, LadderRecord, LadderRunRecord, StatefulRecord
 from dqd.settings import AccuracySettings, LadderSettings
 from dqd.text import first_line
 
@@ -60,7 +60,7 @@ PROBE_DIMS = (64, 256, 1024)
 
 
 def fit_thorough_inputs(
-    input_sets: Sequence[InputSet], summary: ModelSummary, accuracy: AccuracySettings, model_path: Path
+    input_sets: Sequence[InputSet], summary: GraphSummary, accuracy: AccuracySettings, model_path: Path
 ) -> list[InputSet]:
     """Synthetic inputs the FP32 model accepts: streaming fixes first, then longer symbolic dims.
 
@@ -76,7 +76,7 @@ def fit_thorough_inputs(
 
 
 def _probe_synthetic(
-    first: InputSet, summary: ModelSummary, accuracy: AccuracySettings, pairs: Sequence[StatePair], path: Path
+    first: InputSet, summary: GraphSummary, accuracy: AccuracySettings, pairs: Sequence[StatePair], path: Path
 ) -> InputSet:
     session = _quiet_session(path)
     fitted = fit_input_set(first, summary.inputs, pairs)
@@ -124,40 +124,41 @@ class _Ladder:
     stream: StreamEvaluation | None
     clock: Callable[[], float]
     results: list[RungResult] = field(default_factory=list)
-    measured: list[Measured] = field(default_factory=list)
+    measured: list[CandidateRun] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)  # graph digest -> first rung (or FP32) with it
 
 
 def run_ladder(
     bench: Workbench,
-    summary: ModelSummary,
+    summary: GraphSummary,
     *,
     host_class: str,
     accuracy: AccuracySettings,
     settings: LadderSettings,
     margin: float,
-) -> tuple[list[Measured], Decision]:
+) -> tuple[list[CandidateRun], Decision]:
     """Walk the ladder for one model: what every tried rung produced, and the decision.
 
-    ``decision.numbers`` holds the whole record: the host rule set (name and
-    version), the model's traits, every rung tried or skipped with why, why
-    the ladder stopped, and the stateful evaluation used.
+    ``decision.record`` (a :class:`~dqd.records.LadderRecord`) holds the whole
+    record: the host rule set (name and version), the model's traits, every
+    rung tried or skipped with why, why the ladder stopped, and (``run``) the
+    host class, the time taken and the stateful evaluation used.
     """
     rules = rules_for(host_class)
     traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
     plan = plan_ladder(traits, rules, bench.prepared.preprocess)
     # Per-model settings (nodes_to_exclude) reach every rung's spec, hence its file key and record.
     plan = replace(plan, rungs=tuple(replace(r, spec=bench.tailor(r.spec)) for r in plan.rungs))
-    stateful: dict[str, Any] | None = None
+    stateful: StatefulRecord | None = None
     try:
         stream = stream_evaluation(bench, summary, accuracy)
     except Exception as exc:  # FP32 itself cannot stream these feeds: judge single calls, and say so
         logger.warning("stream evaluation of %s failed: %s", bench.source, exc)
         stream = None
-        pairs = [[p.input, p.output] for p in find_state_pairs(summary.inputs, summary.outputs)]
+        pairs = tuple((p.input, p.output) for p in find_state_pairs(summary.inputs, summary.outputs))
         why = first_line(exc, limit=200, with_type=True)
-        stateful = {"pairs": pairs, "error": f"FP32 fails over a stream: {why}; gated per call"}
+        stateful = StatefulRecord(pairs, error=f"FP32 fails over a stream: {why}; gated per call")
     ladder = _Ladder(bench, plan, stream, time.monotonic)
     ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
     started = ladder.clock()
@@ -188,19 +189,15 @@ def run_ladder(
         noise=settings.noise,
         playoff=playoff,
     )
-    decision.numbers["host_class"] = host_class
-    decision.numbers["seconds"] = round(ladder.clock() - started, 3)
     if stream is not None:
-        stateful = {
-            "pairs": [[p.input, p.output] for p in stream.pairs],
-            "sequence_length": len(stream.feeds),
-        }
-    decision.numbers["stateful"] = stateful
-    return ladder.measured, decision
+        stateful = StatefulRecord(tuple((p.input, p.output) for p in stream.pairs), len(stream.feeds))
+    assert isinstance(decision.record, LadderRecord)  # decide_ladder's
+    run = LadderRunRecord(host_class, round(ladder.clock() - started, 3), stateful)
+    return ladder.measured, replace(decision, record=replace(decision.record, run=run))
 
 
 def stream_evaluation(
-    bench: Workbench, summary: ModelSummary, accuracy: AccuracySettings
+    bench: Workbench, summary: GraphSummary, accuracy: AccuracySettings
 ) -> StreamEvaluation | None:
     """For a stateful model, the stream every rung is judged on and FP32's outputs over it; else None."""
     pairs = find_state_pairs(summary.inputs, summary.outputs)
@@ -225,24 +222,24 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
     spec = rung.spec
     bench.report(f"rung {rung.index}: quantizing {spec.name}")
     variant = bench.build(spec)
-    measured = Measured(variant)
+    measured = CandidateRun(variant)
     ladder.measured.append(measured)
     if variant.error is not None or variant.output_path is None:
-        failed = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
+        failed = CandidateMeasurement(spec, quantize_error=variant.error or "no output file")
         ladder.results.append(RungResult(rung, failed, ladder.clock() - started))
         return
     path = Path(variant.output_path)
     digest = graph_digest(path)
     if digest in ladder.digests:
         twin = ladder.digests[digest]
-        ladder.results.append(RungResult(rung, VariantMeasurement(spec), ladder.clock() - started, twin))
+        ladder.results.append(RungResult(rung, CandidateMeasurement(spec), ladder.clock() - started, twin))
         return
     ladder.digests[digest] = rung.name
     bench.report(f"rung {rung.index}: checking accuracy of {spec.name}")
     with bench.locked(exclusive=False):
         measured.accuracy = check_accuracy(bench, ladder.stream, spec, path)
     deciding = next(a for a in measured.accuracy if a.decisive)
-    measurement = VariantMeasurement(
+    measurement = CandidateMeasurement(
         spec,
         gate_passed=deciding.passed,
         gate_reason=deciding.reason,
@@ -321,8 +318,8 @@ def check_accuracy(
 
 
 def _time(
-    bench: Workbench, measured: Measured, measurement: VariantMeasurement, path: Path, rung: Rung
-) -> VariantMeasurement:
+    bench: Workbench, measured: CandidateRun, measurement: CandidateMeasurement, path: Path, rung: Rung
+) -> CandidateMeasurement:
     try:
         with bench.locked(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
             measured.benchmarks = benchmark_interleaved(

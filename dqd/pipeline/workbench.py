@@ -21,7 +21,7 @@ from dqd.hostlock import host_lock
 from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.inputs import InputSet
-from dqd.pipeline.policy import VariantMeasurement
+from dqd.pipeline.policy import CandidateMeasurement
 from dqd.pipeline.prepare import PreparedModel
 from dqd.pipeline.quantize import build_variant
 from dqd.settings import BenchmarkSettings
@@ -32,13 +32,14 @@ Outputs = list[list[Any]]  # per feed, the model's outputs in order
 
 
 @dataclass
-class Measured:
-    """Everything one candidate produced, for the catalog and the policy."""
+class CandidateRun:
+    """Everything one candidate's run produced: its file, accuracy checks and timings for the
+    catalog, and the measurement the policy judges (None until the run got that far)."""
 
     variant: VariantResult
     accuracy: list[AccuracyResult] = field(default_factory=list)
     benchmarks: list[BenchmarkResult] = field(default_factory=list)
-    measurement: VariantMeasurement | None = None
+    measurement: CandidateMeasurement | None = None
 
 
 @dataclass
@@ -120,14 +121,16 @@ class Workbench:
                 large=self.prepared.large,
             )
 
-    def measure(self, spec: VariantSpec, *, step: str) -> Measured:
+    def measure(self, spec: VariantSpec, *, step: str) -> CandidateRun:
         """Build ``spec`` (tailored), gate it on every input set (the first decides), time it against FP32."""
         spec = self.tailor(spec)
         self.report(f"quantizing {spec.name}")
-        measured = Measured(self.build(spec))
+        measured = CandidateRun(self.build(spec))
         variant = measured.variant
         if variant.error is not None or variant.output_path is None:
-            measured.measurement = VariantMeasurement(spec, quantize_error=variant.error or "no output file")
+            measured.measurement = CandidateMeasurement(
+                spec, quantize_error=variant.error or "no output file"
+            )
             return measured
         path = Path(variant.output_path)
         self.report(f"checking accuracy of {spec.name}")
@@ -152,7 +155,7 @@ class Workbench:
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
             benchmark_error = first_line(exc)
         timed = measured.benchmarks[1] if measured.benchmarks else None
-        measured.measurement = VariantMeasurement(
+        measured.measurement = CandidateMeasurement(
             spec,
             gate_passed=deciding.passed,
             gate_reason=deciding.reason,

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from dqd.api import create_app
 from dqd.catalog import Catalog, sqlite_file
 from dqd.cli import main as cli_main
-from dqd.cli.process import result_json
 from dqd.domain import EngineResult, HostInfo
 from dqd.modelfile import content_sha256
+from dqd.serialize import process_result_json
 from dqd.settings import Settings
 
 TIME_KEYS = re.compile(
@@ -186,7 +186,7 @@ class Recorder:
 
 
 def json_lines(results: dict[str, EngineResult], normalize: Normalizer) -> dict[str, Any]:
-    return {rel: normalize(result_json(result)) for rel, result in results.items()}
+    return {rel: normalize(process_result_json(result)) for rel, result in results.items()}
 
 
 def log_lines(records: list[logging.LogRecord], normalize: Normalizer) -> list[Any]:

@@ -24,6 +24,7 @@ from typing import Any
 from dqd.domain import InputSource, VariantSpec, WeightType
 from dqd.pipeline import ladder, ladder_select, policy
 from dqd.pipeline.ladder_rules import RULE_SETS, rules_for
+from dqd.serialize import search_record_json
 
 EXPECTED = Path(__file__).with_name("expected")
 MARGIN = 0.05
@@ -49,6 +50,9 @@ GATES: dict[str, tuple[bool | None, str, InputSource | None]] = {
 
 
 def jsonable(value: Any) -> Any:
+    if isinstance(value, policy.Decision):  # its record as the catalog keeps it, under "numbers"
+        kept = {key: item for key, item in asdict(value).items() if key != "record"}
+        return jsonable({**kept, "numbers": search_record_json(value.record)})
     if isinstance(value, VariantSpec):
         return {"name": value.name, **value.to_dict()}
     if is_dataclass(value) and not isinstance(value, type):
@@ -67,10 +71,10 @@ def jsonable(value: Any) -> Any:
 
 def measurement(spec: VariantSpec, gate: str, speed: str | Timed, *, quantize_error: bool = False) -> Any:
     if quantize_error:
-        return policy.VariantMeasurement(spec, quantize_error="quantizer raised: unsupported op Foo")
+        return policy.CandidateMeasurement(spec, quantize_error="quantizer raised: unsupported op Foo")
     passed, reason, source = GATES[gate]
     timed = SPEEDS[speed] if isinstance(speed, str) else speed
-    return policy.VariantMeasurement(
+    return policy.CandidateMeasurement(
         spec,
         gate_passed=passed,
         gate_reason=reason,

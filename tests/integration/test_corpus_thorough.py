@@ -13,6 +13,7 @@ import pytest
 from dqd.domain import AccuracyResult, EngineResult, InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.serialize import catalog_details_json
 from tests.conftest import CORPUS_DIR, corpus_path
 from tests.fast import fast_settings
 
@@ -39,7 +40,7 @@ def decisive(result: EngineResult, name: str) -> AccuracyResult:
 
 
 def record(result: EngineResult) -> dict[str, Any]:
-    ladder: dict[str, Any] = result.details["decision"]
+    ladder: dict[str, Any] = catalog_details_json(result.details)["decision"]
     return ladder
 
 
@@ -71,7 +72,7 @@ def test_silero_is_judged_over_a_stream_and_never_ships_quantized_conv(
     assert record(result)["stateful"]["pairs"] == [["state", "stateN"]]
     gates = [a for a in result.accuracy if a.decisive]
     assert gates and all(a.reason.startswith("over a stream of") for a in gates)
-    inputs = result.details["inputs"][0]["description"]
+    inputs = catalog_details_json(result.details)["inputs"][0]["description"]
     assert "sr[]" in inputs and "fitted for streaming" in inputs
 
 

@@ -15,6 +15,7 @@ from dqd.domain import InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
 from dqd.pipeline.quantize import OutputDirError
+from dqd.serialize import catalog_details_json
 from dqd.settings import Settings
 from tests import models
 from tests.fast import fast_settings as shared_fast_settings
@@ -81,7 +82,7 @@ def test_conv_heavy_model_measures_both_steps(tmp_path: Path) -> None:
         )
     # Every variant was gated on the synthetic image batch the benchmark used.
     assert all(a.metrics for a in result.accuracy)
-    assert result.details["inputs"][0]["description"].startswith("synthetic")
+    assert catalog_details_json(result.details)["inputs"][0]["description"].startswith("synthetic")
 
 
 def test_token_ids_feed_the_embedding_within_range_and_samples_decide(tmp_path: Path) -> None:

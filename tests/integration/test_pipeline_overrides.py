@@ -16,6 +16,7 @@ from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
 from dqd.pipeline.plan import resolve_plan
+from dqd.serialize import catalog_details_json
 from dqd.settings import ModelOverrides
 from tests import models
 from tests.integration.test_pipeline_cli import run_process
@@ -50,7 +51,7 @@ def test_nodes_to_exclude_stay_fp32_in_every_variant_and_in_its_spec(tmp_path: P
         assert "MatMul_0" not in ops or ops["MatMul_0"] != "MatMul"  # its neighbours were quantized
         props = {p.key: p.value for p in onnx.load(str(variant.output_path)).metadata_props}
         assert json.loads(props["dqd.spec"])["nodes_to_exclude"] == ["MatMul_1"]
-    assert result.details["nodes_to_exclude"] == ["MatMul_1"]
+    assert catalog_details_json(result.details)["nodes_to_exclude"] == ["MatMul_1"]
 
 
 def test_a_node_name_not_in_the_graph_is_a_reason_not_a_crash(tmp_path: Path) -> None:
@@ -76,7 +77,7 @@ def test_pin_builds_gates_times_and_selects_exactly_that_spec(tmp_path: Path) ->
     assert any(r.startswith("U8S8-PC: passed the accuracy gate") for r in result.reasons)
     assert [b.step for b in result.benchmarks] == ["pinned", "pinned"]
     assert result.speedup is not None and result.speedup_ci is not None
-    assert result.details["decision"]["pinned"]["per_channel"] is True
+    assert catalog_details_json(result.details)["decision"]["pinned"]["per_channel"] is True
 
 
 def test_a_pin_that_fails_the_gate_is_still_shipped_with_a_warning(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from dqd.domain import (
     VariantSpec,
     WeightType,
 )
+from dqd.records import DecisionDetails
+from tests.query_factory import graph_summary
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -108,7 +110,7 @@ def _result(outcome: Outcome, selected: VariantSpec | None) -> EngineResult:
             BenchmarkResult(None, 1, LatencyStats(15.0, 16.0, 17.0, 40), None, None, 10_000_000, "u8u8"),
             BenchmarkResult(u8u8, 1, latency, 1.5, (1.4, 1.6), 9_000_000, "u8u8"),
         ),
-        details={"preflight": {"opsets": {"": 17}}},
+        details=DecisionDetails(checked=True, preflight=graph_summary()),
     )
 
 

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.serialize import catalog_details_json
 from dqd.settings import Settings
 from tests import models
 from tests.fast import fast_settings
@@ -35,7 +36,7 @@ def thorough_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def ladder(result: EngineResult) -> dict[str, Any]:
-    record: dict[str, Any] = result.details["decision"]
+    record: dict[str, Any] = catalog_details_json(result.details)["decision"]
     return record
 
 
@@ -204,7 +205,8 @@ def test_conv_heavy_model_keeps_conv_in_fp32_unless_it_measured_faster(tmp_path:
     if selected is not None and selected.weight_type is not None:
         chosen = rung(result, selected.name)
         assert "Conv" not in chosen["reaches"] or (
-            chosen["gate_passed"] and chosen["speedup_ci"][0] >= 1.0 + result.details["decision"]["margin"]
+            chosen["gate_passed"]
+            and chosen["speedup_ci"][0] >= 1.0 + catalog_details_json(result.details)["decision"]["margin"]
         )
     else:
         advice = [r for r in result.reasons if r.startswith("advice:")]
@@ -249,4 +251,6 @@ def test_design_mode_is_unchanged_by_the_ladder(tmp_path: Path) -> None:
     assert [v.spec.weight_type for v in result.variants] == [WeightType.U8U8, WeightType.U8S8][
         : len(result.variants)
     ]
-    assert "ladder" not in str(result.details.get("decision", {}).get("policy_version", ""))
+    assert "ladder" not in str(
+        catalog_details_json(result.details).get("decision", {}).get("policy_version", "")
+    )

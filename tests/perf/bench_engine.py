@@ -26,7 +26,7 @@ from dqd.pipeline.benchmark import Contender, benchmark_interleaved  # noqa: E40
 from dqd.pipeline.engine import process_model  # noqa: E402
 from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
 from dqd.pipeline.inspect import preflight  # noqa: E402
-from dqd.pipeline.policy import Speed, VariantMeasurement, classify_speed, decide_design, design_specs  # noqa: E402
+from dqd.pipeline.policy import CandidateMeasurement, Speed, classify_speed, decide_design, design_specs  # noqa: E402
 from dqd.pipeline.prepare import prepare_model  # noqa: E402
 from dqd.pipeline.quantize import build_variant, variant_dir  # noqa: E402
 from dqd.pipeline.workbench import Workbench  # noqa: E402
@@ -78,7 +78,7 @@ def long_run(
         step="long-run",
     )
     measurements = [
-        VariantMeasurement(spec, gate_passed=gate.passed, speedup=t.speedup, speedup_ci=t.speedup_ci)
+        CandidateMeasurement(spec, gate_passed=gate.passed, speedup=t.speedup, speedup_ci=t.speedup_ci)
         for spec, gate, t in zip(specs, gates, timed[1:], strict=True)
     ]
     decision = decide_design(measurements, margin=settings.benchmark.margin)

@@ -34,6 +34,7 @@ from dqd.pipeline.prepare import prepare_model  # noqa: E402
 from dqd.pipeline.quantize import build_variant, variant_dir  # noqa: E402
 from dqd.pipeline.thorough import check_accuracy, fit_thorough_inputs, stream_evaluation  # noqa: E402
 from dqd.pipeline.workbench import Workbench  # noqa: E402
+from dqd.serialize import catalog_details_json  # noqa: E402
 from dqd.settings import Settings, load  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
@@ -96,7 +97,9 @@ def describe(result: EngineResult, seconds: float) -> tuple[str, int, float]:
     label = result.selected.name if result.selected else result.outcome.value
     if result.search_mode == "thorough":
         rungs = sum(
-            1 for r in result.details.get("decision", {}).get("rungs", []) if r.get("status") != "skipped"
+            1
+            for r in catalog_details_json(result.details).get("decision", {}).get("rungs", [])
+            if r.get("status") != "skipped"
         )
     else:
         rungs = len(result.variants)

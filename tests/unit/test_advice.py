@@ -13,7 +13,7 @@ from dqd.pipeline.advice import (
     static_quantization_advice,
 )
 from dqd.pipeline.ladder import ModelTraits
-from dqd.pipeline.policy import VariantMeasurement, decide_design
+from dqd.pipeline.policy import CandidateMeasurement, decide_design
 
 U8U8 = VariantSpec(WeightType.U8U8)
 U8S8 = VariantSpec(WeightType.U8S8)
@@ -21,9 +21,9 @@ CNN = {"Conv": 53, "MatMul": 1}
 TRANSFORMER = {"MatMul": 48, "Conv": 2}
 
 
-def measured(spec: VariantSpec, *, passed: bool, source: str, speedup: float | None) -> VariantMeasurement:
+def measured(spec: VariantSpec, *, passed: bool, source: str, speedup: float | None) -> CandidateMeasurement:
     ci = (speedup * 0.95, speedup * 1.05) if speedup is not None else None
-    return VariantMeasurement(
+    return CandidateMeasurement(
         spec,
         gate_passed=passed,
         gate_reason="rel L2 0.4 > 0.35",

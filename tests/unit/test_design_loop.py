@@ -7,9 +7,9 @@ from typing import cast
 import pytest
 
 from dqd.domain import InputSource, VariantResult, VariantSpec, WeightType
-from dqd.pipeline.policy import VariantMeasurement, decide_design
+from dqd.pipeline.policy import CandidateMeasurement, decide_design
 from dqd.pipeline.search import run_design
-from dqd.pipeline.workbench import Measured, Workbench
+from dqd.pipeline.workbench import CandidateRun, Workbench
 
 FAST = (1.6, 1.8)
 SAME = (0.97, 1.03)
@@ -22,15 +22,15 @@ class FakeBench:
         self.outcomes = outcomes
         self.asked: list[tuple[WeightType | None, str, str]] = []
 
-    def measure(self, spec: VariantSpec, *, step: str) -> Measured:
+    def measure(self, spec: VariantSpec, *, step: str) -> CandidateRun:
         assert spec.weight_type is not None
         self.asked.append((spec.weight_type, step, spec.preprocess))
         passed, ci = self.outcomes[spec.weight_type]
-        measurement = VariantMeasurement(
+        measurement = CandidateMeasurement(
             spec, gate_passed=passed, gate_source=InputSource.SAMPLES, speedup=sum(ci) / 2, speedup_ci=ci
         )
         variant = VariantResult(spec, "1.32.0", f"/out/{spec.name}.onnx", "0" * 64, 1, 0.1)
-        return Measured(variant, measurement=measurement)
+        return CandidateRun(variant, measurement=measurement)
 
 
 @pytest.mark.parametrize(

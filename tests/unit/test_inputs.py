@@ -17,13 +17,13 @@ from dqd.pipeline.inputs import (
     resolve_shapes,
     synthesize_inputs,
 )
-from dqd.pipeline.inspect import ModelSummary, TensorInfo
+from dqd.records import GraphSummary, TensorInfo
 
 
 def summary(
     inputs: list[TensorInfo], outputs: list[str] | None = None, vocab: dict[str, int] | None = None
-) -> ModelSummary:
-    return ModelSummary(
+) -> GraphSummary:
+    return GraphSummary(
         path="model.onnx",
         size_bytes=0,
         ir_version=8,

@@ -31,7 +31,13 @@ from dqd.pipeline.ladder_select import (
     decide_ladder,
     select_rung,
 )
-from dqd.pipeline.policy import LADDER_POLICY_VERSION, POLICY_VERSION, VariantMeasurement, policy_version_for
+from dqd.pipeline.policy import (
+    LADDER_POLICY_VERSION,
+    POLICY_VERSION,
+    CandidateMeasurement,
+    policy_version_for,
+)
+from dqd.records import LadderRecord
 
 VNNI = rules_for("x86_64-avx512vnni")
 AVX2 = rules_for("x86_64-avx2")
@@ -59,7 +65,7 @@ def measured(
     identical_to: str | None = None,
 ) -> RungResult:
     speedup = (ci[0] + ci[1]) / 2 if ci else None
-    measurement = VariantMeasurement(
+    measurement = CandidateMeasurement(
         rung.spec, gate_passed=gate, gate_reason="r", gate_source="synthetic", speedup=speedup, speedup_ci=ci
     )
     return RungResult(rung, measurement, seconds, identical_to)
@@ -87,10 +93,10 @@ def test_no_host_class_is_claimed_by_two_rule_sets() -> None:
 
 
 def test_rules_record_their_version_and_evidence() -> None:
-    record = VNNI.to_dict()
-    assert record["version"] == RULES_VERSION
-    assert record["name"] == "x86-vnni"
-    assert "measured" in str(record["evidence"])
+    record = VNNI.record()
+    assert record.version == RULES_VERSION
+    assert record.name == "x86-vnni"
+    assert "measured" in record.evidence
 
 
 @pytest.mark.parametrize("rules", [*RULE_SETS, DEFAULT_RULES], ids=lambda r: r.name)
@@ -184,7 +190,7 @@ def test_traits_from_histograms() -> None:
     assert not ModelTraits({"Conv": 1, "MatMul": 2}).conv_heavy
     assert VAD.needs_subgraph and not CNN.needs_subgraph
     assert ModelTraits({"Gemm": 3, "Relu": 2}).ops == frozenset()
-    assert VAD.to_dict()["quantizable"] == {"Conv": 12, "LSTM": 4}
+    assert VAD.record().quantizable == {"Conv": 12, "LSTM": 4}
 
 
 # --- walking the ladder ------------------------------------------------------------------------
@@ -389,12 +395,13 @@ def test_decision_quantized_records_rungs_rules_and_stop_reason() -> None:
     assert decision.selected == rung_named(plan, "u8s8-pc").spec
     assert decision.policy_version == LADDER_POLICY_VERSION
     assert decision.speedup == pytest.approx(2.5)
-    numbers = decision.numbers
-    assert numbers["rules"]["name"] == "x86-vnni" and numbers["rules"]["version"] == RULES_VERSION
-    assert set(numbers["rules"]["pruning"]) == set(PRUNING_RULES)
-    statuses = {r["variant"]: r["status"] for r in numbers["rungs"]}
+    record = decision.record
+    assert isinstance(record, LadderRecord)
+    assert record.rules.name == "x86-vnni" and record.rules.version == RULES_VERSION
+    assert set(record.rules.pruning) == set(PRUNING_RULES)
+    statuses = {r.variant: r.status for r in record.rungs}
     assert statuses["u8s8-pc"] == "tried" and statuses["u8s8-pc-gemm+lstm+matmul"] == "skipped"
-    assert numbers["stop_reason"] == "ladder complete"
+    assert record.stop_reason == "ladder complete"
     assert any("not timed: a rung that fails the gate" in line for line in decision.reasons)
     assert decision.reasons[-1] == "ladder stopped: ladder complete"
 
@@ -505,7 +512,8 @@ def test_the_decision_records_the_playoff() -> None:
     ]
     playoff = Playoff({"u8s8-pc": paired(26.5, 1.0), "u8s8": paired(26.5, 1.02, seed=1)}, MARGIN)
     decision = decide_ladder(plan, results, [], "done", margin=MARGIN, noise=NOISE, playoff=playoff)
-    assert decision.numbers["playoff"] == ["u8s8-pc", "u8s8"]
+    assert isinstance(decision.record, LadderRecord)
+    assert decision.record.playoff == ("u8s8-pc", "u8s8")
     assert any(line.startswith("playoff: FP32 and u8s8-pc, u8s8") for line in decision.reasons)
 
 

@@ -9,8 +9,8 @@ import pytest
 from dqd.domain import Outcome, VariantSpec, WeightType
 from dqd.pipeline.policy import (
     POLICY_VERSION,
+    CandidateMeasurement,
     Speed,
-    VariantMeasurement,
     classify_speed,
     decide_design,
     decide_pinned,
@@ -19,6 +19,7 @@ from dqd.pipeline.policy import (
     is_acceptable,
     next_design_step,
 )
+from dqd.records import DesignRecord
 
 MARGIN = 0.05
 U8U8, U8S8 = design_specs("raw")
@@ -34,12 +35,12 @@ INTERVALS: dict[str, tuple[float, float] | None] = {
 STATES = ["quantize_error"] + [f"{gate}/{speed}" for gate in ("pass", "fail") for speed in INTERVALS]
 
 
-def measure(spec: VariantSpec, state: str) -> VariantMeasurement:
+def measure(spec: VariantSpec, state: str) -> CandidateMeasurement:
     if state == "quantize_error":
-        return VariantMeasurement(spec, quantize_error="Expected w to be an initializer")
+        return CandidateMeasurement(spec, quantize_error="Expected w to be an initializer")
     gate, speed = state.split("/")
     ci = INTERVALS[speed]
-    return VariantMeasurement(
+    return CandidateMeasurement(
         spec,
         gate_passed=gate == "pass",
         gate_reason="cosine mean 0.99" if gate == "pass" else "cosine mean 0.75 < 0.95",
@@ -80,7 +81,7 @@ def test_two_step_over_every_combination(first: str, second: str) -> None:
             assert f"{step.speedup:.2f}x" in reason
         if step.quantize_error:
             assert "quantization failed" in reason
-    assert len(decision.numbers["steps"]) == len(steps)
+    assert len(decision.record.steps) == len(steps)
 
 
 @pytest.mark.parametrize("state", STATES)
@@ -92,7 +93,7 @@ def test_next_step_follows_the_design(state: str) -> None:
 
 
 def test_u8u8_wins_even_when_u8s8_is_faster() -> None:
-    fast_u8s8 = VariantMeasurement(U8S8, gate_passed=True, speedup=3.0, speedup_ci=(2.9, 3.1))
+    fast_u8s8 = CandidateMeasurement(U8S8, gate_passed=True, speedup=3.0, speedup_ci=(2.9, 3.1))
     decision = decide_design([measure(U8U8, "pass/faster"), fast_u8s8], margin=MARGIN)
     assert decision.selected == U8U8
 
@@ -122,14 +123,14 @@ def test_speed_classes(ci: tuple[float, float], expected: Speed) -> None:
 
 
 def test_margin_is_configurable() -> None:
-    m = VariantMeasurement(U8U8, gate_passed=True, speedup=1.12, speedup_ci=(1.08, 1.15))
+    m = CandidateMeasurement(U8U8, gate_passed=True, speedup=1.12, speedup_ci=(1.08, 1.15))
     assert is_acceptable(m, 0.05)
     assert not is_acceptable(m, 0.10)
     assert "needs >= 1.10x" in describe(m, 0.10)
 
 
 def test_unmeasured_gate_is_not_acceptable() -> None:
-    m = VariantMeasurement(U8U8, speedup=2.0, speedup_ci=(1.9, 2.1))
+    m = CandidateMeasurement(U8U8, speedup=2.0, speedup_ci=(1.9, 2.1))
     assert not is_acceptable(m, MARGIN)
     assert "accuracy not measured" in describe(m, MARGIN)
 
@@ -163,4 +164,6 @@ def test_a_pin_is_shipped_whatever_it_measured_unless_it_cannot_be_built_or_run(
         assert any("failed the accuracy gate" in w for w in warnings) is state.startswith("fail/")
         assert any("shipped anyway" in w and "FP32" in w for w in warnings) is not state.endswith("/faster")
     assert decision.reasons[-1].startswith("U8S8-PC: ")  # what it measured, as the two-step says it
-    assert decision.numbers["pinned"]["per_channel"] is True and len(decision.numbers["steps"]) == 1
+    record = decision.record
+    assert isinstance(record, DesignRecord) and record.pinned is not None
+    assert record.pinned.per_channel is True and len(record.steps) == 1

@@ -11,7 +11,6 @@ import pytest
 from dqd.domain import InputSource
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.inputs import InputSet
-from dqd.pipeline.inspect import TensorInfo
 from dqd.pipeline.stateful import (
     SAMPLE_RATE_HZ,
     StatePair,
@@ -23,6 +22,7 @@ from dqd.pipeline.stateful import (
     stack_steps,
     stream_feeds,
 )
+from dqd.records import TensorInfo
 
 THRESHOLDS = GateThresholds(
     min_cosine_mean=0.95, min_cosine_worst=0.90, max_relative_l2=0.35, min_top1_agreement=0.95
