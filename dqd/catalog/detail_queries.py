@@ -9,8 +9,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dqd.catalog.db import Transactions, as_utc
-from dqd.catalog.rows import decision_from_row, path_from_row, speedup_interval, variant_from_row
+from dqd.catalog.db import Transactions
+from dqd.catalog.rows import (
+    accuracy_from_row,
+    benchmark_from_row,
+    decision_view_from_row,
+    path_from_row,
+    path_version_from_row,
+    recorded_decision_from_row,
+    variant_from_row,
+)
 from dqd.catalog.tables import (
     AccuracyRow,
     BenchmarkRow,
@@ -30,8 +38,8 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
-from dqd.choice import BestChoice, RecordedDecision, choose_best
-from dqd.domain import InputSource, ModelPath, Outcome
+from dqd.choice import BestChoice, choose_best
+from dqd.domain import ModelPath, Outcome
 from dqd.errors import NotFound, UsageError
 
 _HEX = re.compile(r"[0-9a-f]{6,64}")
@@ -124,10 +132,7 @@ class DetailQueries:
                 )
                 if not include_superseded:
                     hist = hist.where(PathVersionRow.superseded_at.is_(None))
-                history = [
-                    PathVersion(r.sha256, as_utc(r.seen_at), as_utc(r.superseded_at))  # type: ignore[arg-type]
-                    for r in session.scalars(hist)
-                ]
+                history = [path_version_from_row(r) for r in session.scalars(hist)]
             variant_rows = list(
                 session.scalars(
                     select(VariantRow).where(VariantRow.source_sha256 == sha).order_by(VariantRow.id)
@@ -156,48 +161,12 @@ class DetailQueries:
         if not names:
             return []
         stmt = select(AccuracyRow).where(AccuracyRow.variant_id.in_(list(names))).order_by(AccuracyRow.id)
-        return [
-            AccuracyView(
-                id=r.id,
-                decision_id=r.decision_id,
-                variant_id=r.variant_id,
-                variant=names[r.variant_id],
-                input_source=InputSource(r.input_source),
-                metrics=r.metrics,
-                passed=r.passed,
-                decisive=r.decisive,
-                reason=r.reason,
-                created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-            )
-            for r in session.scalars(stmt)
-        ]
+        return [accuracy_from_row(r, names[r.variant_id]) for r in session.scalars(stmt)]
 
     @staticmethod
     def _benchmarks(session: Session, sha: str, names: Mapping[int, str]) -> list[BenchmarkView]:
         stmt = select(BenchmarkRow).where(BenchmarkRow.sha256 == sha).order_by(BenchmarkRow.id)
-        return [
-            BenchmarkView(
-                id=r.id,
-                decision_id=r.decision_id,
-                variant_id=r.variant_id,
-                variant=names.get(r.variant_id, "?") if r.variant_id is not None else "fp32",
-                host_class=r.host_class,
-                host_id=r.host_id,
-                ort_version=r.ort_version,
-                step=r.step,
-                threads=r.threads,
-                rounds=r.rounds,
-                median_ms=r.median_ms,
-                p90_ms=r.p90_ms,
-                p99_ms=r.p99_ms,
-                speedup=r.speedup,
-                speedup_ci=speedup_interval(r.speedup_ci_low, r.speedup_ci_high),
-                peak_rss_bytes=r.peak_rss_bytes,
-                samples_ms=[float(s) for s in r.samples_ms or []],
-                created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-            )
-            for r in session.scalars(stmt)
-        ]
+        return [benchmark_from_row(r, names) for r in session.scalars(stmt)]
 
     @staticmethod
     def _decisions(session: Session, stmt: Any, names: Mapping[int, str] | None = None) -> list[DecisionView]:
@@ -210,11 +179,7 @@ class DetailQueries:
             names_stmt = select(VariantRow.id, VariantRow.name).where(VariantRow.id.in_(missing))
             lookup.update({vid: name for vid, name in session.execute(names_stmt)})
         return [
-            DecisionView(
-                decision=decision_from_row(r),
-                variant=lookup.get(r.variant_id) if r.variant_id is not None else None,
-                path=r.path,
-            )
+            decision_view_from_row(r, lookup.get(r.variant_id) if r.variant_id is not None else None)
             for r in rows
         ]
 
@@ -240,7 +205,10 @@ class DetailQueries:
                 v.id: v for v in session.scalars(select(VariantRow).where(VariantRow.id.in_(variant_ids)))
             }
             candidates = [
-                _recorded(r, variants.get(r.variant_id) if r.variant_id is not None else None) for r in rows
+                recorded_decision_from_row(
+                    r, variants.get(r.variant_id) if r.variant_id is not None else None
+                )
+                for r in rows
             ]
         return choose_best(
             candidates,
@@ -284,20 +252,6 @@ class DetailQueries:
         more = limit is not None and len(items) > limit
         items = items[:limit] if limit is not None else items
         return DecisionPage(items=items, next_cursor=encode_cursor(items[-1].decision.id) if more else None)
-
-
-def _recorded(row: DecisionRow, variant: VariantRow | None) -> RecordedDecision:
-    """A decision row and its selected variant's row as :func:`dqd.choice.choose_best` reads them."""
-    return RecordedDecision(
-        decision_id=row.id,
-        outcome=Outcome(row.outcome),
-        decided_at=as_utc(row.created_at),  # type: ignore[arg-type]
-        threads=row.threads,
-        error=row.error,
-        variant=variant.name if variant is not None else None,
-        variant_output_path=variant.output_path if variant is not None else None,
-        recorded_path=(row.details or {}).get("path"),
-    )
 
 
 def _one(rows: list[ModelPathRow], ref: str, *, key: Any) -> ModelPathRow:

@@ -19,19 +19,16 @@ from sqlalchemy.orm import Session, aliased
 from dqd.catalog.db import Transactions, as_utc
 from dqd.catalog.detail_queries import DetailQueries
 from dqd.catalog.report_queries import ReportQueries
-from dqd.catalog.rows import job_from_row, speedup_interval
+from dqd.catalog.rows import job_from_row, latest_decision_from_columns, listing_from_columns
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
 from dqd.catalog.views import (
-    AccuracySummary,
     JobPage,
     LatestDecision,
-    ModelListing,
     ModelPage,
     decode_cursor,
     encode_cursor,
 )
-from dqd.choice import headline_accuracy
-from dqd.domain import InputSource, JobState, Outcome
+from dqd.domain import JobState, Outcome
 from dqd.errors import UsageError
 
 MODEL_SORTS: tuple[str, ...] = ("path", "-path", "seen", "-seen")
@@ -81,18 +78,7 @@ class QueryStore(DetailQueries, ReportQueries):
             shas = sorted({row[2] for row in rows if row[2]}) if limit is not None else None
             latest = self._latest_for(session, shas, host_class)
         # Plain tuples: named attribute access on 10,000 Rows costs more than the query itself.
-        items = [
-            ModelListing(
-                path_id=path_id,
-                path=path,
-                sha256=sha,
-                size_bytes=size,
-                last_seen_at=as_utc(seen),  # type: ignore[arg-type]
-                removed_at=as_utc(removed),
-                decisions=latest.get(sha or "", []),
-            )
-            for path_id, path, sha, size, seen, removed in rows
-        ]
+        items = [listing_from_columns(row, latest.get(row[2] or "", [])) for row in rows]
         next_cursor = _model_cursor(rows[-1], sort) if more and rows else None
         return ModelPage(items=items, next_cursor=next_cursor)
 
@@ -167,7 +153,7 @@ class QueryStore(DetailQueries, ReportQueries):
                 found.setdefault(row[0], row)  # one decisive evaluation per variant is expected
         result: dict[str, list[LatestDecision]] = {}
         for r in found.values():
-            result.setdefault(r[1], []).append(_latest_decision(*r))
+            result.setdefault(r[1], []).append(latest_decision_from_columns(*r))
         for decisions in result.values():
             decisions.sort(key=lambda item: item.host_class)
         return result
@@ -221,33 +207,6 @@ class QueryStore(DetailQueries, ReportQueries):
         )
         with self.tx.read() as session:
             return {(cls, outcome): count for cls, outcome, count in session.execute(stmt)}
-
-
-def _latest_decision(
-    decision_id: int, _sha: str, host_class: str, ort_version: str, outcome: str, variant_id: int | None,
-    speedup: float | None, ci_low: float | None, ci_high: float | None, created_at: datetime,
-    variant: str | None, input_source: str | None, metrics: Any, passed: bool | None, reason: str | None,
-    threads: int | None, first_reason: str | None,
-) -> LatestDecision:  # fmt: skip
-    """A row of ``_latest_for``'s query, in its column order."""
-    accuracy = None
-    if input_source is not None:
-        metric, value = headline_accuracy(metrics)
-        accuracy = AccuracySummary(InputSource(input_source), bool(passed), metric, value, reason or "")
-    return LatestDecision(
-        decision_id=decision_id,
-        host_class=host_class,
-        ort_version=ort_version,
-        outcome=Outcome(outcome),
-        variant=variant,
-        variant_id=variant_id,
-        speedup=speedup,
-        speedup_ci=speedup_interval(ci_low, ci_high),
-        accuracy=accuracy,
-        created_at=as_utc(created_at),  # type: ignore[arg-type]
-        threads=threads,
-        reason=first_reason,
-    )
 
 
 def _has_latest_decision(host_class: str | None, outcome: Outcome | None) -> Any:

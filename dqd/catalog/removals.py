@@ -7,29 +7,14 @@ models come back (a later scan clears it) or ``dqd prune`` confirms.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from dqd.catalog.db import Transactions, as_utc, utcnow
+from dqd.catalog.db import Transactions, utcnow
+from dqd.catalog.rows import removal_block_from_row
 from dqd.catalog.tables import RemovalBlockRow
-
-
-@dataclass(frozen=True)
-class RemovalBlock:
-    root: str
-    reason: str
-    known: int  # live models the catalog knew under the root
-    missing: int  # how many of them the scan did not find
-    host_id: str | None
-    blocked_at: datetime
-
-
-def _block_from_row(row: RemovalBlockRow) -> RemovalBlock:
-    blocked_at = as_utc(row.blocked_at)
-    assert blocked_at is not None
-    return RemovalBlock(row.root, row.reason, row.known, row.missing, row.host_id, blocked_at)
+from dqd.catalog.views import RemovalBlock
 
 
 class RemovalStore:
@@ -53,7 +38,7 @@ class RemovalStore:
                 session.add(row)
             row.reason, row.known, row.missing, row.host_id = reason, known, missing, host_id
             session.flush()
-            return _block_from_row(row)
+            return removal_block_from_row(row)
 
     def clear_removal_block(self, root: str) -> bool:
         """Lift the block for ``root``; False when there was none."""
@@ -64,9 +49,9 @@ class RemovalStore:
     def removal_block(self, root: str) -> RemovalBlock | None:
         with self.tx.read() as session:
             row = session.get(RemovalBlockRow, root)
-            return None if row is None else _block_from_row(row)
+            return None if row is None else removal_block_from_row(row)
 
     def removal_blocks(self) -> list[RemovalBlock]:
         with self.tx.read() as session:
             rows = session.scalars(select(RemovalBlockRow).order_by(RemovalBlockRow.root))
-            return [_block_from_row(row) for row in rows]
+            return [removal_block_from_row(row) for row in rows]

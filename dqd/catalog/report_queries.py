@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
-from dqd.catalog.db import Transactions, as_utc
+from dqd.catalog.db import Transactions
+from dqd.catalog.rows import scatter_point_from_row, timeline_point_from_columns
 from dqd.catalog.tables import AccuracyRow, BenchmarkRow, DecisionRow, ModelPathRow, VariantRow
 from dqd.catalog.views import ScatterPoint, TimelinePoint
 from dqd.choice import headline_accuracy
-from dqd.domain import Outcome
 
 _IN_CHUNK = 500  # bound parameters per IN (...), as in queries.py
 
@@ -50,15 +50,8 @@ class ReportQueries:
             if value is None:
                 continue
             # The last benchmark of a variant within a decision is its final measurement.
-            points[(r.sha256, r.host_class, r.variant_id)] = ScatterPoint(
-                path=paths.get(r.sha256) or r.sha256[:12],
-                host_class=r.host_class,
-                variant=r.name,
-                speedup=float(r.speedup),
-                accuracy=value,
-                passed=bool(r.passed),
-                selected=r.selected == r.variant_id,
-            )
+            path = paths.get(r.sha256) or r.sha256[:12]
+            points[(r.sha256, r.host_class, r.variant_id)] = scatter_point_from_row(r, path, value)
         return list(points.values())
 
     def first_reasons(self, decision_ids: Sequence[int]) -> dict[int, str]:
@@ -82,7 +75,4 @@ class ReportQueries:
         stmt = select(d.created_at, d.host_class, d.ort_version, d.outcome, d.speedup).order_by(d.id.desc())
         with self.tx.read() as session:
             rows = list(session.execute(stmt.limit(limit)))
-        return [
-            TimelinePoint(as_utc(r.created_at), r.host_class, r.ort_version, Outcome(r.outcome), r.speedup)  # type: ignore[arg-type]
-            for r in reversed(rows)
-        ]
+        return [timeline_point_from_columns(*r) for r in reversed(rows)]

@@ -1,12 +1,45 @@
-"""Rows → frozen domain objects. The only place that knows both shapes."""
+"""Rows → frozen domain objects and read-side views. The only place that knows both shapes.
+
+Queries select rows (or, on hot paths, plain column tuples) and hand them
+here; what a view needs beyond its row (a variant's name, a model's path) is
+an argument.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
 from dqd.catalog.db import as_utc
-from dqd.catalog.tables import DecisionRow, HostRow, JobRow, ModelPathRow, VariantRow
+from dqd.catalog.tables import (
+    AccuracyRow,
+    BenchmarkRow,
+    DecisionRow,
+    HostRow,
+    JobRow,
+    ModelPathRow,
+    PathVersionRow,
+    RemovalBlockRow,
+    VariantRow,
+)
+from dqd.catalog.views import (
+    AccuracySummary,
+    AccuracyView,
+    BenchmarkView,
+    DecisionView,
+    LatestDecision,
+    ModelListing,
+    PathVersion,
+    RemovalBlock,
+    ScatterPoint,
+    TimelinePoint,
+)
+from dqd.choice import RecordedDecision, headline_accuracy
 from dqd.domain import (
     DecisionRecord,
     HostInfo,
+    InputSource,
     Job,
     JobKind,
     JobState,
@@ -135,3 +168,130 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         threads=row.threads,
         path=row.path,
     )
+
+
+def decision_view_from_row(row: DecisionRow, variant: str | None) -> DecisionView:
+    """``variant``: the selected variant's name (None: nothing selected)."""
+    return DecisionView(decision=decision_from_row(row), variant=variant, path=row.path)
+
+
+def recorded_decision_from_row(row: DecisionRow, variant: VariantRow | None) -> RecordedDecision:
+    """A decision row and its selected variant's row as :func:`dqd.choice.choose_best` reads them."""
+    return RecordedDecision(
+        decision_id=row.id,
+        outcome=Outcome(row.outcome),
+        decided_at=_utc(row.created_at),
+        threads=row.threads,
+        error=row.error,
+        variant=variant.name if variant is not None else None,
+        variant_output_path=variant.output_path if variant is not None else None,
+        recorded_path=(row.details or {}).get("path"),
+    )
+
+
+def path_version_from_row(row: PathVersionRow) -> PathVersion:
+    return PathVersion(row.sha256, _utc(row.seen_at), as_utc(row.superseded_at))
+
+
+def accuracy_from_row(row: AccuracyRow, variant: str) -> AccuracyView:
+    """``variant``: the evaluated variant's name."""
+    return AccuracyView(
+        id=row.id,
+        decision_id=row.decision_id,
+        variant_id=row.variant_id,
+        variant=variant,
+        input_source=InputSource(row.input_source),
+        metrics=row.metrics,
+        passed=row.passed,
+        decisive=row.decisive,
+        reason=row.reason,
+        created_at=_utc(row.created_at),
+    )
+
+
+def benchmark_from_row(row: BenchmarkRow, names: Mapping[int, str]) -> BenchmarkView:
+    """``names``: variant id → name; a run without a variant timed the shipped FP32."""
+    return BenchmarkView(
+        id=row.id,
+        decision_id=row.decision_id,
+        variant_id=row.variant_id,
+        variant=names.get(row.variant_id, "?") if row.variant_id is not None else "fp32",
+        host_class=row.host_class,
+        host_id=row.host_id,
+        ort_version=row.ort_version,
+        step=row.step,
+        threads=row.threads,
+        rounds=row.rounds,
+        median_ms=row.median_ms,
+        p90_ms=row.p90_ms,
+        p99_ms=row.p99_ms,
+        speedup=row.speedup,
+        speedup_ci=speedup_interval(row.speedup_ci_low, row.speedup_ci_high),
+        peak_rss_bytes=row.peak_rss_bytes,
+        samples_ms=[float(s) for s in row.samples_ms or []],
+        created_at=_utc(row.created_at),
+    )
+
+
+def listing_from_columns(columns: Sequence[Any], decisions: list[LatestDecision]) -> ModelListing:
+    """A model's row of a listing: the path columns ``list_models`` selects, in order, and its decisions."""
+    path_id, path, sha, size, seen, removed = columns
+    return ModelListing(
+        path_id=path_id,
+        path=path,
+        sha256=sha,
+        size_bytes=size,
+        last_seen_at=_utc(seen),
+        removed_at=as_utc(removed),
+        decisions=decisions,
+    )
+
+
+def latest_decision_from_columns(
+    decision_id: int, _sha: str, host_class: str, ort_version: str, outcome: str, variant_id: int | None,
+    speedup: float | None, ci_low: float | None, ci_high: float | None, created_at: datetime,
+    variant: str | None, input_source: str | None, metrics: Any, passed: bool | None, reason: str | None,
+    threads: int | None, first_reason: str | None,
+) -> LatestDecision:  # fmt: skip
+    """A row of ``QueryStore._latest_for``'s query, in its column order."""
+    accuracy = None
+    if input_source is not None:
+        metric, value = headline_accuracy(metrics)
+        accuracy = AccuracySummary(InputSource(input_source), bool(passed), metric, value, reason or "")
+    return LatestDecision(
+        decision_id=decision_id,
+        host_class=host_class,
+        ort_version=ort_version,
+        outcome=Outcome(outcome),
+        variant=variant,
+        variant_id=variant_id,
+        speedup=speedup,
+        speedup_ci=speedup_interval(ci_low, ci_high),
+        accuracy=accuracy,
+        created_at=_utc(created_at),
+        threads=threads,
+        reason=first_reason,
+    )
+
+
+def scatter_point_from_row(row: Any, path: str, accuracy: float) -> ScatterPoint:
+    """A row of ``ReportQueries.scatter_points``' query; ``accuracy``: its headline metric's value."""
+    return ScatterPoint(
+        path=path,
+        host_class=row.host_class,
+        variant=row.name,
+        speedup=float(row.speedup),
+        accuracy=accuracy,
+        passed=bool(row.passed),
+        selected=row.selected == row.variant_id,
+    )
+
+
+def timeline_point_from_columns(
+    created_at: datetime, host_class: str, ort_version: str, outcome: str, speedup: float | None
+) -> TimelinePoint:
+    return TimelinePoint(_utc(created_at), host_class, ort_version, Outcome(outcome), speedup)
+
+
+def removal_block_from_row(row: RemovalBlockRow) -> RemovalBlock:
+    return RemovalBlock(row.root, row.reason, row.known, row.missing, row.host_id, _utc(row.blocked_at))

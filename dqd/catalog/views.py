@@ -143,6 +143,18 @@ class DecisionPage:
 
 
 @dataclass(frozen=True)
+class RemovalBlock:
+    """A watched root whose removals are held back (:mod:`dqd.catalog.removals`)."""
+
+    root: str
+    reason: str
+    known: int  # live models the catalog knew under the root
+    missing: int  # how many of them the scan did not find
+    host_id: str | None
+    blocked_at: datetime
+
+
+@dataclass(frozen=True)
 class ScatterPoint:
     """One benchmarked, accuracy-checked variant for the catalog-wide scatter."""
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dqd.catalog.removals import RemovalBlock
+from dqd.catalog.views import RemovalBlock
 from dqd.cli.app import app, state
 from dqd.domain import DecisionRecord, HostInfo, Job, JobState
 from dqd.settings import WorkerSettings
