@@ -5,7 +5,7 @@ pinned by the project) or a measured/argued property of a CPU family.  The
 ladder (:mod:`dqd.pipeline.ladder`) reads these tables; it holds no
 host-specific constants of its own.  Change a rule here, bump
 :data:`RULES_VERSION`, and every decision recorded afterwards names the new
-version (``EngineResult.details["decision"]["rules"]``).
+version (the catalog's ``details["decision"]["rules"]``, :class:`dqd.records.RulesRecord`).
 
 Quantizer facts (onnxruntime 1.32, ``quantization/registry.py`` and
 ``operators/*.py``; they do not depend on the CPU):
