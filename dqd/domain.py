@@ -236,6 +236,7 @@ class DecisionRecord:
     created_at: datetime
     threads: int | None = None  # intra-op threads the variants were timed at
     path: str | None = None  # the path the engine was given (relative to the watched folder, or absolute)
+    preflight_version: str | None = None  # None: decided before pre-fixes (policy.PREFLIGHT_VERSION)
 
 
 # --- What the engine measured and decided for one model (recorded by the catalog) ---
@@ -309,3 +310,4 @@ class EngineResult:
     benchmarks: tuple[BenchmarkResult, ...] = ()
     details: DecisionDetails = field(default_factory=DecisionDetails)  # what the decision rests on
     permanent_error: bool = True  # for the queue: retry only transient errors
+    preflight_version: str | None = None  # policy.PREFLIGHT_VERSION: what preflight could repair

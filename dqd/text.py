@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Long enough for an onnxruntime or driver message, short enough for a table cell.
 ERROR_TEXT_LIMIT = 300
 
@@ -20,3 +22,12 @@ def first_line(error: BaseException, *, limit: int | None = ERROR_TEXT_LIMIT, wi
     if limit is not None:
         line = line[:limit]
     return f"{type(error).__name__}: {line}" if with_type else line
+
+
+# "[ONNXRuntimeError] : 1 : FAIL : " and C++ source locations: noise in a reason for people.
+_ORT_NOISE = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |/onnxruntime_src/\S+ ")
+
+
+def without_ort_noise(message: str) -> str:
+    """onnxruntime's message without its status prefix and source locations."""
+    return _ORT_NOISE.sub("", message)

@@ -248,3 +248,80 @@ def save_with_escaping_external_data(model: onnx.ModelProto, path: Path) -> Path
                 entry.value = "../outside.data"
     onnx.save_model(loaded, str(path))
     return path
+
+
+def ir3_pad_then_matmul(*, weights_listed: bool = True) -> onnx.ModelProto:
+    """An IR 3 export (PyTorch 0.3 era): Pad with a ``pads`` attribute, weights among the graph inputs.
+
+    Upgrading Pad to opset 11 turns ``pads`` into an initializer, which IR 3 forbids
+    unless it is also a graph input: the converter's output fails the checker as it is.
+    ``weights_listed=False``: the weight is left out of the inputs, as some old exporters did.
+    """
+    rng = _rng(7)
+    weight = _weight("w", (6, 3), rng)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Pad", ["x"], ["padded"], pads=[0, 1, 0, 1], mode="constant", value=0.0),
+            helper.make_node("MatMul", ["padded", "w"], ["y"]),
+        ],
+        "ir3_pad",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            *([helper.make_tensor_value_info("w", TensorProto.FLOAT, [6, 3])] if weights_listed else []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [weight],
+    )
+    return _model(graph, opsets={"": 6}, ir_version=3)
+
+
+def old_broadcast_add() -> onnx.ModelProto:
+    """Opset 6's ``Add(broadcast=1)``: onnxruntime has no kernel for it, so the original cannot run."""
+    rng = _rng(8)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Add", ["h", "b"], ["y"], broadcast=1),
+        ],
+        "old_add",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [8, 8]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [_weight("w", (8, 8), rng), _weight("b", (8,), rng, scale=1.0)],
+    )
+    return _model(graph, opsets={"": 6}, ir_version=3)
+
+
+def old_unknown_op() -> onnx.ModelProto:
+    """Opset 9 with an op no schema knows: no converter target can take it."""
+    rng = _rng(9)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Frobnicate", ["h"], ["y"])],
+        "old_unknown",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [_weight("w", (8, 8), rng)],
+    )
+    return _model(graph, opsets={"": 9}, ir_version=4)
+
+
+def runs_only_at_height(height: int = 48) -> onnx.ModelProto:
+    """An image model whose dynamic height must be ``height`` (a text recogniser's constraint):
+    a learned bias of that height is broadcast over it, then pooled and projected by a MatMul."""
+    rng = _rng(10)
+    bias = numpy_helper.from_array(rng.standard_normal((1, 1, height, 1)).astype(np.float32), "row_bias")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "row_bias"], ["biased"], name="add_row_bias"),
+            helper.make_node("ReduceMean", ["biased"], ["pooled"], axes=[3], keepdims=0),
+            helper.make_node("MatMul", ["pooled", "w"], ["y"]),
+        ],
+        "fixed_height",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 16])],
+        [bias, _weight("w", (height, 16), rng)],
+    )
+    return _model(graph, opsets={"": 13})

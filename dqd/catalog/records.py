@@ -115,6 +115,7 @@ class RecordStore:
                 error=result.error,
                 seconds=result.seconds,
                 threads=max((b.threads for b in result.benchmarks), default=None),
+                preflight_version=result.preflight_version,
                 created_at=now,
             )
             session.add(decision)

@@ -167,6 +167,7 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         created_at=_utc(row.created_at),
         threads=row.threads,
         path=row.path,
+        preflight_version=row.preflight_version,
     )
 
 

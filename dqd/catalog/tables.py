@@ -187,6 +187,8 @@ class DecisionRow(Base):
     threads: Mapped[int | None] = mapped_column(Integer)
     # The path the engine was given: relative to the watched folder, or absolute (`dqd process`).
     path: Mapped[str | None] = mapped_column(String(1024))
+    # What preflight and its pre-fixes could repair when this was decided; None: before pre-fixes.
+    preflight_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 

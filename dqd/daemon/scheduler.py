@@ -2,7 +2,8 @@
 
 A version is stale for a class when that class never decided it, or its
 latest decision there was made with another onnxruntime version, an older
-policy version, another search mode, or longer ago than ``max_age_days``.
+policy version, another search mode, or longer ago than ``max_age_days``; an
+``error`` or ``skipped`` one also when it was made under an older preflight.
 :func:`staleness` is pure (time is an argument). Each tick enqueues with the
 key ``requantize:<tick>:<sha256>:<class>``, so however many daemons of a
 class fire the same tick, each model is queued once.
@@ -21,11 +22,12 @@ from apscheduler.triggers.cron import CronTrigger
 from dqd.catalog import Catalog
 from dqd.domain import DecisionRecord, Job, JobKind, Outcome, SearchMode
 from dqd.errors import CatalogError, ConfigError
-from dqd.pipeline.policy import policy_version_for
+from dqd.pipeline.policy import PREFLIGHT_VERSION, policy_version_for
 
 logger = logging.getLogger(__name__)
 
 POLICY_OUTCOMES = frozenset({Outcome.QUANTIZED, Outcome.OPTIMIZED_FP32, Outcome.KEPT_FP32})
+PREFLIGHT_OUTCOMES = frozenset({Outcome.ERROR, Outcome.SKIPPED})
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class CurrentPolicy:
     policy_version: str
     search_mode: SearchMode
     max_age: timedelta
+    preflight_version: str = PREFLIGHT_VERSION
 
 
 def current_policy(ort_version: str, search_mode: SearchMode | str, max_age: timedelta) -> CurrentPolicy:
@@ -76,6 +79,13 @@ def staleness(decision: DecisionRecord | None, current: CurrentPolicy, now: date
         decision.policy_version, current.policy_version
     ):
         return f"decided under policy {decision.policy_version}, now {current.policy_version}"
+    # Errors and skips are preflight's word instead: a newer preflight may repair what it refused.
+    if decision.outcome in PREFLIGHT_OUTCOMES and (
+        decision.preflight_version is None
+        or policy_is_older(decision.preflight_version, current.preflight_version)
+    ):
+        before = decision.preflight_version or "before pre-fixes"
+        return f"{decision.outcome} under preflight {before}, now {current.preflight_version}"
     age = now - decision.created_at
     if age > current.max_age:
         return f"decided {age.days} days ago (max_age_days {current.max_age.days})"

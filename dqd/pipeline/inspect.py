@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import onnx
@@ -44,11 +45,18 @@ QUANTIZED_OPS = frozenset(
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
 
 
+class FixableCause(StrEnum):
+    """What preflight found that a pre-fix (:mod:`dqd.pipeline.prefix`) can repair on a working copy."""
+
+    OLD_OPSET = "old_opset"  # ai.onnx opset below the quantizer's MIN_AI_ONNX_OPSET
+
+
 @dataclass(frozen=True)
 class Preflight:
     summary: GraphSummary | None
     outcome: Outcome | None  # None: go on and quantize
     reasons: tuple[str, ...] = ()
+    fixable: FixableCause | None = None  # the outcome stands unless this pre-fix repairs its cause
 
 
 def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
@@ -60,7 +68,7 @@ def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
     summary = summarize(model, path, uses_external)
     verdict = _rules(model, summary, reach_subgraphs)
     if verdict is not None:
-        return Preflight(summary, verdict[0], verdict[1])
+        return Preflight(summary, *verdict)
     try:
         # The path form reads external data itself and copes with > 2 GB models.
         onnx.checker.check_model(str(path))
@@ -107,7 +115,7 @@ def _load(path: Path) -> tuple[ModelProto, bool]:
 
 def _rules(
     model: ModelProto, summary: GraphSummary, reach_subgraphs: bool
-) -> tuple[Outcome, tuple[str, ...]] | None:
+) -> tuple[Outcome, tuple[str, ...]] | tuple[Outcome, tuple[str, ...], FixableCause] | None:
     ai_onnx = [summary.opsets[d] for d in AI_ONNX_DOMAINS if d in summary.opsets]
     if not ai_onnx:
         domains = ", ".join(sorted(summary.opsets)) or "none"
@@ -115,10 +123,8 @@ def _rules(
             f"no ai.onnx domain (opsets: {domains}): onnxruntime's quantizer has nothing to work on",
         )
     if max(ai_onnx) < MIN_AI_ONNX_OPSET:
-        return Outcome.ERROR, (
-            f"ai.onnx opset {max(ai_onnx)} is below {MIN_AI_ONNX_OPSET}; "
-            "convert it with onnx.version_converter to a newer opset first",
-        )
+        reason = f"ai.onnx opset {max(ai_onnx)} is below {MIN_AI_ONNX_OPSET}, the quantizer's minimum"
+        return Outcome.ERROR, (reason,), FixableCause.OLD_OPSET
     float16 = summary.initializer_types.get("float16", 0) + _constant_float16(model)
     if float16 and float16 >= summary.initializer_types.get("float32", 0):
         return Outcome.ERROR, (

@@ -21,6 +21,10 @@ POLICY_VERSION = "design-two-step/1"
 # stale (the scheduler re-decides a model when its policy version is older).
 LADDER_POLICY_VERSION = f"ladder/{RULES_REVISION}"
 PINNED = "pinned by per-model settings"
+# What preflight and its pre-fixes (dqd.pipeline.prefix) can repair or decide. An `error` or
+# `skipped` decision under an older one is stale: bump it when a model refused before may
+# now get a decision. 1 (recorded as NULL): before pre-fixes; 2: old opsets upgraded.
+PREFLIGHT_VERSION = "preflight/2"
 
 
 class Speed(StrEnum):

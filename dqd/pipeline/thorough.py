@@ -20,11 +20,10 @@ from typing import Any
 
 import onnx
 
-from dqd.domain import AccuracyResult, InputSource, VariantSpec
+from dqd.domain import AccuracyResult, VariantSpec
 from dqd.errors import EnvironmentFailure
 from dqd.modelfile import model_files
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
-from dqd.pipeline.inputs import InputSet, synthesize_from_settings
 from dqd.pipeline.ladder import (
     ModelTraits,
     Plan,
@@ -43,7 +42,6 @@ from dqd.pipeline.policy import CandidateMeasurement, Decision
 from dqd.pipeline.stateful import (
     StatePair,
     find_state_pairs,
-    fit_input_set,
     judge_stream,
     run_stream,
     stream_feeds,
@@ -54,58 +52,6 @@ from dqd.settings import AccuracySettings, LadderSettings
 from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
-# Longer symbolic dims to try when FP32 rejects the synthetic feed (signal models
-# pad or window their input: silero-vad needs a few hundred samples per call).
-PROBE_DIMS = (64, 256, 1024)
-
-
-def fit_thorough_inputs(
-    input_sets: Sequence[InputSet], summary: GraphSummary, accuracy: AccuracySettings, model_path: Path
-) -> list[InputSet]:
-    """Synthetic inputs the FP32 model accepts: streaming fixes first, then longer symbolic dims.
-
-    Samples are the user's data and are left alone.
-    """
-    pairs = find_state_pairs(summary.inputs, summary.outputs)
-    fitted = []
-    for inputs in input_sets:
-        if inputs.source is InputSource.SYNTHETIC:
-            inputs = _probe_synthetic(inputs, summary, accuracy, pairs, model_path)
-        fitted.append(inputs)
-    return fitted
-
-
-def _probe_synthetic(
-    first: InputSet, summary: GraphSummary, accuracy: AccuracySettings, pairs: Sequence[StatePair], path: Path
-) -> InputSet:
-    session = _quiet_session(path)
-    fitted = fit_input_set(first, summary.inputs, pairs)
-    if _runs(session, fitted):
-        return fitted
-    for dim in (d for d in PROBE_DIMS if d > accuracy.default_dim):
-        synthesized = synthesize_from_settings(summary, accuracy, default_dim=dim)
-        candidate = fit_input_set(synthesized, summary.inputs, pairs)
-        if _runs(session, candidate):
-            return candidate
-    return fitted  # the engine's reference run then reports the failure with its advice
-
-
-def _quiet_session(path: Path) -> Any:
-    """A session for probing feeds: failures are expected, so onnxruntime must not log them as errors."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _runs(session: Any, inputs: InputSet) -> bool:
-    try:
-        session.run(None, inputs.feeds[0])
-    except Exception:  # onnxruntime's errors are all "this feed does not fit"
-        return False
-    return True
 
 
 @dataclass

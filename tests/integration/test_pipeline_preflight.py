@@ -8,7 +8,7 @@ import pytest
 
 from dqd.domain import Outcome
 from dqd.pipeline import inspect
-from dqd.pipeline.inspect import preflight
+from dqd.pipeline.inspect import FixableCause, preflight
 from tests import models
 
 
@@ -49,9 +49,10 @@ def test_truncated_model_is_an_error(tmp_path: Path) -> None:
     assert check(path).outcome is Outcome.ERROR
 
 
-def test_old_opset_is_an_error(tmp_path: Path) -> None:
+def test_old_opset_is_an_error_a_pre_fix_can_repair(tmp_path: Path) -> None:
     result = check(models.save(models.old_opset(), tmp_path / "old.onnx"))
     assert result.outcome is Outcome.ERROR and "opset 9" in result.reasons[0]
+    assert result.fixable is FixableCause.OLD_OPSET
 
 
 def test_fp16_weights_ask_for_fp32(tmp_path: Path) -> None:

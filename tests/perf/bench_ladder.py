@@ -25,6 +25,7 @@ from dqd.hostinfo import detect_host  # noqa: E402
 from dqd.pipeline.accuracy import GateThresholds  # noqa: E402
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved  # noqa: E402
 from dqd.pipeline.engine import process_model  # noqa: E402
+from dqd.pipeline.fit_inputs import fit_inputs  # noqa: E402
 from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
 from dqd.pipeline.inspect import preflight  # noqa: E402
 from dqd.pipeline.ladder import ModelTraits, plan_ladder  # noqa: E402
@@ -32,7 +33,7 @@ from dqd.pipeline.ladder_rules import rules_for  # noqa: E402
 from dqd.pipeline.plan import resolve_plan  # noqa: E402
 from dqd.pipeline.prepare import prepare_model  # noqa: E402
 from dqd.pipeline.quantize import build_variant, variant_dir  # noqa: E402
-from dqd.pipeline.thorough import check_accuracy, fit_thorough_inputs, stream_evaluation  # noqa: E402
+from dqd.pipeline.thorough import check_accuracy, stream_evaluation  # noqa: E402
 from dqd.pipeline.workbench import Workbench  # noqa: E402
 from dqd.serialize import catalog_details_json  # noqa: E402
 from dqd.settings import Settings, load  # noqa: E402
@@ -47,7 +48,9 @@ def long_run(
     checked = preflight(model, reach_subgraphs=True)
     assert checked.summary is not None
     summary, accuracy = checked.summary, settings.accuracy
-    input_sets = fit_thorough_inputs(gather_input_sets(model, summary, accuracy), summary, accuracy, model)
+    input_sets, _ = fit_inputs(
+        gather_input_sets(model, summary, accuracy), summary, accuracy, model, stateful=True
+    )
     directory = variant_dir(Path(settings.output_dir), Path(model.name), sha256)
     passing: list[tuple[VariantSpec, Path]] = []
     with tempfile.TemporaryDirectory(dir=directory) as scratch:

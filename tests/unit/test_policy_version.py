@@ -9,7 +9,7 @@ import pytest
 
 from dqd.daemon.scheduler import current_policy, staleness
 from dqd.domain import DecisionRecord, EngineResult, Outcome, SearchMode
-from dqd.pipeline.engine import EngineRequest, analyse_model
+from dqd.pipeline.analyse import EngineRequest, analyse_model
 from dqd.pipeline.isolate import ChildReporter
 from dqd.pipeline.ladder_rules import RULES_REVISION, RULES_VERSION
 from dqd.pipeline.policy import LADDER_POLICY_VERSION, policy_version_for

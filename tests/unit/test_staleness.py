@@ -17,6 +17,7 @@ from dqd.daemon.scheduler import (
 )
 from dqd.domain import DecisionRecord, Outcome
 from dqd.errors import ConfigError
+from dqd.pipeline.policy import PREFLIGHT_VERSION
 
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 CURRENT = CurrentPolicy("1.32.0", "design-two-step/2", "design", timedelta(days=30))
@@ -40,6 +41,7 @@ def decision(**changes: object) -> DecisionRecord:
         "error": None,
         "seconds": 1.0,
         "created_at": NOW - timedelta(days=1),
+        "preflight_version": PREFLIGHT_VERSION,
     }
     base.update(changes)
     return DecisionRecord(**base)  # type: ignore[arg-type]
@@ -68,6 +70,25 @@ def test_each_rule_makes_it_stale(changes: dict[str, object], words: str) -> Non
 def test_policy_version_does_not_matter_for_outcomes_the_policy_did_not_make(outcome: Outcome) -> None:
     assert staleness(decision(outcome=outcome, policy_version="design-two-step/1"), CURRENT, NOW) is None
     assert staleness(decision(outcome=outcome, ort_version="1.0"), CURRENT, NOW) is not None
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SKIPPED, Outcome.ERROR])
+@pytest.mark.parametrize("recorded", [None, "preflight/1"])
+def test_errors_and_skips_under_an_older_preflight_are_stale(outcome: Outcome, recorded: str | None) -> None:
+    """Issue 11: models refused before pre-fixes existed get another chance once."""
+    reason = staleness(decision(outcome=outcome, preflight_version=recorded), CURRENT, NOW)
+    assert (
+        reason == f"{outcome.value} under preflight {recorded or 'before pre-fixes'}, now {PREFLIGHT_VERSION}"
+    )
+
+
+@pytest.mark.parametrize("outcome", [Outcome.QUANTIZED, Outcome.KEPT_FP32])
+def test_the_preflight_version_does_not_matter_for_policy_outcomes(outcome: Outcome) -> None:
+    assert staleness(decision(outcome=outcome, preflight_version=None), CURRENT, NOW) is None
+
+
+def test_a_newer_preflight_from_a_newer_daemon_is_not_stale() -> None:
+    assert staleness(decision(outcome=Outcome.ERROR, preflight_version="preflight/99"), CURRENT, NOW) is None
 
 
 def test_never_decided_is_stale() -> None:

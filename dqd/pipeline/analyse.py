@@ -1,0 +1,282 @@
+"""The engine's child side: everything that loads ONNX, for one model (:func:`analyse_model`).
+
+The parent (:mod:`dqd.pipeline.engine`) builds an :class:`EngineRequest` and runs
+:func:`analyse_model` in an isolated process. Order: preflight; a pre-fix on a
+working copy where preflight found a fixable cause (:mod:`dqd.pipeline.prefix`);
+inputs FP32 runs on (:mod:`dqd.pipeline.fit_inputs`); pre-processing; FP32's
+reference outputs (and the working copy checked equivalent to them); the search.
+The source is never written; every file goes into the model's variant folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dqd import __version__
+from dqd.domain import EngineResult, Outcome, SearchMode, VariantSpec
+from dqd.errors import DqdError, EnvironmentFailure, ModelError
+from dqd.pipeline.accuracy import GateThresholds
+from dqd.pipeline.advice import decision_advice
+from dqd.pipeline.environment import missing_module
+from dqd.pipeline.fit_inputs import fit_inputs
+from dqd.pipeline.inputs import InputSet, gather_input_sets
+from dqd.pipeline.inspect import Preflight, node_names, preflight
+from dqd.pipeline.isolate import ChildReporter
+from dqd.pipeline.policy import PREFLIGHT_VERSION, policy_version_for
+from dqd.pipeline.prefix import WorkingCopy, check_equivalent, upgrade_opset
+from dqd.pipeline.prepare import PreparedModel, prepare_model
+from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
+from dqd.pipeline.search import search
+from dqd.pipeline.workbench import CandidateRun, Outputs, Workbench
+from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
+from dqd.records import DecisionDetails, InputRecord, PrepareRecord
+from dqd.scratchnames import WORK_PREFIX
+from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What the child needs, as plain picklable data."""
+
+    path: Path
+    relative_path: Path
+    sha256: str
+    output_dir: Path
+    search: SearchMode
+    threads: int
+    accuracy: AccuracySettings
+    benchmark: BenchmarkSettings
+    ort_version: str
+    source_size: int
+    host_class: str = ""  # picks the ladder's host rule set (search=thorough)
+    ladder: LadderSettings = field(default_factory=LadderSettings)
+    nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: kept in FP32 by every quantized candidate
+    pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
+    host_lock: Path | None = None  # settings.host_lock: the child has no settings of its own
+
+
+def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
+    """The child's side: everything that loads ONNX.  Model problems become ``error`` results.
+
+    Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
+    """
+    try:
+        return _analyse(report, request)
+    except EnvironmentFailure:
+        raise
+    except ModuleNotFoundError as exc:  # a broken install, whichever model runs
+        raise missing_module(exc) from exc
+    except (ModelError, DqdError) as exc:
+        permanent = exc.permanent if isinstance(exc, ModelError) else False
+        return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
+
+
+def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
+    report("preflight")
+    # Design mode does not reach If/Loop/Scan bodies; the ladder does (EnableSubgraph), and so may a pin.
+    thorough = request.search is SearchMode.THOROUGH
+    pin_reaches = request.pin is not None and bool(request.pin.extra_options.get("EnableSubgraph"))
+    reach = thorough or pin_reaches
+    checked = preflight(request.path, reach_subgraphs=reach)
+    if checked.outcome is not None and checked.fixable is None:
+        return _refused(request, checked)
+    original = checked.summary  # what the catalog records: the model as given, not a working copy
+    directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
+    scratch = _scratch(directory)
+    try:
+        notes: list[str] = []
+        copy = None
+        if checked.fixable is not None:
+            report("pre-fix: upgrading the opset")
+            copy = upgrade_opset(request.path, scratch, ort_version=request.ort_version)
+            checked = preflight(copy.path, reach_subgraphs=reach)
+            if checked.outcome is not None:
+                return _refused(request, replace(checked, summary=original), fix=copy)
+        assert checked.summary is not None  # preflight passed
+        input_sets, probed = fit_inputs(
+            _input_sets(request, checked), checked.summary, request.accuracy, request.path, stateful=thorough
+        )
+        report("pre-processing")
+        prepared = _prepared(copy.path if copy else request.path, scratch, directory)
+        if copy is not None:  # the fix is part of how the variants were made, and of their file key
+            prepared = replace(prepared, preprocess=f"{copy.label}+{prepared.preprocess}")
+        excluded, unknown = _excluded_nodes(request.nodes_to_exclude, request.path, prepared)
+        bench = Workbench(
+            source=request.path,
+            prepared=prepared,
+            variant_directory=directory,
+            input_sets=input_sets,
+            thresholds=GateThresholds.from_settings(request.accuracy),
+            benchmark_settings=request.benchmark,
+            threads=request.threads,
+            ort_version=request.ort_version,
+            provenance=provenance_for(request.sha256, request.ort_version, __version__, str(request.path)),
+            report=report,
+            nodes_to_exclude=excluded,
+            lock_path=request.host_lock,
+        )
+        report("running FP32 on the inputs")
+        references = bench.reference_outputs()
+        if copy is not None:
+            notes.append(_equivalent(copy, bench, references))
+        notes.extend([*probed, *unknown])
+        measured, decision = search(
+            bench,
+            checked.summary,
+            pin=request.pin,
+            mode=request.search,
+            host_class=request.host_class,
+            accuracy=request.accuracy,
+            ladder=request.ladder,
+            margin=request.benchmark.margin,
+        )
+        advice = decision_advice(
+            decision,
+            [m.measurement for m in measured if m.measurement is not None],
+            model_path=request.path,
+            input_names=[i.name for i in checked.summary.inputs],
+            quantizable=checked.summary.quantizable_top_level,
+            design=request.search is SearchMode.DESIGN and request.pin is None,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    details = DecisionDetails(
+        checked=True,
+        preflight=original,
+        inputs=tuple(InputRecord(s.source, s.description) for s in input_sets),
+        prepare=PrepareRecord(prepared.preprocess, prepared.folded_constants, prepared.notes),
+        nodes_to_exclude=excluded,
+        decision=decision.record,
+    )
+    return _finished(
+        request,
+        decision.outcome,
+        selected=decision.selected,
+        speedup=decision.speedup,
+        speedup_ci=decision.speedup_ci,
+        reasons=(*decision.reasons, *advice, *notes),
+        error=decision.reasons[0] if decision.outcome is Outcome.ERROR else None,
+        details=details,
+        measured=measured,
+        policy_version=decision.policy_version,
+    )
+
+
+def _refused(request: EngineRequest, checked: Preflight, *, fix: WorkingCopy | None = None) -> EngineResult:
+    """Preflight's own outcome (``skipped`` or ``error``); after a pre-fix, the reasons say which."""
+    reasons = (*((f"pre-fix: {fix.fix}; then:",) if fix else ()), *checked.reasons)
+    error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
+    details = DecisionDetails(checked=True, preflight=checked.summary)
+    assert checked.outcome is not None
+    return _finished(request, checked.outcome, reasons=reasons, error=error, details=details)
+
+
+def _scratch(directory: Path) -> Path:
+    """A private work folder inside the model's variant folder (on the output volume)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=directory))
+    except OSError as exc:
+        raise OutputDirError(directory, exc) from exc
+
+
+def _prepared(source: Path, scratch: Path, directory: Path) -> PreparedModel:
+    try:
+        return prepare_model(source, scratch)
+    except OSError as exc:  # a full output volume is not the model's fault
+        if exc.errno in DISK_FULL:
+            raise OutputDirError(directory, exc) from exc
+        raise
+
+
+def _equivalent(copy: WorkingCopy, bench: Workbench, references: list[Outputs]) -> str:
+    sources = sorted({s.source.value for s in bench.input_sets})
+    described = "the " + " and ".join(sources) + " inputs"
+    feeds = [inputs.feeds for inputs in bench.input_sets]
+    return check_equivalent(copy, bench.output_names(), references, feeds, described=described)
+
+
+def _excluded_nodes(
+    wanted: tuple[str, ...], source: Path, prepared: PreparedModel
+) -> tuple[tuple[str, ...], list[str]]:
+    """The nodes_to_exclude the quantizer can honour, and a reason for the names it cannot.
+
+    quantize_dynamic silently ignores a name it does not find, so each one is
+    looked up in the pre-processed graph it reads; a name only the shipped file
+    has was fused or renamed by pre-processing.
+    """
+    if not wanted:
+        return (), []
+    present = node_names(prepared.path)
+    missing = [name for name in wanted if name not in present]
+    if not missing:
+        return wanted, []
+    shipped = node_names(source)
+    reasons = []
+    absent = [name for name in missing if name not in shipped]
+    if absent:
+        known = [name for name, op in present.items() if op in QUANTIZABLE_WEIGHT_INPUTS][:8]
+        reasons.append(
+            f"nodes_to_exclude: no node named {_quoted(absent)} in this model, so nothing was kept in FP32 "
+            f"for it; quantizable nodes here include {_quoted(known) or 'none with a name'}"
+        )
+    renamed = [name for name in missing if name in shipped]
+    if renamed:
+        reasons.append(
+            f"nodes_to_exclude: {_quoted(renamed)} did not survive pre-processing ({prepared.preprocess}: "
+            "fused or renamed), so the quantizer could not keep it in FP32"
+        )
+    return tuple(name for name in wanted if name in present), reasons
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _input_sets(request: EngineRequest, checked: Preflight) -> list[InputSet]:
+    assert checked.summary is not None  # preflight passed
+    return gather_input_sets(request.path, checked.summary, request.accuracy)
+
+
+def _finished(
+    request: EngineRequest,
+    outcome: Outcome,
+    *,
+    selected: Any = None,
+    speedup: float | None = None,
+    speedup_ci: tuple[float, float] | None = None,
+    reasons: tuple[str, ...] = (),
+    error: str | None = None,
+    details: DecisionDetails | None = None,
+    measured: list[CandidateRun] | None = None,
+    permanent: bool = True,
+    policy_version: str | None = None,
+) -> EngineResult:
+    """``policy_version`` defaults to the request's mode's: a preflight outcome in thorough
+    mode must not read as a design-mode decision (staleness compares it with the mode's)."""
+    measured = measured or []
+    return EngineResult(
+        path=str(request.path),
+        sha256=request.sha256,
+        outcome=outcome,
+        selected=selected,
+        speedup=speedup,
+        speedup_ci=speedup_ci,
+        reasons=reasons,
+        error=error,
+        seconds=0.0,
+        search_mode=request.search,
+        policy_version=policy_version or policy_version_for(request.search),
+        preflight_version=PREFLIGHT_VERSION,
+        ort_version=request.ort_version,
+        source_size_bytes=request.source_size,
+        variants=tuple(m.variant for m in measured),
+        accuracy=tuple(a for m in measured for a in m.accuracy),
+        benchmarks=tuple(b for m in measured for b in m.benchmarks),
+        details=details or DecisionDetails(),
+        permanent_error=permanent,
+    )

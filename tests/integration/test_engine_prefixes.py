@@ -1,0 +1,57 @@
+"""Issue 11 through the real engine: an old-opset model decided on an upgraded working copy,
+a model whose dynamic height must be 48 decided on probed shapes (real onnxruntime)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from dqd.domain import Outcome
+from dqd.hostinfo import detect_host
+from dqd.pipeline.engine import process_model
+from dqd.serialize import catalog_details_json
+from tests import models
+from tests.fast import fast_settings
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_opset_9_model_is_decided_on_an_upgraded_copy_and_says_so(tmp_path: Path) -> None:
+    old = models.matmul_heavy(hidden=64, layers=2)
+    old.opset_import[0].version = 9
+    source = models.save(old, tmp_path / "old.onnx")
+    before = digest(source)
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert digest(source) == before  # the source is never touched
+    fixes = [r for r in result.reasons if r.startswith("pre-fix: upgraded ai.onnx opset 9 to 13")]
+    assert fixes and "equivalent to the original on the synthetic inputs" in fixes[0]
+    assert result.variants and all(v.spec.preprocess.startswith("opset13+") for v in result.variants)
+    assert catalog_details_json(result.details)["preflight"]["opsets"] == {"": 9}  # the original's
+    assert not list((tmp_path / "out").rglob("opset-upgraded.onnx"))  # the working copy is scratch
+
+
+def test_a_model_whose_height_must_be_48_runs_on_probed_shapes(tmp_path: Path) -> None:
+    source = models.save(models.runs_only_at_height(48), tmp_path / "rec.onnx")
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    (note,) = [r for r in result.reasons if r.startswith("synthetic inputs: ")]
+    assert "x[4, 3, 48, " in note and "after FP32 failed on x[4, 3, 224, 224]" in note
+    inputs = catalog_details_json(result.details)["inputs"]
+    assert inputs[0]["description"].endswith("(probed)")
+
+
+def test_shapes_the_user_set_are_not_probed_away(tmp_path: Path) -> None:
+    source = models.save(models.runs_only_at_height(48), tmp_path / "rec.onnx")
+    settings = fast_settings(tmp_path, **{"accuracy.input_shapes": {"x": [4, 3, 224, 224]}})
+
+    result = process_model(source, settings, host=detect_host())
+
+    assert result.outcome is Outcome.ERROR
+    assert result.error is not None and "and on no other shape (no dynamic dim left to vary)" in result.error
