@@ -168,7 +168,8 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
 
 def _refused(request: EngineRequest, checked: Preflight, *, fix: WorkingCopy | None = None) -> EngineResult:
     """Preflight's own outcome (``skipped`` or ``error``); after a pre-fix, the reasons say which."""
-    reasons = (*((f"pre-fix: {fix.fix}; then:",) if fix else ()), *checked.reasons)
+    fixed = (f"pre-fix: {fix.fix}; the reasons above are the working copy's",) if fix else ()
+    reasons = (*checked.reasons, *fixed)  # the first reason is what `dqd models` shows
     error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
     details = DecisionDetails(checked=True, preflight=checked.summary)
     assert checked.outcome is not None

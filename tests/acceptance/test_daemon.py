@@ -115,16 +115,16 @@ def check_slow_write_gives_one_job(catalog: Catalog, watch: Path, seed: int) -> 
     assert len(catalog.known_paths()) >= 1 and catalog.paths_for_content(digest) == ["slow/model.onnx"]
 
 
-def test_slow_write_then_twenty_models_then_sigterm(
+def test_slow_write_then_a_dozen_models_then_sigterm(
     tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
 ) -> None:
     daemon = new_daemon(daemons, tmp_path, database_url, DQD_WORKER__CONCURRENCY="2").start()
     check_slow_write_gives_one_job(catalog, daemon.watch, seed=1000)
 
     shas = set()
-    for index in range(20):
+    for index in range(12):  # a burst for two workers; tests/perf/bench_daemon.py runs hundreds
         shas.add(sha(write_model(daemon.watch / f"batch/m{index:02d}.onnx", seed=index).read_bytes()))
-    wait_for("20 models processed", lambda: done_count(catalog, shas) == 20 or None, 240, interval=0.25)
+    wait_for("12 models processed", lambda: done_count(catalog, shas) == 12 or None, 240, interval=0.25)
     assert_processed_once(catalog, shas)
     assert all(job.attempts == 1 for job in catalog.list_jobs())
 

@@ -86,12 +86,15 @@ def main() -> None:
     by_folder: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     prefixes: collections.Counter[str] = collections.Counter()
     errors: collections.Counter[str] = collections.Counter()
+    skips: collections.Counter[str] = collections.Counter()
     examples: dict[str, str] = {}
     for result in results:
         by_folder[folder_of(result["path"])][result["outcome"]] += 1
         for reason in result["reasons"]:
             if reason.startswith(PREFIX_REASON):
                 prefixes[cause(reason.split(";")[0])] += 1
+        if result["outcome"] == "skipped":
+            skips[cause(result["reasons"][0])] += 1
         if result["outcome"] == "error":
             key = cause(result["error"] or result["reasons"][0])
             errors[key] += 1
@@ -106,6 +109,9 @@ def main() -> None:
     print("\npre-fixes used:")
     for fix, count in prefixes.most_common():
         print(f"  {count:>4}  {fix}")
+    print("\nskipped, by first reason:")
+    for key, count in skips.most_common():
+        print(f"  {count:>4}  {key}")
     print("\nerrors by cause:")
     for key, count in errors.most_common():
         print(f"  {count:>4}  {key}  (e.g. {examples[key]})")
