@@ -325,3 +325,33 @@ def runs_only_at_height(height: int = 48) -> onnx.ModelProto:
         [bias, _weight("w", (height, 16), rng)],
     )
     return _model(graph, opsets={"": 13})
+
+
+def partly_quantized(*, float_left: bool = True) -> onnx.ModelProto:
+    """A QDQ weight (int8, dequantized at run time) feeding one MatMul, then a MatMul with float
+    weights (``float_left=False``: that one is QDQ too, so nothing float is left)."""
+    rng = _rng(11)
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 128, (64, 64)).astype(np.int8), "w1_q"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "w1_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "w1_zero"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w1_q", "w1_scale", "w1_zero"], ["w1"]),
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="qdq_matmul"),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="float_matmul"),
+    ]
+    if float_left:
+        inits.append(_weight("w2", (64, 64), rng))
+    else:
+        inits.append(numpy_helper.from_array(rng.integers(-127, 128, (64, 64)).astype(np.int8), "w2_q"))
+        nodes.insert(0, helper.make_node("DequantizeLinear", ["w2_q", "w1_scale", "w1_zero"], ["w2"]))
+    graph = helper.make_graph(
+        nodes,
+        "partly_quantized",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])],
+        inits,
+    )
+    return _model(graph)

@@ -97,6 +97,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             if checked.outcome is not None:
                 return _refused(request, replace(checked, summary=original), fix=copy)
         assert checked.summary is not None  # preflight passed
+        notes.extend(checked.reasons)  # what preflight noted about a model it let through
         input_sets, probed = fit_inputs(
             _input_sets(request, checked), checked.summary, request.accuracy, request.path, stateful=thorough
         )

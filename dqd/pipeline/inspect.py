@@ -69,13 +69,14 @@ def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
     verdict = _rules(model, summary, reach_subgraphs)
     if verdict is not None:
         return Preflight(summary, *verdict)
+    notes = partly_quantized_note(summary)
     try:
         # The path form reads external data itself and copes with > 2 GB models.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as exc:
         reason = f"onnx.checker rejected the model: {first_line(exc, limit=None)}"
         return Preflight(summary, Outcome.ERROR, (reason,))
-    return Preflight(summary, None, ())
+    return Preflight(summary, None, notes)
 
 
 class _Refused(Exception):
@@ -130,15 +131,17 @@ def _rules(
         return Outcome.ERROR, (
             "FP16 weights: dynamic quantization needs an FP32 model; convert to FP32 first",
         )
+    top = sum(summary.quantizable_top_level.values())
+    nested = sum(summary.quantizable_in_subgraphs.values())
     quantized_ops = sorted(
         op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear")
     )
     int8_weights = summary.initializer_types.get("int8", 0)
     if quantized_ops or int8_weights:
         found = ", ".join(quantized_ops) if quantized_ops else f"{int8_weights} int8 initializers"
-        return Outcome.SKIPPED, (f"already quantized ({found})",)
-    top = sum(summary.quantizable_top_level.values())
-    nested = sum(summary.quantizable_in_subgraphs.values())
+        if top == 0 and (nested == 0 or not reach_subgraphs):
+            return Outcome.SKIPPED, (f"already quantized ({found}): nothing float is left to quantize",)
+        return None  # partly quantized: what is still float gets quantized (see partly_quantized_note)
     if top == 0 and nested == 0:
         return Outcome.SKIPPED, (
             "nothing quantizable: no MatMul/Conv/Gather/LSTM/Attention with constant float weights",
@@ -151,6 +154,20 @@ def _rules(
             "design mode does not quantize subgraphs; `--search thorough` can reach them (EnableSubgraph)",
         )
     return None
+
+
+def partly_quantized_note(summary: GraphSummary) -> tuple[str, ...]:
+    """For a model that already holds quantized parts and still has float work: what happens to each."""
+    quantized = sorted(op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear"))
+    int8 = summary.initializer_types.get("int8", 0)
+    if not quantized and not int8:
+        return ()
+    found = ", ".join(quantized) if quantized else f"{int8} int8 initializers"
+    left = ", ".join(f"{op} {n}" for op, n in sorted(summary.quantizable_top_level.items()))
+    return (
+        f"already partly quantized ({found}): only the ops with float weights left ({left}) are "
+        "quantized; the quantized parts stay as they are",
+    )
 
 
 def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> GraphSummary:
@@ -215,6 +232,9 @@ def _constant_float_tensors(model: ModelProto) -> dict[str, TensorProto]:
 _NON_FOLDABLE = frozenset(
     {
         *CONTROL_FLOW_OPS,
+        # A dequantized weight stays quantized: pre-processing keeps QDQ pairs and the
+        # quantizer rewrites float initializers only, so it does not count as float work.
+        "DequantizeLinear",
         "RandomNormal",
         "RandomUniform",
         "RandomNormalLike",

@@ -23,7 +23,8 @@ LADDER_POLICY_VERSION = f"ladder/{RULES_REVISION}"
 PINNED = "pinned by per-model settings"
 # What preflight and its pre-fixes (dqd.pipeline.prefix) can repair or decide. An `error` or
 # `skipped` decision under an older one is stale: bump it when a model refused before may
-# now get a decision. 1 (recorded as NULL): before pre-fixes; 2: old opsets upgraded.
+# now get a decision. 1 (recorded as NULL): before pre-fixes; 2: old opsets upgraded, probed
+# synthetic shapes, partly quantized models quantized where still float.
 PREFLIGHT_VERSION = "preflight/2"
 
 
