@@ -143,6 +143,8 @@ class Recorder:
             get("/api/v1/models", limit=100, include_removed=True)
             get("/api/v1/jobs", limit=100)
             get("/api/v1/decisions", limit=100)
+            for url in ("/api/v1/jobs {'limit': 100}", "/api/v1/decisions {'limit': 100}"):
+                answers[url]["body"]["items"] = in_any_order(answers[url]["body"]["items"])
             get("/api/v1/hosts")
             for rel in self.rel_paths:
                 get(f"/api/v1/models/{rel}")
@@ -176,6 +178,7 @@ class Recorder:
         try:
             run("models", "--json")
             run("jobs", "--json")
+            out["dqd jobs --json"]["stdout"] = in_any_order(out["dqd jobs --json"]["stdout"])
             run("hosts", "--json")
             for rel in self.rel_paths:
                 run("show", rel, "--json")
@@ -183,6 +186,12 @@ class Recorder:
         finally:  # the CLI configures logging for itself (dqd.logs.configure)
             root.handlers[:], root.level = handlers, level
         return out
+
+
+def in_any_order(items: list[Any]) -> list[Any]:
+    """A listing in id order, sorted by content instead: the watcher readies the scene's files in
+    whatever order their settle timers fire, so job and decision ids differ from run to run."""
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 def json_lines(results: dict[str, EngineResult], normalize: Normalizer) -> dict[str, Any]:
