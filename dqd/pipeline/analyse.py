@@ -3,7 +3,7 @@
 The parent (:mod:`dqd.pipeline.engine`) builds an :class:`EngineRequest` and runs
 :func:`analyse_model` in an isolated process. Order: preflight; a pre-fix on a
 working copy where preflight found a fixable cause (:mod:`dqd.pipeline.prefix`);
-inputs FP32 runs on (:mod:`dqd.pipeline.fit_inputs`); pre-processing; FP32's
+pre-processing; inputs FP32 runs on (:mod:`dqd.pipeline.fit_inputs`); FP32's
 reference outputs (and the working copy checked equivalent to them); the search.
 The source is never written; every file goes into the model's variant folder.
 """
@@ -98,9 +98,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
                 return _refused(request, replace(checked, summary=original), fix=copy)
         assert checked.summary is not None  # preflight passed
         notes.extend(checked.reasons)  # what preflight noted about a model it let through
-        input_sets, probed = fit_inputs(
-            _input_sets(request, checked), checked.summary, request.accuracy, request.path, stateful=thorough
-        )
+        gathered = _input_sets(request, checked)
         report("pre-processing")
         prepared = _prepared(copy.path if copy else request.path, scratch, directory)
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
@@ -110,7 +108,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             source=request.path,
             prepared=prepared,
             variant_directory=directory,
-            input_sets=input_sets,
+            input_sets=gathered,
             thresholds=GateThresholds.from_settings(request.accuracy),
             benchmark_settings=request.benchmark,
             threads=request.threads,
@@ -121,6 +119,12 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             lock_path=request.host_lock,
         )
         report("running FP32 on the inputs")
+        # The synthetic sets made to run on the FP32 session the reference outputs come from.
+        session = bench.fp32_session()
+        input_sets, probed = fit_inputs(
+            gathered, checked.summary, request.accuracy, session, stateful=thorough
+        )
+        bench = replace(bench, input_sets=input_sets)
         references = bench.reference_outputs()
         if copy is not None:
             notes.append(_equivalent(copy, bench, references))

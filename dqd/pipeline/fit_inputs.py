@@ -2,7 +2,8 @@
 
 The synthesizer's first guess can fail where a model runs only at some sizes
 (:mod:`dqd.pipeline.dimprobe`). Before any variant is built, each synthetic
-input set is run once through FP32 in a quiet session; a set that fails is
+input set is run once, quietly, on the FP32 session the reference outputs
+come from (the caller's: no second session of the model); a set that fails is
 replaced by the first shapes the bounded probe finds, and the reasons say so.
 Streaming models (``stateful``, the ladder) get their state pairs fitted and
 longer symbolic dims tried first, as the ladder always did. Samples are the
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from dqd.domain import InputSource
@@ -34,7 +34,7 @@ def fit_inputs(
     input_sets: Sequence[InputSet],
     summary: GraphSummary,
     accuracy: AccuracySettings,
-    model_path: Path,
+    session: Any,
     *,
     stateful: bool,
 ) -> tuple[list[InputSet], list[str]]:
@@ -42,18 +42,12 @@ def fit_inputs(
 
     :class:`dqd.errors.ModelError` when no probed shape runs (the message lists what was tried).
     """
-    session: Any = None
     fitted: list[InputSet] = []
     notes: list[str] = []
     for inputs in input_sets:
         if inputs.source is not InputSource.SYNTHETIC:
             fitted.append(inputs)
             continue
-        if session is None:
-            try:
-                session = quiet_session(model_path)
-            except Exception:  # onnxruntime cannot load it: the reference run says why, with advice
-                return list(input_sets), []
         if stateful:
             inputs = _fit_stream(session, inputs, summary, accuracy)
         failure = failure_of(session, inputs)
@@ -105,20 +99,17 @@ def _user_shapes_fixed(
     ]
 
 
-def quiet_session(path: Path) -> Any:
-    """A session for probing feeds: failures are expected, so onnxruntime must not log them as errors."""
+def failure_of(session: Any, inputs: InputSet) -> str | None:
+    """None when FP32 runs the set's first feed, else onnxruntime's reason.
+
+    Failures are expected here: the run must not log them as onnxruntime errors.
+    """
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def failure_of(session: Any, inputs: InputSet) -> str | None:
-    """None when FP32 runs the set's first feed, else onnxruntime's reason."""
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # fatal only
     try:
-        session.run(None, inputs.feeds[0])
+        session.run(None, inputs.feeds[0], quiet)
     except Exception as exc:  # onnxruntime's errors are all "this feed does not fit"
         return without_ort_noise(first_line(exc))
     return None

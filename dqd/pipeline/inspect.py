@@ -133,12 +133,8 @@ def _rules(
         )
     top = sum(summary.quantizable_top_level.values())
     nested = sum(summary.quantizable_in_subgraphs.values())
-    quantized_ops = sorted(
-        op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear")
-    )
-    int8_weights = summary.initializer_types.get("int8", 0)
-    if quantized_ops or int8_weights:
-        found = ", ".join(quantized_ops) if quantized_ops else f"{int8_weights} int8 initializers"
+    found = _quantized_parts(summary)
+    if found:
         if top == 0 and (nested == 0 or not reach_subgraphs):
             return Outcome.SKIPPED, (f"already quantized ({found}): nothing float is left to quantize",)
         return None  # partly quantized: what is still float gets quantized (see partly_quantized_note)
@@ -158,16 +154,21 @@ def _rules(
 
 def partly_quantized_note(summary: GraphSummary) -> tuple[str, ...]:
     """For a model that already holds quantized parts and still has float work: what happens to each."""
-    quantized = sorted(op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear"))
-    int8 = summary.initializer_types.get("int8", 0)
-    if not quantized and not int8:
+    found = _quantized_parts(summary)
+    if not found:
         return ()
-    found = ", ".join(quantized) if quantized else f"{int8} int8 initializers"
     left = ", ".join(f"{op} {n}" for op, n in sorted(summary.quantizable_top_level.items()))
     return (
         f"already partly quantized ({found}): only the ops with float weights left ({left}) are "
         "quantized; the quantized parts stay as they are",
     )
+
+
+def _quantized_parts(summary: GraphSummary) -> str:
+    """The model's own quantized ops, else its int8 initializers, in words; "" when it has none."""
+    ops = sorted(op for op in summary.op_histogram if op in QUANTIZED_OPS or op.startswith("QLinear"))
+    int8 = summary.initializer_types.get("int8", 0)
+    return ", ".join(ops) if ops else (f"{int8} int8 initializers" if int8 else "")
 
 
 def summarize(model: ModelProto, path: Path, uses_external: bool = False) -> GraphSummary:

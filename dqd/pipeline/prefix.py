@@ -40,7 +40,6 @@ class WorkingCopy:
     path: Path
     fix: str  # what was done, for the decision's reasons, e.g. "upgraded ai.onnx opset 9 to 13"
     label: str  # joins VariantSpec.preprocess (and so the variant's file key), e.g. "opset13"
-    tried: tuple[str, ...] = ()  # targets that did not work, and why
 
 
 def ai_onnx_opset(model: ModelProto) -> int | None:
@@ -86,7 +85,7 @@ def upgrade_opset(source: Path, work_dir: Path, *, ort_version: str) -> WorkingC
             path=str(source),
         ) from exc
     fix = f"upgraded ai.onnx opset {opset} to {target} on a working copy (onnx.version_converter)"
-    return WorkingCopy(target_path, fix, f"opset{target}", tuple(tried))
+    return WorkingCopy(target_path, fix, f"opset{target}")
 
 
 def _converted(original: ModelProto, target: int) -> ModelProto:

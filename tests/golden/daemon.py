@@ -13,7 +13,6 @@ query commands. Regenerate only when a change of behaviour is intended:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -33,6 +32,7 @@ from dqd.domain import EngineResult, HostInfo
 from dqd.settings import Settings, load
 from tests import models
 from tests.golden import daemon_engine, daemon_record
+from tests.golden.files import write_or_compare
 
 EXPECTED = Path(__file__).with_name("expected") / "daemon"
 TIMEOUT_SECONDS = 60.0
@@ -220,20 +220,7 @@ def changes(expected: str, actual: str, limit: int = 20) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="overwrite the expected outputs")
-    args = parser.parse_args()
-    EXPECTED.mkdir(parents=True, exist_ok=True)
-    for name, text in record().items():
-        target = EXPECTED / f"{name}.jsonl"
-        if args.write:
-            target.write_text(text)
-            print(f"wrote {target} ({len(text)} bytes)")
-        else:
-            same = target.exists() and target.read_text() == text
-            print(f"{name}: {'unchanged' if same else 'DIFFERENT'}")
-            if not same and target.exists():
-                print("\n".join("  " + line for line in changes(target.read_text(), text)))
+    write_or_compare(__doc__ or "", EXPECTED, record, changes)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ change of behaviour is intended:
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from dqd.domain import InputSource, VariantSpec, WeightType
 from dqd.pipeline import ladder, ladder_select, policy
 from dqd.pipeline.ladder_rules import RULE_SETS, rules_for
 from dqd.serialize import search_record_json
+from tests.golden.files import write_or_compare
 
 EXPECTED = Path(__file__).with_name("expected")
 MARGIN = 0.05
@@ -248,19 +248,9 @@ def render(cases: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="overwrite the expected outputs")
-    args = parser.parse_args()
-    EXPECTED.mkdir(exist_ok=True)
-    for name, build in CASES.items():
-        target = EXPECTED / f"{name}.jsonl"
-        text = render(build())
-        if args.write:
-            target.write_text(text)
-            print(f"wrote {target} ({len(text)} bytes)")
-        else:
-            same = target.exists() and target.read_text() == text
-            print(f"{name}: {'unchanged' if same else 'DIFFERENT'}")
+    write_or_compare(
+        __doc__ or "", EXPECTED, lambda: {name: render(build()) for name, build in CASES.items()}
+    )
 
 
 if __name__ == "__main__":

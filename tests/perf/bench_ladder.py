@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from dqd.domain import EngineResult, Outcome, VariantSpec  # noqa: E402
 from dqd.hostinfo import detect_host  # noqa: E402
 from dqd.pipeline.accuracy import GateThresholds  # noqa: E402
-from dqd.pipeline.benchmark import Contender, benchmark_interleaved  # noqa: E402
+from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session  # noqa: E402
 from dqd.pipeline.engine import process_model  # noqa: E402
 from dqd.pipeline.fit_inputs import fit_inputs  # noqa: E402
 from dqd.pipeline.inputs import gather_input_sets  # noqa: E402
@@ -48,8 +48,9 @@ def long_run(
     checked = preflight(model, reach_subgraphs=True)
     assert checked.summary is not None
     summary, accuracy = checked.summary, settings.accuracy
+    session = create_session(model, 1)
     input_sets, _ = fit_inputs(
-        gather_input_sets(model, summary, accuracy), summary, accuracy, model, stateful=True
+        gather_input_sets(model, summary, accuracy), summary, accuracy, session, stateful=True
     )
     directory = variant_dir(Path(settings.output_dir), Path(model.name), sha256)
     passing: list[tuple[VariantSpec, Path]] = []
