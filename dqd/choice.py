@@ -46,6 +46,7 @@ class BestChoice:
     threads: int | None = None  # intra-op threads the decision was timed at (None: nothing timed)
     at_configured_threads: bool = True  # False: none at benchmark.threads, this is the latest at any
     note: str | None = None  # why this decision, when it is not at the configured thread count
+    original_precision: str = "fp32"  # the model as given: with is_original, what the loaded file computes in
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RecordedDecision:
     variant: str | None = None  # the selected variant's name; None: the FP32 original
     variant_output_path: str | None = None
     recorded_path: str | None = None  # the model's path as the decision recorded it
+    source_precision: str = "fp32"  # the model as given (fp16, bf16, …)
 
 
 def choose_best(
@@ -105,6 +107,7 @@ def choose_best(
         decided_at=picked.decided_at,
         threads=picked.threads,
         at_configured_threads=at_configured,
+        original_precision=picked.source_precision,
         note=None
         if at_configured
         else f"no decision for {name} on {host_class} timed at {threads} threads "

@@ -24,6 +24,14 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     ERROR = "error"
 
+    def label(self, source_precision: str = "fp32") -> str:
+        """The outcome as people read it: a kept FP16 original is not reported as FP32."""
+        if source_precision == "fp32" or self in (Outcome.SKIPPED, Outcome.ERROR):
+            return self.value
+        if self is Outcome.KEPT_FP32:
+            return f"kept_{source_precision} (original)"
+        return f"{self.value} (from {source_precision})"
+
 
 class JobState(StrEnum):
     QUEUED = "queued"
@@ -237,6 +245,7 @@ class DecisionRecord:
     threads: int | None = None  # intra-op threads the variants were timed at
     path: str | None = None  # the path the engine was given (relative to the watched folder, or absolute)
     preflight_version: str | None = None  # None: decided before pre-fixes (policy.PREFLIGHT_VERSION)
+    source_precision: str = "fp32"  # the model as given: fp32, fp16, bf16 or fp64
 
 
 # --- What the engine measured and decided for one model (recorded by the catalog) ---
@@ -311,3 +320,4 @@ class EngineResult:
     details: DecisionDetails = field(default_factory=DecisionDetails)  # what the decision rests on
     permanent_error: bool = True  # for the queue: retry only transient errors
     preflight_version: str | None = None  # policy.PREFLIGHT_VERSION: what preflight could repair
+    source_precision: str | None = None  # the model as given (fp32, fp16, …); None: it could not be read

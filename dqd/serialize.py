@@ -186,6 +186,7 @@ def process_result_json(result: EngineResult) -> dict[str, Any]:
         "path": result.path,
         "sha256": result.sha256,
         "outcome": result.outcome.value,
+        "source_precision": result.source_precision,
         "variant": variant,
         "speedup": result.speedup,
         "speedup_ci": list(result.speedup_ci) if result.speedup_ci else None,

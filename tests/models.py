@@ -355,3 +355,109 @@ def partly_quantized(*, float_left: bool = True) -> onnx.ModelProto:
         inits,
     )
     return _model(graph)
+
+
+def _half(values: np.ndarray, name: str, elem: int) -> TensorProto:
+    """``values`` as an FP16 or BF16 initializer (numpy has no bfloat16: BF16 is stored as its bits)."""
+    if elem == TensorProto.FLOAT16:
+        return numpy_helper.from_array(values.astype(np.float16), name)
+    bits = (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)  # truncation: exact for tests
+    return helper.make_tensor(name, TensorProto.BFLOAT16, values.shape, bits.tobytes(), raw=True)
+
+
+def half_mlp(
+    hidden: int = 64, layers: int = 2, *, elem: int = TensorProto.FLOAT16, seed: int = 5
+) -> onnx.ModelProto:
+    """``x[batch, hidden]`` through MatMul+Add+Relu layers computed in FP16 (or BF16) throughout.
+
+    FP16: inputs and outputs FP16 too, as an FP16 export has them. BF16: FP32
+    inputs and outputs cast at the edges (onnxruntime's Python API cannot hand
+    back BF16 tensors), the usual shape of a BF16 export for CPU.
+    """
+    rng = _rng(seed)
+    io_type = TensorProto.FLOAT16 if elem == TensorProto.FLOAT16 else TensorProto.FLOAT
+    nodes: list[onnx.NodeProto] = []
+    inits: list[TensorProto] = []
+    current = "x"
+    if io_type != elem:
+        nodes.append(helper.make_node("Cast", ["x"], ["x_half"], to=elem))
+        current = "x_half"
+    for layer in range(layers):
+        weights = rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+        inits += [
+            _half(weights, f"w{layer}", elem),
+            _half(rng.standard_normal(hidden) * 0.1, f"b{layer}", elem),
+        ]
+        nodes += [
+            helper.make_node("MatMul", [current, f"w{layer}"], [f"m{layer}"]),
+            helper.make_node("Add", [f"m{layer}", f"b{layer}"], [f"a{layer}"]),
+            helper.make_node("Relu", [f"a{layer}"], [f"h{layer}"]),
+        ]
+        current = f"h{layer}"
+    nodes.append(helper.make_node("Cast", [current], ["y"], to=io_type))
+    graph = helper.make_graph(
+        nodes,
+        "half_mlp",
+        [helper.make_tensor_value_info("x", io_type, ["batch", hidden])],
+        [helper.make_tensor_value_info("y", io_type, ["batch", hidden])],
+        inits,
+    )
+    return _model(graph)
+
+
+def fp16_saturating(hidden: int = 32) -> onnx.ModelProto:
+    """An FP16 model that relies on FP16 overflow (a Cast to FP16 turns large values into inf,
+    clipped to 1e9): widened to FP32 nothing overflows, so the copy computes something else,
+    which the equivalence check must catch."""
+    rng = _rng(6)
+    weights = rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Cast", ["m"], ["m_wide"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["m_wide", "k"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["narrow"], to=TensorProto.FLOAT16),  # |v| > 65504: inf
+        helper.make_node("Cast", ["narrow"], ["wide"], to=TensorProto.FLOAT),
+        helper.make_node("Clip", ["wide", "low", "high"], ["y"]),
+    ]
+    inits = [
+        _half(weights, "w", TensorProto.FLOAT16),
+        numpy_helper.from_array(np.array(1e5, np.float32), "k"),
+        numpy_helper.from_array(np.array(-1e9, np.float32), "low"),
+        numpy_helper.from_array(np.array(1e9, np.float32), "high"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "saturating",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+        inits,
+    )
+    return _model(graph)
+
+
+def computed_conv_weights() -> onnx.ModelProto:
+    """A Conv whose weight is ``Reshape(Constant)`` (computed, as in onnx's light/ models), then a
+    BatchNormalization (which onnxruntime's fold fuses into the Conv)."""
+    rng = _rng(7)
+    weights = (rng.standard_normal((8, 4, 3, 3)) / 6).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["flat"], value=numpy_helper.from_array(weights.ravel())),
+        helper.make_node("Reshape", ["flat", "shape"], ["w"]),
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(weights.shape, np.int64), "shape"),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, 8).astype(np.float32), "scale"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32) * 0.1, "mean"),
+        numpy_helper.from_array(rng.uniform(0.5, 2.0, 8).astype(np.float32), "var"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "computed_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 16, 16])],
+        inits,
+    )
+    return _model(graph)

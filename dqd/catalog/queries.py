@@ -135,6 +135,7 @@ class QueryStore(DetailQueries, ReportQueries):
             d.speedup_ci_low, d.speedup_ci_high, d.created_at, VariantRow.name,
             a.input_source, a.metrics, a.passed, a.reason, d.threads,
             d.reasons[0].as_string(),  # only the first reason: the list's short column, not the JSON
+            d.source_precision,
         )  # fmt: skip
         found: dict[int, Any] = {}
         for part in chunks(shas) if shas is not None else [None]:

@@ -116,6 +116,7 @@ class RecordStore:
                 seconds=result.seconds,
                 threads=max((b.threads for b in result.benchmarks), default=None),
                 preflight_version=result.preflight_version,
+                source_precision=result.source_precision,
                 created_at=now,
             )
             session.add(decision)

@@ -168,6 +168,7 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         threads=row.threads,
         path=row.path,
         preflight_version=row.preflight_version,
+        source_precision=row.source_precision or "fp32",
     )
 
 
@@ -187,6 +188,7 @@ def recorded_decision_from_row(row: DecisionRow, variant: VariantRow | None) -> 
         variant=variant.name if variant is not None else None,
         variant_output_path=variant.output_path if variant is not None else None,
         recorded_path=(row.details or {}).get("path"),
+        source_precision=row.source_precision or "fp32",
     )
 
 
@@ -252,7 +254,7 @@ def latest_decision_from_columns(
     decision_id: int, _sha: str, host_class: str, ort_version: str, outcome: str, variant_id: int | None,
     speedup: float | None, ci_low: float | None, ci_high: float | None, created_at: datetime,
     variant: str | None, input_source: str | None, metrics: Any, passed: bool | None, reason: str | None,
-    threads: int | None, first_reason: str | None,
+    threads: int | None, first_reason: str | None, source_precision: str | None,
 ) -> LatestDecision:  # fmt: skip
     """A row of ``QueryStore._latest_for``'s query, in its column order."""
     accuracy = None
@@ -272,6 +274,7 @@ def latest_decision_from_columns(
         created_at=_utc(created_at),
         threads=threads,
         reason=first_reason,
+        source_precision=source_precision or "fp32",
     )
 
 

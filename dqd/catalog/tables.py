@@ -189,6 +189,8 @@ class DecisionRow(Base):
     path: Mapped[str | None] = mapped_column(String(1024))
     # What preflight and its pre-fixes could repair when this was decided; None: before pre-fixes.
     preflight_version: Mapped[str | None] = mapped_column(String(32))
+    # The float precision of the model as given (fp32, fp16, bf16, fp64); None: fp32, before this column.
+    source_precision: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 

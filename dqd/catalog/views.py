@@ -45,6 +45,7 @@ class LatestDecision:
     created_at: datetime
     threads: int | None = None  # intra-op threads it was timed at (None: nothing timed)
     reason: str | None = None  # the decision's first reason
+    source_precision: str = "fp32"  # the model as given (a kept FP16 original is FP16)
 
 
 @dataclass(frozen=True)

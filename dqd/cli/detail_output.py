@@ -85,7 +85,7 @@ def _decisions(rows: list[DecisionView]) -> list[str]:
         speed = f" {d.speedup:.2f}x {_ci(d.speedup_ci)}" if d.speedup else ""
         lines.append(
             f"#{d.id} {human_cell(d.created_at)}  {d.host_class}  onnxruntime {d.ort_version}  "
-            f"{d.search_mode}/policy {d.policy_version}: {d.outcome.value}"
+            f"{d.search_mode}/policy {d.policy_version}: {d.outcome.label(d.source_precision)}"
             f"{' → ' + view.variant if view.variant else ''}{speed}"
         )
         lines.extend(f"    - {human_cell(reason)}" for reason in d.reasons)

@@ -163,7 +163,7 @@ def _rel(path: Path, folder: Path) -> PurePosixPath:
 
 
 def human_summary(result: EngineResult) -> str:
-    head = f"{Path(result.path).name}: {result.outcome.value}"
+    head = f"{Path(result.path).name}: {result.outcome.label(result.source_precision or 'fp32')}"
     if result.selected is not None and result.speedup is not None and result.speedup_ci is not None:
         low, high = result.speedup_ci
         head += f" {result.selected.name} {result.speedup:.2f}x [{low:.2f}, {high:.2f}]"

@@ -70,7 +70,7 @@ MODEL_COLUMNS = (
     Column("PATH", lambda r: r[0].path),
     Column("SHA256", lambda r: r[0].sha256, lambda v: (v or "-")[:12]),
     Column("HOST CLASS", lambda r: r[1] and r[1].host_class),
-    Column("OUTCOME", lambda r: r[1].outcome.value if r[1] else "pending"),
+    Column("OUTCOME", lambda r: r[1].outcome.label(r[1].source_precision) if r[1] else "pending"),
     Column("VARIANT", lambda r: r[1] and r[1].variant),
     Column("SPEEDUP", lambda r: r[1] and r[1].speedup, lambda v: f"{v:.2f}x" if v else "-"),
     Column("THREADS", lambda r: r[1] and r[1].threads),

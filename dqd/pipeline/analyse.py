@@ -24,10 +24,10 @@ from dqd.pipeline.advice import decision_advice
 from dqd.pipeline.environment import missing_module
 from dqd.pipeline.fit_inputs import fit_inputs
 from dqd.pipeline.inputs import InputSet, gather_input_sets
-from dqd.pipeline.inspect import Preflight, node_names, preflight
+from dqd.pipeline.inspect import FixableCause, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter
 from dqd.pipeline.policy import PREFLIGHT_VERSION, policy_version_for
-from dqd.pipeline.prefix import WorkingCopy, check_equivalent, upgrade_opset
+from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.search import search
@@ -85,17 +85,14 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     if checked.outcome is not None and checked.fixable is None:
         return _refused(request, checked)
     original = checked.summary  # what the catalog records: the model as given, not a working copy
+    precision = checked.precision
     directory = variant_dir(request.output_dir, request.relative_path, request.sha256)
     scratch = _scratch(directory)
     try:
         notes: list[str] = []
-        copy = None
-        if checked.fixable is not None:
-            report("pre-fix: upgrading the opset")
-            copy = upgrade_opset(request.path, scratch, ort_version=request.ort_version)
-            checked = preflight(copy.path, reach_subgraphs=reach)
-            if checked.outcome is not None:
-                return _refused(request, replace(checked, summary=original), fix=copy)
+        copy, checked = _repaired(report, request, checked, scratch, reach)
+        if checked.outcome is not None:
+            return _refused(request, replace(checked, summary=original, precision=precision), fix=copy)
         assert checked.summary is not None  # preflight passed
         notes.extend(checked.reasons)  # what preflight noted about a model it let through
         gathered = _input_sets(request, checked)
@@ -104,8 +101,10 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
             prepared = replace(prepared, preprocess=f"{copy.label}+{prepared.preprocess}")
         excluded, unknown = _excluded_nodes(request.nodes_to_exclude, request.path, prepared)
+        # Where onnxruntime cannot run the original, the copy is the FP32 everything is held against.
+        stands_in = copy is not None and copy.original_unrunnable is not None
         bench = Workbench(
-            source=request.path,
+            source=copy.path if copy is not None and stands_in else request.path,
             prepared=prepared,
             variant_directory=directory,
             input_sets=gathered,
@@ -127,7 +126,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         bench = replace(bench, input_sets=input_sets)
         references = bench.reference_outputs()
         if copy is not None:
-            notes.append(_equivalent(copy, bench, references))
+            notes.append(stand_in_note(copy) if stands_in else _equivalent(copy, bench, references))
         notes.extend([*probed, *unknown])
         measured, decision = search(
             bench,
@@ -168,6 +167,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         details=details,
         measured=measured,
         policy_version=decision.policy_version,
+        source_precision=precision,
     )
 
 
@@ -178,7 +178,37 @@ def _refused(request: EngineRequest, checked: Preflight, *, fix: WorkingCopy | N
     error = "; ".join(checked.reasons) if checked.outcome is Outcome.ERROR else None
     details = DecisionDetails(checked=True, preflight=checked.summary)
     assert checked.outcome is not None
-    return _finished(request, checked.outcome, reasons=reasons, error=error, details=details)
+    return _finished(
+        request,
+        checked.outcome,
+        reasons=reasons,
+        error=error,
+        details=details,
+        source_precision=checked.precision if checked.summary else None,
+    )
+
+
+def _repaired(
+    report: ChildReporter, request: EngineRequest, checked: Preflight, scratch: Path, reach: bool
+) -> tuple[WorkingCopy | None, Preflight]:
+    """Apply a pre-fix for each fixable cause preflight finds, each on the copy before it.
+
+    Returns the working copy (None: nothing to fix) and the preflight of what the
+    quantizer will read. :class:`ModelError` if a fix leaves its own cause behind.
+    """
+    copy: WorkingCopy | None = None
+    applied: set[FixableCause] = set()
+    while checked.fixable is not None:
+        cause = checked.fixable
+        if cause in applied:
+            raise ModelError(f"pre-fix {cause.value} left its cause in place: {'; '.join(checked.reasons)}")
+        applied.add(cause)
+        report(f"pre-fix: {cause.value.replace('_', ' ')}")
+        source = copy.path if copy is not None else request.path
+        step = repair(cause, source, scratch, ort_version=request.ort_version)
+        copy = step if copy is None else copy.then(step)
+        checked = preflight(copy.path, reach_subgraphs=reach)
+    return copy, checked
 
 
 def _scratch(directory: Path) -> Path:
@@ -261,6 +291,7 @@ def _finished(
     measured: list[CandidateRun] | None = None,
     permanent: bool = True,
     policy_version: str | None = None,
+    source_precision: str | None = None,
 ) -> EngineResult:
     """``policy_version`` defaults to the request's mode's: a preflight outcome in thorough
     mode must not read as a design-mode decision (staleness compares it with the mode's)."""
@@ -285,4 +316,5 @@ def _finished(
         benchmarks=tuple(b for m in measured for b in m.benchmarks),
         details=details or DecisionDetails(),
         permanent_error=permanent,
+        source_precision=source_precision,
     )

@@ -18,6 +18,7 @@ from onnx import GraphProto, ModelProto, TensorProto
 
 from dqd.domain import Outcome
 from dqd.onnxgraph import all_tensors, walk_graphs
+from dqd.pipeline.halfprecision import HALF_TYPES, boundary_half_types, half_types_in, precision_name
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 from dqd.records import GraphSummary, TensorInfo
 from dqd.text import first_line
@@ -49,6 +50,8 @@ class FixableCause(StrEnum):
     """What preflight found that a pre-fix (:mod:`dqd.pipeline.prefix`) can repair on a working copy."""
 
     OLD_OPSET = "old_opset"  # ai.onnx opset below the quantizer's MIN_AI_ONNX_OPSET
+    HALF_PRECISION = "half_precision"  # quantizable ops compute in FP16/BF16; the quantizer needs FP32
+    COMPUTED_WEIGHTS = "computed_weights"  # weights produced by constant subgraphs, not stored
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Preflight:
     outcome: Outcome | None  # None: go on and quantize
     reasons: tuple[str, ...] = ()
     fixable: FixableCause | None = None  # the outcome stands unless this pre-fix repairs its cause
+    precision: str = "fp32"  # what the float weights mostly are (halfprecision.precision_name)
 
 
 def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
@@ -66,17 +70,20 @@ def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
     except _Refused as refusal:
         return Preflight(None, Outcome.ERROR, (str(refusal),))
     summary = summarize(model, path, uses_external)
+    precision = precision_name(model)
     verdict = _rules(model, summary, reach_subgraphs)
     if verdict is not None:
-        return Preflight(summary, *verdict)
+        outcome, reasons, *fixable = verdict
+        return Preflight(summary, outcome, reasons, fixable[0] if fixable else None, precision)
     notes = partly_quantized_note(summary)
     try:
         # The path form reads external data itself and copes with > 2 GB models.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as exc:
         reason = f"onnx.checker rejected the model: {first_line(exc, limit=None)}"
-        return Preflight(summary, Outcome.ERROR, (reason,))
-    return Preflight(summary, None, notes)
+        return Preflight(summary, Outcome.ERROR, (reason,), precision=precision)
+    fold = FixableCause.COMPUTED_WEIGHTS if computed_weight_ops(model) else None
+    return Preflight(summary, None, notes, fold, precision)
 
 
 class _Refused(Exception):
@@ -126,11 +133,9 @@ def _rules(
     if max(ai_onnx) < MIN_AI_ONNX_OPSET:
         reason = f"ai.onnx opset {max(ai_onnx)} is below {MIN_AI_ONNX_OPSET}, the quantizer's minimum"
         return Outcome.ERROR, (reason,), FixableCause.OLD_OPSET
-    float16 = summary.initializer_types.get("float16", 0) + _constant_float16(model)
-    if float16 and float16 >= summary.initializer_types.get("float32", 0):
-        return Outcome.ERROR, (
-            "FP16 weights: dynamic quantization needs an FP32 model; convert to FP32 first",
-        )
+    half = _half_precision_verdict(model)
+    if half is not None:
+        return half
     top = sum(summary.quantizable_top_level.values())
     nested = sum(summary.quantizable_in_subgraphs.values())
     found = _quantized_parts(summary)
@@ -263,8 +268,86 @@ def _constant_derived_names(model: ModelProto) -> set[str]:
     return known
 
 
-def _constant_float16(model: ModelProto) -> int:
-    return sum(1 for t in _constant_float_tensors(model).values() if t.data_type == TensorProto.FLOAT16)
+def computed_weight_ops(model: ModelProto) -> Counter[str]:
+    """Main-graph quantizable ops whose weight is computed from constants (``Reshape(Constant)``,
+    ``ConstantOfShape``, ``Cast`` chains) rather than stored, by op type; the quantizer only
+    takes stored weights (initializers; Constant nodes are folded by pre-processing).
+
+    If/Loop/Scan bodies are left as pre-processing leaves them: only ``--search thorough``
+    reaches them, and the one such model known (silero-vad's LSTMs) decides well that way.
+    """
+    constants = _constant_derived_names(model)
+    found: Counter[str] = Counter()
+    for graph in [model.graph]:
+        stored = {t.name for t in graph.initializer}
+        stored.update(name for node in graph.node if node.op_type == "Constant" for name in node.output)
+        for node in graph.node:
+            weights = QUANTIZABLE_WEIGHT_INPUTS.get(node.op_type, ())
+            if not _is_quantizable(node, constants):
+                continue
+            named = [node.input[i] for i in weights if i < len(node.input) and node.input[i] in constants]
+            if named and not any(name in stored for name in named):
+                found[node.op_type] += 1
+    return found
+
+
+def _half_precision_verdict(
+    model: ModelProto,
+) -> tuple[Outcome, tuple[str, ...]] | tuple[Outcome, tuple[str, ...], FixableCause] | None:
+    """An error (fixable by widening a copy) when quantizable ops compute in FP16/BF16."""
+    if not half_types_in(model):
+        return None
+    bfloat16 = sorted(n for n, t in boundary_half_types(model).items() if t == TensorProto.BFLOAT16)
+    if bfloat16:
+        return Outcome.ERROR, (
+            f"graph input/output {', '.join(map(repr, bfloat16))} is bfloat16: onnxruntime's Python API "
+            "cannot return bfloat16 tensors as arrays, so dqd can run neither this model nor a copy "
+            "with its signature; export it with float32 (or float16) inputs and outputs",
+        )
+    found = _quantizable_half_ops(model)
+    if not found:
+        return None  # half precision only where the quantizer does not look (e.g. cast inputs)
+    ops = ", ".join(f"{op} {n}" for op, n in sorted(found.items()))
+    return (
+        Outcome.ERROR,
+        (
+            f"quantizable ops compute in half precision ({ops}): onnxruntime's dynamic quantizer "
+            "needs FP32 weights",
+        ),
+        FixableCause.HALF_PRECISION,
+    )
+
+
+def _quantizable_half_ops(model: ModelProto) -> Counter[str]:
+    """Quantizable ops (constant weights) whose inputs are FP16/BF16, by op type."""
+    types = _element_types(model)
+    constants = _constant_derived_names(model)
+    found: Counter[str] = Counter()
+    for graph, _ in walk_graphs(model.graph):
+        for node in graph.node:
+            if _is_quantizable(node, constants) and any(types.get(n) in HALF_TYPES for n in node.input):
+                found[node.op_type] += 1
+    return found
+
+
+def _element_types(model: ModelProto) -> dict[str, int]:
+    """Every named tensor's element type that the model declares or shape inference can tell."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # an invalid or oversized graph: what it declares is all there is to go on
+        inferred = model
+    types: dict[str, int] = {}
+    for graph, _ in walk_graphs(inferred.graph):
+        types.update((t.name, t.data_type) for t in graph.initializer)
+        for value in (*graph.input, *graph.output, *graph.value_info):
+            if value.type.tensor_type.elem_type:
+                types[value.name] = value.type.tensor_type.elem_type
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.TENSOR:
+                        types[node.output[0]] = attr.t.data_type
+    return types
 
 
 def _is_quantizable(node: onnx.NodeProto, constants: set[str]) -> bool:

@@ -24,8 +24,9 @@ PINNED = "pinned by per-model settings"
 # What preflight and its pre-fixes (dqd.pipeline.prefix) can repair or decide. An `error` or
 # `skipped` decision under an older one is stale: bump it when a model refused before may
 # now get a decision. 1 (recorded as NULL): before pre-fixes; 2: old opsets upgraded, probed
-# synthetic shapes, partly quantized models quantized where still float.
-PREFLIGHT_VERSION = "preflight/2"
+# synthetic shapes, partly quantized models quantized where still float; 3: FP16/BF16 models
+# widened to FP32, computed weights folded.
+PREFLIGHT_VERSION = "preflight/3"
 
 
 class Speed(StrEnum):

@@ -10,8 +10,20 @@ copy is then what pre-processing and the quantizer read, while the original
 stays the FP32 every variant is gated and timed against, and the file to load
 when no variant wins.
 
-Today's pre-fix: an ai.onnx opset below 10 (the quantizer's floor) is upgraded
-with ``onnx.version_converter``, trying :data:`OPSET_TARGETS` in order.
+The pre-fixes, in the order preflight finds their causes (:func:`repair`):
+
+- an ai.onnx opset below 10 (the quantizer's floor) is upgraded with
+  ``onnx.version_converter``, trying :data:`OPSET_TARGETS` in order;
+- weights computed by constant subgraphs (``Reshape(Constant)``, ``ConstantOfShape``,
+  ``Cast`` chains, as onnx's light/ models hold them) are folded into initializers by
+  onnxruntime's basic offline optimization, which also fuses Conv+BatchNorm and the
+  like: one more reason to run it only where preflight finds computed weights;
+- a model computing in FP16/BF16 is widened to FP32
+  (:mod:`dqd.pipeline.halfprecision`). The copy cannot match an FP16 original
+  to 1e-4, the original's own rounding being larger, so it is held to
+  :data:`WIDENING_RELATIVE_L2` instead; where onnxruntime cannot run the
+  original at all (most BF16 graphs on CPU) the copy stands in for it as the
+  reference and the baseline, and the reasons say so.
 """
 
 from __future__ import annotations
@@ -25,12 +37,18 @@ import onnx
 from onnx import ModelProto
 
 from dqd.errors import ModelError
-from dqd.pipeline.inspect import AI_ONNX_DOMAINS
+from dqd.pipeline.halfprecision import HALF_TYPES, half_types_in, widened
+from dqd.pipeline.inspect import AI_ONNX_DOMAINS, FixableCause, computed_weight_ops
 from dqd.text import first_line, without_ort_noise
 
 OPSET_TARGETS = (13, 11, 10)  # newest first: 13 is what today's exporters and the quantizer know best
 EQUIVALENCE_RELATIVE_L2 = 1e-4
+# A few units of each format's rounding (FP16 2^-11, BF16 2^-8) grown over a deep graph's layers;
+# a wrong widening (mis-read bits, a lost Cast) is off by orders of magnitude more.
+WIDENING_RELATIVE_L2 = {"fp16": 1e-2, "bf16": 5e-2}
 UPGRADED_NAME = "opset-upgraded.onnx"
+WIDENED_NAME = "widened-fp32.onnx"
+FOLDED_NAME = "weights-folded.onnx"
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,57 @@ class WorkingCopy:
     path: Path
     fix: str  # what was done, for the decision's reasons, e.g. "upgraded ai.onnx opset 9 to 13"
     label: str  # joins VariantSpec.preprocess (and so the variant's file key), e.g. "opset13"
+    tolerance: float = EQUIVALENCE_RELATIVE_L2  # relative L2 per float output the copy may differ by
+    original_unrunnable: str | None = None  # why onnxruntime cannot run the original: the copy stands in
+
+    def then(self, later: WorkingCopy) -> WorkingCopy:
+        """This fix followed by ``later`` (made from this copy): one copy, both fixes on record."""
+        return WorkingCopy(
+            later.path,
+            f"{self.fix}; then {later.fix.replace(' on a working copy', '')}",
+            f"{self.label}+{later.label}",
+            max(self.tolerance, later.tolerance),
+            self.original_unrunnable or later.original_unrunnable,
+        )
+
+
+def repair(cause: FixableCause, source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+    """The working copy that repairs ``cause`` in ``source`` (the original, or an earlier copy)."""
+    if cause is FixableCause.OLD_OPSET:
+        return upgrade_opset(source, work_dir, ort_version=ort_version)
+    if cause is FixableCause.COMPUTED_WEIGHTS:
+        return fold_computed_weights(source, work_dir, ort_version=ort_version)
+    return widen_precision(source, work_dir, ort_version=ort_version)
+
+
+def fold_computed_weights(source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+    """A copy of ``source`` with its computed weights folded (onnxruntime, basic level, offline).
+
+    :class:`ModelError` (permanent) when onnxruntime cannot load the model to optimize it.
+    """
+    import onnxruntime as ort
+
+    computed = computed_weight_ops(onnx.load(str(source), load_external_data=False))
+    target_path = work_dir / FOLDED_NAME
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target_path)
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        why = without_ort_noise(first_line(exc))
+        raise ModelError(
+            f"onnxruntime {ort_version} cannot run the original FP32 model to fold its computed weights: "
+            f"{why}",
+            path=str(source),
+        ) from exc
+    ops = ", ".join(f"{op} {n}" for op, n in sorted(computed.items()))
+    fix = (
+        f"folded the computed weights of {ops} into initializers on a working copy "
+        "(onnxruntime basic offline optimization, which also fuses e.g. Conv+BatchNorm)"
+    )
+    return WorkingCopy(target_path, fix, "folded")
 
 
 def ai_onnx_opset(model: ModelProto) -> int | None:
@@ -88,6 +157,37 @@ def upgrade_opset(source: Path, work_dir: Path, *, ort_version: str) -> WorkingC
     return WorkingCopy(target_path, fix, f"opset{target}")
 
 
+def widen_precision(source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+    """A copy of ``source`` computing in FP32 (:func:`dqd.pipeline.halfprecision.widened`).
+
+    :class:`ModelError` (permanent) when the copy does not pass the checker or load.
+    """
+    original = onnx.load(str(source))
+    halves = sorted(HALF_TYPES[t] for t in half_types_in(original))
+    named = "/".join(name.upper() for name in halves)
+    target_path = work_dir / WIDENED_NAME
+    try:
+        copy = widened(original)
+        onnx.checker.check_model(copy)
+        onnx.save_model(copy, str(target_path))
+        _load(target_path)
+    except Exception as exc:
+        raise ModelError(
+            f"quantizable ops compute in {named} and a copy widened to FP32 does not work: "
+            f"{without_ort_noise(first_line(exc, with_type=True))}",
+            path=str(source),
+        ) from exc
+    unrunnable = None
+    try:
+        _load(source)
+    except Exception as exc:
+        why = without_ort_noise(first_line(exc))
+        unrunnable = f"onnxruntime {ort_version} cannot run the {named} original on its CPU provider ({why})"
+    fix = f"widened {named} to FP32 on a working copy (graph inputs and outputs keep their types via Cast)"
+    tolerance = max(WIDENING_RELATIVE_L2[name] for name in halves)
+    return WorkingCopy(target_path, fix, "fp32", tolerance, unrunnable)
+
+
 def _converted(original: ModelProto, target: int) -> ModelProto:
     from onnx import version_converter
 
@@ -128,7 +228,9 @@ def _load(path: Path) -> Any:
     return create_session(path, threads=1)
 
 
-def equivalence_failures(metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
+def equivalence_failures(
+    metrics: Mapping[str, Mapping[str, float]], tolerance: float = EQUIVALENCE_RELATIVE_L2
+) -> list[str]:
     """Why a working copy's outputs are not the original's (empty: equivalent). Pure.
 
     ``metrics`` as :func:`dqd.pipeline.accuracy.compare_outputs` computes them.
@@ -141,8 +243,8 @@ def equivalence_failures(metrics: Mapping[str, Mapping[str, float]]) -> list[str
             failures.append(f"{name}: non-finite values the original does not have")
         elif "agreement" in values and values["agreement"] < 1.0:
             failures.append(f"{name}: {1 - values['agreement']:.2%} of its integer values differ")
-        elif values.get("relative_l2", 0.0) > EQUIVALENCE_RELATIVE_L2:
-            failures.append(f"{name}: relative L2 {values['relative_l2']:.2e} > {EQUIVALENCE_RELATIVE_L2:g}")
+        elif values.get("relative_l2", 0.0) > tolerance:
+            failures.append(f"{name}: relative L2 {values['relative_l2']:.2e} > {tolerance:g}")
     return failures
 
 
@@ -167,7 +269,7 @@ def check_equivalent(
     for reference, set_feeds in zip(references, feeds, strict=True):
         candidate = [session.run(None, dict(feed)) for feed in set_feeds]
         metrics = compare_outputs(names, reference, candidate)
-        failures.extend(equivalence_failures(metrics))
+        failures.extend(equivalence_failures(metrics, copy.tolerance))
         worst = max([worst, *(m.get("relative_l2", 0.0) for m in metrics.values())])
     if failures:
         raise ModelError(
@@ -175,4 +277,16 @@ def check_equivalent(
             f"{described}: " + "; ".join(dict.fromkeys(failures)),
             path=str(copy.path),
         )
-    return f"pre-fix: {copy.fix}; equivalent to the original on {described} (worst relative L2 {worst:.1e})"
+    allowed = "" if copy.tolerance == EQUIVALENCE_RELATIVE_L2 else f", allowed {copy.tolerance:g}"
+    return (
+        f"pre-fix: {copy.fix}; equivalent to the original on {described} "
+        f"(worst relative L2 {worst:.1e}{allowed})"
+    )
+
+
+def stand_in_note(copy: WorkingCopy) -> str:
+    """The reason to record when the copy stands in for an original onnxruntime cannot run."""
+    return (
+        f"pre-fix: {copy.fix}; {copy.original_unrunnable}, so the variants are gated and timed "
+        "against the FP32 working copy, which could not be checked against the original"
+    )

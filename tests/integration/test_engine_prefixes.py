@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import onnx
+from onnx import TensorProto
+
 from dqd.domain import Outcome
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
@@ -55,3 +58,58 @@ def test_shapes_the_user_set_are_not_probed_away(tmp_path: Path) -> None:
 
     assert result.outcome is Outcome.ERROR
     assert result.error is not None and "and on no other shape (no dynamic dim left to vary)" in result.error
+
+
+def test_an_fp16_model_is_decided_on_a_widened_copy_and_keeps_its_precision_on_record(
+    tmp_path: Path,
+) -> None:
+    source = models.save(models.half_mlp(64, 2), tmp_path / "half.onnx")
+    before = digest(source)
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert digest(source) == before
+    assert result.source_precision == "fp16"
+    (fix,) = [r for r in result.reasons if r.startswith("pre-fix: widened FP16 to FP32")]
+    assert "equivalent to the original on the synthetic inputs" in fix and "allowed 0.01" in fix
+    assert result.variants and all(v.spec.preprocess.startswith("fp32+") for v in result.variants)
+    for variant in result.variants:  # drop-in replacements: fed and read as FP16, like the original
+        assert variant.output_path is not None
+        graph = onnx.load(variant.output_path).graph
+        assert {v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]} == {TensorProto.FLOAT16}
+
+
+def test_a_bf16_model_onnxruntime_cannot_run_is_judged_against_its_fp32_copy_and_says_so(
+    tmp_path: Path,
+) -> None:
+    source = models.save(models.half_mlp(64, 2, elem=TensorProto.BFLOAT16), tmp_path / "bf.onnx")
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert result.source_precision == "bf16"
+    (fix,) = [r for r in result.reasons if r.startswith("pre-fix: widened BF16 to FP32")]
+    assert "cannot run the BF16 original on its CPU provider" in fix
+    assert "gated and timed against the FP32 working copy" in fix
+
+
+def test_a_widening_that_changes_what_the_model_computes_is_refused(tmp_path: Path) -> None:
+    source = models.save(models.fp16_saturating(), tmp_path / "sat.onnx")
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is Outcome.ERROR and result.error is not None
+    assert result.error.startswith("pre-fix refused: the working copy (widened FP16 to FP32")
+    assert "y: relative L2 1.00e+00 > 0.01" in result.error
+
+
+def test_computed_weights_are_folded_on_a_working_copy_and_the_model_decided(tmp_path: Path) -> None:
+    source = models.save(models.computed_conv_weights(), tmp_path / "conv.onnx")
+
+    result = process_model(source, fast_settings(tmp_path), host=detect_host())
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    (fix,) = [r for r in result.reasons if r.startswith("pre-fix: folded the computed weights of Conv 1")]
+    assert "equivalent to the original on the synthetic inputs" in fix
+    assert result.variants and all(v.spec.preprocess.startswith("folded+") for v in result.variants)

@@ -25,6 +25,7 @@ CONTRACT = {
     "reasons",
     "error",
     "seconds",
+    "source_precision",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from onnx import TensorProto, helper
 
 from dqd.domain import Outcome
 from dqd.pipeline import inspect
@@ -55,9 +56,30 @@ def test_old_opset_is_an_error_a_pre_fix_can_repair(tmp_path: Path) -> None:
     assert result.fixable is FixableCause.OLD_OPSET
 
 
-def test_fp16_weights_ask_for_fp32(tmp_path: Path) -> None:
+def test_fp16_weights_are_an_error_a_pre_fix_can_repair(tmp_path: Path) -> None:
     result = check(models.save(models.fp16_weights(), tmp_path / "half.onnx"))
-    assert result.outcome is Outcome.ERROR and "convert to FP32 first" in result.reasons[0]
+    assert result.outcome is Outcome.ERROR and "compute in half precision (MatMul 1)" in result.reasons[0]
+    assert result.fixable is FixableCause.HALF_PRECISION and result.precision == "fp16"
+
+
+def test_half_precision_only_before_a_cast_needs_no_fix(tmp_path: Path) -> None:
+    model = models.matmul_heavy(hidden=16, layers=1)
+    x = model.graph.input[0]
+    x.type.tensor_type.elem_type = TensorProto.FLOAT16  # fed FP16, cast to FP32 before any MatMul
+    model.graph.node.insert(0, helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT))
+    for node in model.graph.node[1:]:
+        node.input[:] = ["x32" if name == "x" else name for name in node.input]
+    result = check(models.save(model, tmp_path / "cast.onnx"))
+    assert result.outcome is None and result.fixable is None and result.precision == "fp32"
+
+
+def test_bfloat16_graph_inputs_are_an_error_no_pre_fix_repairs(tmp_path: Path) -> None:
+    model = models.half_mlp(16, 1, elem=TensorProto.BFLOAT16)
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.BFLOAT16
+    model.graph.node[0].attribute[0].i = TensorProto.BFLOAT16  # the entry Cast now a no-op
+    result = check(models.save(model, tmp_path / "bf.onnx"))
+    assert result.outcome is Outcome.ERROR and result.fixable is None
+    assert "graph input/output 'x' is bfloat16" in result.reasons[0]
 
 
 def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:

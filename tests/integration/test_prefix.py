@@ -12,7 +12,14 @@ import onnxruntime as ort
 import pytest
 
 from dqd.errors import ModelError
-from dqd.pipeline.prefix import WorkingCopy, ai_onnx_opset, check_equivalent, upgrade_opset
+from dqd.pipeline.inspect import FixableCause, computed_weight_ops, preflight
+from dqd.pipeline.prefix import (
+    WorkingCopy,
+    ai_onnx_opset,
+    check_equivalent,
+    fold_computed_weights,
+    upgrade_opset,
+)
 from tests import models
 
 ORT = ort.__version__
@@ -99,3 +106,43 @@ def test_a_copy_that_changes_the_outputs_is_refused(tmp_path: Path) -> None:
     assert "is not equivalent to the original on the synthetic inputs: y: relative L2 1.00e-02" in str(
         caught.value
     )
+
+
+def test_computed_weights_are_folded_into_initializers_and_checked(tmp_path: Path) -> None:
+    source = models.save(models.computed_conv_weights(), tmp_path / "conv.onnx")
+    assert preflight(source).fixable is FixableCause.COMPUTED_WEIGHTS
+    before = digest(source)
+
+    copy = fold_computed_weights(source, tmp_path, ort_version=ORT)
+
+    assert digest(source) == before and copy.label == "folded"
+    assert copy.fix.startswith("folded the computed weights of Conv 1 into initializers")
+    folded = onnx.load(str(copy.path))
+    assert computed_weight_ops(folded) == {} and preflight(copy.path).fixable is None
+    conv = next(n for n in folded.graph.node if n.op_type == "Conv")
+    assert conv.input[1] in {t.name for t in folded.graph.initializer}
+    runs = feeds((2, 4, 16, 16))
+    reason = check_equivalent(copy, ["y"], [outputs(source, runs)], [runs], described="the synthetic inputs")
+    assert "equivalent to the original" in reason
+
+
+def test_a_fold_that_changes_a_weight_is_refused(tmp_path: Path) -> None:
+    """As a folding bug would: the folded Conv weight is off by 1 %."""
+    source = models.save(models.computed_conv_weights(), tmp_path / "conv.onnx")
+    copy = fold_computed_weights(source, tmp_path, ort_version=ORT)
+    wrong = onnx.load(str(copy.path))
+    conv = next(n for n in wrong.graph.node if n.op_type == "Conv")
+    weight = next(t for t in wrong.graph.initializer if t.name == conv.input[1])
+    weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.01, weight.name))
+    broken = WorkingCopy(models.save(wrong, tmp_path / "wrong.onnx"), copy.fix, copy.label)
+
+    runs = feeds((2, 4, 16, 16))
+    with pytest.raises(ModelError, match="is not equivalent to the original on the synthetic inputs: y: "):
+        check_equivalent(broken, ["y"], [outputs(source, runs)], [runs], described="the synthetic inputs")
+
+
+def test_weights_computed_only_inside_bodies_are_left_to_pre_processing(tmp_path: Path) -> None:
+    model = models.matmul_only_in_subgraphs()
+    assert computed_weight_ops(model) == {}
+    stored = models.save(models.matmul_heavy(hidden=16, layers=1), tmp_path / "stored.onnx")
+    assert preflight(stored).fixable is None

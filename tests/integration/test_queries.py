@@ -266,3 +266,18 @@ def test_engine_result_factory_is_consistent() -> None:
     result = engine_result("x.onnx")
     assert result.selected is not None and result.speedup == 1.6
     assert {a.spec.name for a in result.accuracy} <= {v.spec.name for v in result.variants}
+
+
+def test_a_kept_fp16_original_is_recorded_and_read_back_as_fp16(catalog: Catalog) -> None:
+    result = replace(engine_result("half/model.onnx", outcome=Outcome.KEPT_FP32), source_precision="fp16")
+    catalog.upsert_host(AVX2, now=at(1))
+    catalog.observe_file("half/model.onnx", result.sha256, 4096, now=at(1))
+    catalog.record_engine_result(AVX2, result, now=at(1))
+
+    (listed,) = catalog.list_models().items[0].decisions
+    assert listed.source_precision == "fp16"
+    assert listed.outcome.label(listed.source_precision) == "kept_fp16 (original)"
+    detail = catalog.model_detail("half/model.onnx")
+    assert detail.decisions[0].decision.source_precision == "fp16"
+    choice = catalog.best_choice("half/model.onnx", AVX2.host_class, ORT)
+    assert choice.is_original and choice.original_precision == "fp16"
