@@ -92,7 +92,8 @@ def main() -> None:
         by_folder[folder_of(result["path"])][result["outcome"]] += 1
         for reason in result["reasons"]:
             if reason.startswith(PREFIX_REASON):
-                prefixes[cause(reason.split(";")[0])] += 1
+                for fix in re.split(r"; then ", reason.removeprefix(PREFIX_REASON)):
+                    prefixes[cause(PREFIX_REASON + fix.split(";")[0].split(" into ")[0])] += 1
         if result["outcome"] == "skipped":
             skips[cause(result["reasons"][0])] += 1
         if result["outcome"] == "error":
