@@ -3,8 +3,10 @@
 The parent (:mod:`dqd.pipeline.engine`) builds an :class:`EngineRequest` and runs
 :func:`analyse_model` in an isolated process. Order: preflight; a pre-fix on a
 working copy where preflight found a fixable cause (:mod:`dqd.pipeline.prefix`);
-pre-processing; inputs FP32 runs on (:mod:`dqd.pipeline.fit_inputs`); FP32's
-reference outputs (and the working copy checked equivalent to them); the search.
+pre-processing; inputs FP32 runs on (:mod:`dqd.pipeline.fit_inputs`, or for a
+KV-cache decoder FP32's reference generation, :mod:`dqd.pipeline.decoder_run`);
+FP32's reference outputs (and the working copy checked equivalent to them); the
+search.
 The source is never written; every file goes into the model's variant folder.
 """
 
@@ -21,21 +23,24 @@ from dqd.domain import EngineResult, Outcome, SearchMode, VariantSpec
 from dqd.errors import DqdError, EnvironmentFailure, ModelError
 from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.advice import decision_advice
+from dqd.pipeline.decoder import DecoderLayout, find_decoder
+from dqd.pipeline.decoder_run import DecoderEvaluation, decoder_notes, generation_input_set, prepare_decoder
 from dqd.pipeline.environment import missing_module
 from dqd.pipeline.fit_inputs import fit_inputs
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import FixableCause, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter
-from dqd.pipeline.policy import PREFLIGHT_VERSION, policy_version_for
+from dqd.pipeline.policy import KEPT_FP32_HEADLINE, PREFLIGHT_VERSION, policy_version_for
 from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.search import search
 from dqd.pipeline.workbench import CandidateRun, Outputs, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
-from dqd.records import DecisionDetails, InputRecord, PrepareRecord
+from dqd.records import DecisionDetails, GraphSummary, InputRecord, PrepareRecord
 from dqd.scratchnames import WORK_PREFIX
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings
+from dqd.text import first_line
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,10 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             return _refused(request, replace(checked, summary=original, precision=precision), fix=copy)
         assert checked.summary is not None  # preflight passed
         notes.extend(checked.reasons)  # what preflight noted about a model it let through
-        gathered = _input_sets(request, checked)
+        layout = find_decoder(checked.summary.inputs, checked.summary.outputs, checked.summary.vocab_sizes)
+        # A decoder's samples are prompts: its input_ids alone (the cache comes from running it).
+        prompts_only = (layout.input_ids,) if layout is not None else None
+        gathered = gather_input_sets(request.path, checked.summary, request.accuracy, prompts_only)
         report("pre-processing")
         prepared = _prepared(copy.path if copy else request.path, scratch, directory)
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
@@ -120,10 +128,14 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         report("running FP32 on the inputs")
         # The synthetic sets made to run on the FP32 session the reference outputs come from.
         session = bench.fp32_session()
-        input_sets, probed = fit_inputs(
-            gathered, checked.summary, request.accuracy, session, stateful=thorough
-        )
-        bench = replace(bench, input_sets=input_sets)
+        decoder = _decoder(report, request, layout, checked.summary, gathered, session)
+        if decoder is not None:  # consistent feeds by construction: nothing to fit or probe
+            input_sets, probed = [generation_input_set(decoder)], list[str]()
+        else:
+            input_sets, probed = fit_inputs(
+                gathered, checked.summary, request.accuracy, session, stateful=thorough
+            )
+        bench = replace(bench, input_sets=input_sets, decoder=decoder)
         references = bench.reference_outputs()
         if copy is not None:
             notes.append(stand_in_note(copy) if stands_in else _equivalent(copy, bench, references))
@@ -138,6 +150,8 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
             ladder=request.ladder,
             margin=request.benchmark.margin,
         )
+        if decoder is not None:
+            notes.extend(decoder_notes(decoder, [b for m in measured for b in m.benchmarks]))
         advice = decision_advice(
             decision,
             [m.measurement for m in measured if m.measurement is not None],
@@ -162,13 +176,26 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         selected=decision.selected,
         speedup=decision.speedup,
         speedup_ci=decision.speedup_ci,
-        reasons=(*decision.reasons, *advice, *notes),
+        reasons=_as_given(precision, (*decision.reasons, *advice, *notes), stands_in=stands_in),
         error=decision.reasons[0] if decision.outcome is Outcome.ERROR else None,
         details=details,
         measured=measured,
         policy_version=decision.policy_version,
         source_precision=precision,
     )
+
+
+def _as_given(precision: str, reasons: tuple[str, ...], *, stands_in: bool) -> tuple[str, ...]:
+    """``reasons`` for a model that is not FP32 as given: the policy calls its baseline FP32."""
+    if precision == "fp32" or not reasons:
+        return reasons
+    name = precision.upper()
+    first, *rest = reasons
+    if first.startswith(KEPT_FP32_HEADLINE):
+        first = f"kept the {name} original: {first.removeprefix(KEPT_FP32_HEADLINE)}"
+    # Where the FP32 copy stands in for the original, FP32 is what the reasons say it is.
+    said = () if stands_in else (f"FP32 in these reasons stands for the model as given: the {name} original",)
+    return (first, *rest, *said)
 
 
 def _refused(request: EngineRequest, checked: Preflight, *, fix: WorkingCopy | None = None) -> EngineResult:
@@ -209,6 +236,28 @@ def _repaired(
         copy = step if copy is None else copy.then(step)
         checked = preflight(copy.path, reach_subgraphs=reach)
     return copy, checked
+
+
+def _decoder(
+    report: ChildReporter,
+    request: EngineRequest,
+    layout: DecoderLayout | None,
+    summary: GraphSummary,
+    gathered: list[InputSet],
+    session: Any,
+) -> DecoderEvaluation | None:
+    """FP32's reference generation for a KV-cache decoder; None for any other model."""
+    if layout is None:
+        return None
+    report("decoder: FP32's reference generation")
+    try:
+        return prepare_decoder(session, layout, summary.inputs, gathered, request.accuracy, request.benchmark)
+    except Exception as exc:
+        raise ModelError(
+            f"the FP32 model looks like a KV-cache decoder ({len(layout.pairs)} cache inputs) but fails "
+            f"over a generation: {first_line(exc)}; provide a <stem>.samples.npz with input_ids",
+            path=str(request.path),
+        ) from exc
 
 
 def _scratch(directory: Path) -> Path:
@@ -271,11 +320,6 @@ def _excluded_nodes(
 
 def _quoted(names: list[str]) -> str:
     return ", ".join(repr(name) for name in names)
-
-
-def _input_sets(request: EngineRequest, checked: Preflight) -> list[InputSet]:
-    assert checked.summary is not None  # preflight passed
-    return gather_input_sets(request.path, checked.summary, request.accuracy)
 
 
 def _finished(

@@ -9,7 +9,7 @@ masks of ones, state inputs zeroed, a fixed seed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,25 +48,30 @@ def samples_location(model_path: Path) -> Path | None:
     return None
 
 
-def load_samples(model_path: Path, inputs: Sequence[TensorInfo]) -> InputSet | None:
-    """The real inputs beside the model, or None; a malformed file is a :class:`ModelError`."""
+def load_samples(
+    model_path: Path, inputs: Sequence[TensorInfo], required: Collection[str] | None = None
+) -> InputSet | None:
+    """The real inputs beside the model, or None; a malformed file is a :class:`ModelError`.
+
+    ``required``: the inputs each file must hold (default: all; a decoder's prompt: its input_ids).
+    """
     location = samples_location(model_path)
     if location is None:
         return None
     files = sorted(location.glob("*.npz")) if location.is_dir() else [location]
     if not files:
         raise ModelError(f"samples folder {location} holds no .npz files", path=str(model_path))
-    feeds = tuple(_read_feed(file, inputs) for file in files)
+    feeds = tuple(_read_feed(file, inputs, required) for file in files)
     return InputSet(InputSource.SAMPLES, feeds, f"{len(feeds)} feed(s) from {location.name}")
 
 
-def _read_feed(file: Path, inputs: Sequence[TensorInfo]) -> Feed:
+def _read_feed(file: Path, inputs: Sequence[TensorInfo], required: Collection[str] | None) -> Feed:
     try:
         with np.load(file, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read samples file {file}: {exc}", path=str(file)) from exc
-    names = {i.name for i in inputs}
+    names = set(required) if required is not None else {i.name for i in inputs}
     missing = sorted(names - arrays.keys())
     if missing:
         raise ModelError(
@@ -74,7 +79,9 @@ def _read_feed(file: Path, inputs: Sequence[TensorInfo]) -> Feed:
             "its keys must be the model's input names",
             path=str(file),
         )
-    return {i.name: arrays[i.name].astype(i.dtype, copy=False) for i in inputs if i.is_tensor}
+    return {
+        i.name: arrays[i.name].astype(i.dtype, copy=False) for i in inputs if i.is_tensor and i.name in arrays
+    }
 
 
 def synthesize_inputs(
@@ -206,8 +213,13 @@ def synthesize_from_settings(
     )
 
 
-def gather_input_sets(model_path: Path, summary: GraphSummary, accuracy: AccuracySettings) -> list[InputSet]:
+def gather_input_sets(
+    model_path: Path,
+    summary: GraphSummary,
+    accuracy: AccuracySettings,
+    required: Collection[str] | None = None,
+) -> list[InputSet]:
     """Samples first when present (they decide the gate); synthetic inputs are always evaluated too."""
     synthetic = synthesize_from_settings(summary, accuracy)
-    samples = load_samples(model_path, summary.inputs)
+    samples = load_samples(model_path, summary.inputs, required)
     return [samples, synthetic] if samples is not None else [synthetic]

@@ -20,7 +20,7 @@ from dqd.domain import Outcome, SearchMode
 from dqd.pipeline.advice import speed_text, static_quantization_advice
 from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
-from dqd.pipeline.policy import Decision, describe, is_acceptable, policy_version_for
+from dqd.pipeline.policy import KEPT_FP32_HEADLINE, Decision, describe, is_acceptable, policy_version_for
 from dqd.records import LadderRecord, RungRecord, SkippedRungRecord
 
 THOROUGH_VERSION = policy_version_for(SearchMode.THOROUGH)  # what every ladder decision records
@@ -110,7 +110,7 @@ def decide_ladder(
     lines += advice(plan, results, chosen, margin=margin)
     record = ladder_record(plan, results, skipped, stop_reason, margin=margin, noise=noise, playoff=playoff)
     if chosen is None:
-        summary = "kept FP32: no rung passed the gate and was significantly faster than FP32"
+        summary = KEPT_FP32_HEADLINE + "no rung passed the gate and was significantly faster than FP32"
         return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *lines), record, THOROUGH_VERSION)
     outcome = Outcome.OPTIMIZED_FP32 if chosen.rung.spec.weight_type is None else Outcome.QUANTIZED
     m = chosen.measurement

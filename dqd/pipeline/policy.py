@@ -27,6 +27,7 @@ PINNED = "pinned by per-model settings"
 # synthetic shapes, partly quantized models quantized where still float; 3: FP16/BF16 models
 # widened to FP32, computed weights folded.
 PREFLIGHT_VERSION = "preflight/3"
+KEPT_FP32_HEADLINE = "kept FP32: "  # how a decision to ship no variant starts its reasons
 
 
 class Speed(StrEnum):
@@ -151,7 +152,7 @@ def decide_design(measurements: Sequence[CandidateMeasurement], *, margin: float
                 ),
                 record=DesignRecord(margin, tuple(steps)),
             )
-    summary = "kept FP32: " + _why_none(measurements, margin)
+    summary = KEPT_FP32_HEADLINE + _why_none(measurements, margin)
     record = DesignRecord(margin, tuple(steps))
     return Decision(Outcome.KEPT_FP32, None, None, None, (summary, *reasons), record)
 

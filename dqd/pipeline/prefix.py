@@ -273,8 +273,8 @@ def check_equivalent(
         worst = max([worst, *(m.get("relative_l2", 0.0) for m in metrics.values())])
     if failures:
         raise ModelError(
-            f"pre-fix refused: the working copy ({copy.fix}) is not equivalent to the original on "
-            f"{described}: " + "; ".join(dict.fromkeys(failures)),
+            f"pre-fix refused: the working copy is not equivalent to the original on {described} "
+            f"({'; '.join(dict.fromkeys(failures))}); the fix was: {copy.fix}",
             path=str(copy.path),
         )
     allowed = "" if copy.tolerance == EQUIVALENCE_RELATIVE_L2 else f", allowed {copy.tolerance:g}"

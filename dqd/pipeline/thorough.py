@@ -147,7 +147,7 @@ def stream_evaluation(
 ) -> StreamEvaluation | None:
     """For a stateful model, the stream every rung is judged on and FP32's outputs over it; else None."""
     pairs = find_state_pairs(summary.inputs, summary.outputs)
-    if not pairs:
+    if not pairs or bench.decoder is not None:  # a decoder is judged over its own generation
         return None
     deciding = bench.input_sets[0]
     feeds = stream_feeds(
@@ -223,7 +223,7 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
                 bench.benchmark_feed,
                 longer,
                 threads=bench.threads,
-                step="ladder:playoff",
+                step="ladder:playoff" + (f":{bench.timing_feeds()[0][0]}" if bench.decoder else ""),
             )
     except EnvironmentFailure:
         raise  # the host lock, not the finalists
@@ -268,19 +268,16 @@ def _time(
 ) -> CandidateMeasurement:
     try:
         with bench.locked(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
-            measured.benchmarks = benchmark_interleaved(
-                [Contender(None, bench.source), Contender(rung.spec, path)],
-                bench.benchmark_feed,
-                bench.benchmark_settings,
-                threads=bench.threads,
-                step=f"ladder:{rung.index}:{rung.name}",
+            contenders = [Contender(None, bench.source), Contender(rung.spec, path)]
+            deciding, measured.benchmarks = bench.time_against_fp32(
+                contenders, step=f"ladder:{rung.index}:{rung.name}"
             )
     except EnvironmentFailure:
         raise  # the host lock, not the variant
     except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
         logger.debug("benchmark of %s failed", rung.name, exc_info=True)
         return replace(measurement, benchmark_error=first_line(exc, limit=200, with_type=True))
-    timed = measured.benchmarks[1]
+    timed = deciding[1]
     return replace(measurement, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
 
 

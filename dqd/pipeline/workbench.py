@@ -20,6 +20,7 @@ from dqd.errors import EnvironmentFailure, ModelError
 from dqd.hostlock import host_lock
 from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
+from dqd.pipeline.decoder_run import DecoderEvaluation, judge_variant
 from dqd.pipeline.inputs import InputSet
 from dqd.pipeline.policy import CandidateMeasurement
 from dqd.pipeline.prepare import PreparedModel
@@ -56,6 +57,7 @@ class Workbench:
     report: Callable[[str], None] = lambda _message: None
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: every quantized candidate keeps them FP32
     lock_path: Path | None = None  # settings.host_lock (None: DQD_HOST_LOCK or the default)
+    decoder: DecoderEvaluation | None = None  # a KV-cache decoder: judged over a generation, timed per step
     _references: dict[int, Outputs] = field(default_factory=dict)
     _fp32_session: Any = None
 
@@ -72,7 +74,35 @@ class Workbench:
 
     @property
     def benchmark_feed(self) -> dict[str, Any]:
-        return dict(self.input_sets[0].feeds[0])
+        """The feed whose timings decide (a decoder's: :attr:`DecoderEvaluation.timing`'s first)."""
+        return self.timing_feeds()[0][1]
+
+    def timing_feeds(self) -> list[tuple[str, dict[str, Any]]]:
+        """(step label, feed) to time each candidate on, the deciding one first."""
+        if self.decoder is not None:
+            return [(t.step, dict(t.feed)) for t in self.decoder.timing]
+        return [("", dict(self.input_sets[0].feeds[0]))]
+
+    def time_against_fp32(
+        self, contenders: Sequence[Contender], *, step: str, settings: BenchmarkSettings | None = None
+    ) -> tuple[list[BenchmarkResult], list[BenchmarkResult]]:
+        """``contenders`` (FP32 first) timed on every timing feed: (the deciding feed's results, all).
+
+        Call under the exclusive host lock.
+        """
+        deciding: list[BenchmarkResult] = []
+        everything: list[BenchmarkResult] = []
+        for label, feed in self.timing_feeds():
+            results = benchmark_interleaved(
+                contenders,
+                feed,
+                settings or self.benchmark_settings,
+                threads=self.threads,
+                step=f"{step}:{label}" if label else step,
+            )
+            deciding = deciding or results
+            everything.extend(results)
+        return deciding, everything
 
     def reference_outputs(self) -> list[Outputs]:
         """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault."""
@@ -136,30 +166,26 @@ class Workbench:
         self.report(f"checking accuracy of {spec.name}")
         with self.locked(exclusive=False):
             measured.accuracy = self.check_accuracy(spec, path)
-        deciding = measured.accuracy[0]
+        deciding_check = next(a for a in measured.accuracy if a.decisive)
         self.report(f"benchmarking {spec.name} against FP32")
         benchmark_error = None
+        deciding: list[BenchmarkResult] = []
         try:
             # Exclusive: while timings run, no other dqd work on this host disturbs them.
             with self.locked(exclusive=True):
-                measured.benchmarks = benchmark_interleaved(
-                    [Contender(None, self.source), Contender(spec, path)],
-                    self.benchmark_feed,
-                    self.benchmark_settings,
-                    threads=self.threads,
-                    step=step,
-                )
+                contenders = [Contender(None, self.source), Contender(spec, path)]
+                deciding, measured.benchmarks = self.time_against_fp32(contenders, step=step)
         except EnvironmentFailure:
             raise  # the host lock, not the variant
         except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
             benchmark_error = first_line(exc)
-        timed = measured.benchmarks[1] if measured.benchmarks else None
+        timed = deciding[1] if deciding else None
         measured.measurement = CandidateMeasurement(
             spec,
-            gate_passed=deciding.passed,
-            gate_reason=deciding.reason,
-            gate_source=deciding.input_source,
+            gate_passed=deciding_check.passed,
+            gate_reason=deciding_check.reason,
+            gate_source=deciding_check.input_source,
             speedup=timed.speedup if timed else None,
             speedup_ci=timed.speedup_ci if timed else None,
             benchmark_error=benchmark_error,
@@ -178,6 +204,8 @@ class Workbench:
                 for i, s in enumerate(self.input_sets)
             ]
         results = []
+        if self.decoder is not None:  # the generation decides; the per-call checks inform
+            results.append(judge_variant(self.decoder, session, spec, self.thresholds))
         for index, (inputs, reference) in enumerate(zip(self.input_sets, references, strict=True)):
             try:
                 candidate = [session.run(None, feed) for feed in inputs.feeds]
@@ -189,11 +217,12 @@ class Workbench:
                         {},
                         False,
                         f"variant fails to run: {first_line(exc)}",
-                        index == 0,
+                        index == 0 and self.decoder is None,
                     )
                 )
                 continue
             metrics = compare_outputs(names, reference, candidate)
             passed, reason = gate(metrics, self.thresholds)
-            results.append(AccuracyResult(spec, inputs.source, metrics, passed, reason, decisive=index == 0))
+            decisive = index == 0 and self.decoder is None
+            results.append(AccuracyResult(spec, inputs.source, metrics, passed, reason, decisive=decisive))
         return results

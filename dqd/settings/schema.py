@@ -59,6 +59,10 @@ class BenchmarkSettings(_Section):
     min_seconds: float = Field(1.0, gt=0)
     max_seconds: float = Field(20.0, gt=0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    decoder_past_length: int = Field(128, ge=1, description="KV-cache length the decode step is timed at")
+    decoder_decides: Literal["decode", "prompt"] = Field(
+        "decode", description="which decoder step's speed-up decides: one new token, or the prompt"
+    )
 
 
 class AccuracySettings(_Section):
@@ -71,7 +75,8 @@ class AccuracySettings(_Section):
     min_top1_agreement: float = Field(0.95, ge=0.0, le=1.0)
     synthetic_batch: int = Field(4, ge=1)
     default_dim: int = Field(16, ge=1, description="size of a symbolic dim with no better guess")
-    sequence_length: int = Field(16, ge=1, description="calls in a stateful stream")
+    sequence_length: int = Field(16, ge=1, description="calls in a stateful stream (decoders: decode steps)")
+    decoder_prompt_tokens: int = Field(16, ge=1, description="prompt length of a decoder's judged generation")
     float_distribution: Literal["normal", "uniform"] = "normal"
     seed: int = 0
     input_shapes: dict[str, list[int]] = Field(default_factory=dict)

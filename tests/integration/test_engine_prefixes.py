@@ -71,6 +71,8 @@ def test_an_fp16_model_is_decided_on_a_widened_copy_and_keeps_its_precision_on_r
     assert result.outcome is not Outcome.ERROR, result.reasons
     assert digest(source) == before
     assert result.source_precision == "fp16"
+    assert "FP32 in these reasons stands for the model as given: the FP16 original" in result.reasons
+    assert not result.reasons[0].startswith("kept FP32")  # "kept the FP16 original: …" if kept
     (fix,) = [r for r in result.reasons if r.startswith("pre-fix: widened FP16 to FP32")]
     assert "equivalent to the original on the synthetic inputs" in fix and "allowed 0.01" in fix
     assert result.variants and all(v.spec.preprocess.startswith("fp32+") for v in result.variants)
@@ -100,8 +102,10 @@ def test_a_widening_that_changes_what_the_model_computes_is_refused(tmp_path: Pa
     result = process_model(source, fast_settings(tmp_path), host=detect_host())
 
     assert result.outcome is Outcome.ERROR and result.error is not None
-    assert result.error.startswith("pre-fix refused: the working copy (widened FP16 to FP32")
-    assert "y: relative L2 1.00e+00 > 0.01" in result.error
+    assert result.error.startswith(
+        "pre-fix refused: the working copy is not equivalent to the original on the synthetic inputs "
+        "(y: relative L2 1.00e+00 > 0.01); the fix was: widened FP16 to FP32"
+    )
 
 
 def test_computed_weights_are_folded_on_a_working_copy_and_the_model_decided(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_a_copy_that_changes_the_outputs_is_refused(tmp_path: Path) -> None:
     runs = feeds((2, 8))
     with pytest.raises(ModelError) as caught:
         check_equivalent(copy, ["y"], [outputs(source, runs)], [runs], described="the synthetic inputs")
-    assert "is not equivalent to the original on the synthetic inputs: y: relative L2 1.00e-02" in str(
+    assert "is not equivalent to the original on the synthetic inputs (y: relative L2 1.00e-02" in str(
         caught.value
     )
 
@@ -137,7 +137,7 @@ def test_a_fold_that_changes_a_weight_is_refused(tmp_path: Path) -> None:
     broken = WorkingCopy(models.save(wrong, tmp_path / "wrong.onnx"), copy.fix, copy.label)
 
     runs = feeds((2, 4, 16, 16))
-    with pytest.raises(ModelError, match="is not equivalent to the original on the synthetic inputs: y: "):
+    with pytest.raises(ModelError, match=r"is not equivalent to the original on the synthetic inputs \(y: "):
         check_equivalent(broken, ["y"], [outputs(source, runs)], [runs], described="the synthetic inputs")
 
 
