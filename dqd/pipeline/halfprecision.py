@@ -30,7 +30,7 @@ from onnx import (
     numpy_helper,
 )
 
-from dqd.onnxgraph import model_graphs, walk_graphs
+from dqd.onnxgraph import model_graphs, node_tensors, walk_graphs
 
 HALF_TYPES: dict[int, str] = {TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
 # Ops whose ``dtype`` attribute names the element type they produce.
@@ -50,7 +50,7 @@ def half_types_in(model: ModelProto) -> set[int]:
             if elem in HALF_TYPES:
                 found.add(elem)
         for node in graph.node:
-            found.update(t.data_type for t in _attribute_tensors(node) if t.data_type in HALF_TYPES)
+            found.update(t.data_type for t in node_tensors(node) if t.data_type in HALF_TYPES)
             found.update(_named_types(node) & set(HALF_TYPES))
     return found
 
@@ -60,7 +60,7 @@ def precision_name(model: ModelProto) -> str:
     counts: dict[str, int] = {}
     names = {TensorProto.FLOAT: "fp32", TensorProto.DOUBLE: "fp64", **HALF_TYPES}
     for graph in model_graphs(model):
-        tensors = [*graph.initializer, *(t for n in graph.node for t in _attribute_tensors(n))]
+        tensors = [*graph.initializer, *(t for n in graph.node for t in node_tensors(n))]
         for tensor in tensors:
             name = names.get(tensor.data_type)
             if name is not None:
@@ -153,14 +153,6 @@ def _widened_tensor(tensor: TensorProto) -> TensorProto:
 
 def _values(graph: GraphProto) -> Iterable[ValueInfoProto]:
     return [*graph.input, *graph.output, *graph.value_info]
-
-
-def _attribute_tensors(node: NodeProto) -> Iterable[TensorProto]:
-    for attr in node.attribute:
-        if attr.type == AttributeProto.TENSOR:
-            yield attr.t
-        elif attr.type == AttributeProto.TENSORS:
-            yield from attr.tensors
 
 
 def _names_type(node: NodeProto, attribute: str) -> bool:
