@@ -186,7 +186,7 @@ def _model_rows(models: Sequence[ModelListing], reasons: Mapping[int, str]) -> I
             yield [
                 link,
                 escape(d.host_class),
-                escape(d.outcome.value),
+                escape(d.outcome.label(d.source_precision)),
                 escape(d.variant or "-"),
                 _num(d.speedup, "x"),
                 acc_text,
@@ -222,7 +222,7 @@ def _history_points(decisions: Sequence[DecisionView]) -> list[tuple[datetime, f
     points = []
     for v in decisions:
         d = v.decision
-        what = _outcome_text(d.outcome.value, d.speedup)
+        what = _outcome_text(d.outcome.label(d.source_precision), d.speedup)
         tip = f"{d.created_at:%Y-%m-%d %H:%M} {d.host_class} onnxruntime {d.ort_version}: {what}"
         points.append((d.created_at, d.speedup or 1.0, tip, f"onnxruntime {d.ort_version}"))
     return points
@@ -298,7 +298,7 @@ def _decision_table(decisions: Sequence[DecisionView]) -> str:
             f"{v.decision.created_at:%Y-%m-%d %H:%M}",
             escape(v.decision.host_class),
             escape(v.decision.ort_version),
-            escape(v.decision.outcome.value),
+            escape(v.decision.outcome.label(v.decision.source_precision)),
             escape(v.variant or "-"),
             _num(v.decision.speedup, "x"),
             "<br>".join(escape(r) for r in v.decision.reasons)

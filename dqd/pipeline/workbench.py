@@ -88,11 +88,13 @@ class Workbench:
     ) -> tuple[list[BenchmarkResult], list[BenchmarkResult]]:
         """``contenders`` (FP32 first) timed on every timing feed: (the deciding feed's results, all).
 
+        The deciding feed is timed last, so that its timings are each variant's last recorded
+        benchmark: what the catalog reads as a variant's final measurement (the report's plot).
         Call under the exclusive host lock.
         """
         deciding: list[BenchmarkResult] = []
         everything: list[BenchmarkResult] = []
-        for label, feed in self.timing_feeds():
+        for label, feed in reversed(self.timing_feeds()):
             results = benchmark_interleaved(
                 contenders,
                 feed,
@@ -100,7 +102,7 @@ class Workbench:
                 threads=self.threads,
                 step=f"{step}:{label}" if label else step,
             )
-            deciding = deciding or results
+            deciding = results
             everything.extend(results)
         return deciding, everything
 

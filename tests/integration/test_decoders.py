@@ -96,3 +96,7 @@ def test_the_step_benchmark_decoder_decides_names_is_the_one_that_decides(
         b.spec.name: b.speedup for b in result.benchmarks if b.spec and b.step.endswith(f":{decides}@32")
     }
     assert steps and all(step["speedup"] == timed[step["variant"]] for step in steps)
+    # Each variant's last benchmark is the deciding one: what the catalog and report read as final.
+    for name in timed:
+        last = [b for b in result.benchmarks if b.spec and b.spec.name == name][-1]
+        assert last.step.endswith(f":{decides}@32")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from dqd.api.report_pages import render_index, render_model
 from dqd.catalog import Catalog
 from dqd.domain import Outcome
-from tests.query_factory import add_model, sha_of
+from tests.query_factory import add_model, engine_result, host, sha_of
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -71,3 +72,14 @@ def test_the_model_list_says_why_fp32_was_kept(catalog: Catalog) -> None:
 
     cells = re.findall(r"<td>(.*?)</td>", rows[1])  # rows[0] is the header
     assert cells[2] == "kept_fp32" and cells[-1] == "u8u8 0.90x and u8s8 0.80x are not faster than FP32"
+
+
+def test_a_kept_fp16_original_reads_as_fp16_on_both_pages(catalog: Catalog) -> None:
+    result = replace(engine_result("half.onnx", outcome=Outcome.KEPT_FP32), source_precision="fp16")
+    catalog.upsert_host(host(), now=START)
+    catalog.observe_file("half.onnx", result.sha256, 4096, now=START)
+    catalog.record_engine_result(host(), result, now=START)
+    path_id = catalog.list_models().items[0].path_id
+
+    for page in (render_index(catalog), render_model(catalog, path_id)):
+        assert "<td>kept_fp16 (original)</td>" in page
