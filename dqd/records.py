@@ -120,6 +120,9 @@ class RungRecord:
     speedup_ci: tuple[float, float] | None  # the speed-up's confidence interval
     benchmark_error: str | None  # why onnxruntime could not time it
     seconds: float  # time spent on the rung, rounded to ms
+    accuracy_metric: str | None = None  # the headline accuracy metric on the deciding source
+    accuracy: float | None = None  # its value (worst output): ties within noise go to the higher
+    size_bytes: int | None = None  # the variant file's size: the next tie-breaker
 
     @property
     def status(self) -> str:

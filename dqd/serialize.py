@@ -140,6 +140,9 @@ def _rung_json(rung: RungRecord | SkippedRungRecord) -> dict[str, Any]:
         "speedup_ci": list(rung.speedup_ci) if rung.speedup_ci else None,
         "benchmark_error": rung.benchmark_error,
         "seconds": rung.seconds,
+        "accuracy_metric": rung.accuracy_metric,
+        "accuracy": rung.accuracy,
+        "size_bytes": rung.size_bytes,
     }
 
 

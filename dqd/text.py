@@ -31,3 +31,15 @@ _ORT_NOISE = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |/onnxruntime_src/
 def without_ort_noise(message: str) -> str:
     """onnxruntime's message without its status prefix and source locations."""
     return _ORT_NOISE.sub("", message)
+
+
+def human_size(value: int | None) -> str:
+    """A byte count as people read it: ``812 B``, ``2.7 KiB``, ``155.9 MiB``; ``-`` for None."""
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return str(value)

@@ -9,16 +9,7 @@ import typer
 from dqd.catalog.views import AccuracyView, BenchmarkView, DecisionView, ModelDetail, PathVersion
 from dqd.cli.output import Column, format_table, human_cell
 from dqd.domain import VariantRecord
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value = value / 1024  # type: ignore[assignment]
-    return str(value)
+from dqd.text import human_size
 
 
 def _version(version: PathVersion) -> str:
@@ -39,7 +30,7 @@ VARIANT_COLUMNS = (
     Column("OP TYPES", lambda v: list(v.spec.op_types) or None),
     Column("PREPROCESS", lambda v: v.spec.preprocess or None),
     Column("ORT", lambda v: v.ort_version),
-    Column("SIZE", lambda v: v.size_bytes, lambda s: _size(s)),
+    Column("SIZE", lambda v: v.size_bytes, lambda s: human_size(s)),
     Column("OUTPUT / ERROR", lambda v: v.error or v.output_path),
 )
 
@@ -56,7 +47,7 @@ BENCH_COLUMNS = (
     Column("P99 MS", lambda b: b.p99_ms),
     Column("SPEEDUP", lambda b: b.speedup, lambda v: f"{v:.2f}x" if v else "-"),
     Column("95% CI", lambda b: _ci(b.speedup_ci)),
-    Column("PEAK RSS", lambda b: b.peak_rss_bytes, lambda s: _size(s)),
+    Column("PEAK RSS", lambda b: b.peak_rss_bytes, lambda s: human_size(s)),
 )
 
 
@@ -100,7 +91,7 @@ def print_detail(detail: ModelDetail) -> None:
         removed = f" (removed {human_cell(detail.path.removed_at)})" if detail.path.removed_at else ""
         echo(f"model    {human_cell(detail.path.path)}{removed}")
     echo(f"sha256   {detail.sha256}")
-    echo(f"size     {_size(detail.size_bytes)}")
+    echo(f"size     {human_size(detail.size_bytes)}")
     if detail.other_paths:
         echo(f"also at  {', '.join(human_cell(p) for p in detail.other_paths)}")
     if len(detail.history) > 1 or any(h.superseded_at for h in detail.history):

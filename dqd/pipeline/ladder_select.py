@@ -1,14 +1,16 @@
 """Choose among the ladder's measured rungs, explain the choice, and give advice (pure).
 
 Selection: among rungs that pass the gate and are significantly faster than
-the shipped FP32, the earliest rung that no other one is *clearly* faster
-than.  Run-to-run noise is about 5% even when one run's interval is tight,
-so "clearly" means by more than ``noise`` and with disjoint intervals;
-smaller differences are unresolved and the earlier rung wins (the host rule
-set's order: the pre-processed FP32 first, then simpler variants before ones
-with more options).  When the finalists were re-timed together in one
-interleaved run (a playoff, see :func:`dqd.pipeline.ladder.needs_playoff`),
-"clearly" is their paired interval clearing the benchmark margin instead.
+the shipped FP32, those that no other one is *clearly* faster than are tied
+on speed. Run-to-run noise is about 5% even when one run's interval is tight,
+so "clearly" means by more than ``noise`` and with disjoint intervals; when
+the finalists were re-timed together in one interleaved run (a playoff, see
+:func:`dqd.pipeline.ladder.needs_playoff`), "clearly" is their paired
+interval clearing the benchmark margin instead. Among tied rungs users want
+the more accurate file: the higher headline accuracy on the deciding inputs
+(:func:`dqd.choice.headline_accuracy`, to :data:`ACCURACY_DECIMALS` places)
+wins, then the smaller file, then the earlier rung in the host rule set's
+order (the pre-processed FP32 first, then simpler variants).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from dqd.pipeline.benchmark import speedup_ci
 from dqd.pipeline.ladder import Plan, RungResult, Skipped
 from dqd.pipeline.policy import KEPT_FP32_HEADLINE, Decision, describe, is_acceptable, policy_version_for
 from dqd.records import LadderRecord, RungRecord, SkippedRungRecord
+from dqd.text import human_size
 
 THOROUGH_VERSION = policy_version_for(SearchMode.THOROUGH)  # what every ladder decision records
+ACCURACY_DECIMALS = 4  # headline accuracies that agree this far are equal when breaking a speed tie
 
 
 @dataclass(frozen=True)
@@ -55,33 +59,66 @@ def clearly_faster(a: RungResult, b: RungResult, noise: float, playoff: Playoff 
 def select_rung(
     results: Sequence[RungResult], *, margin: float, noise: float, playoff: Playoff | None = None
 ) -> tuple[RungResult | None, str]:
-    """The earliest acceptable rung that no other acceptable rung is clearly faster than, and why."""
+    """Among acceptable rungs that no other acceptable rung is clearly faster than (speed tied
+    within noise), the most accurate, then the smallest file, then the earliest; and why."""
     eligible = sorted(
         (r for r in results if r.identical_to is None and is_acceptable(r.measurement, margin)),
         key=lambda r: r.rung.index,
     )
     if not eligible:
         return None, ""
-    chosen = next(r for r in eligible if not any(clearly_faster(o, r, noise, playoff) for o in eligible))
+    tied = [r for r in eligible if not any(clearly_faster(o, r, noise, playoff) for o in eligible)]
+    chosen = min(tied, key=_preference)
     fastest = max(eligible, key=lambda r: r.measurement.speedup or 0.0)
     speedup = chosen.measurement.speedup or 0.0
     why = (
         f"selected {chosen.rung.name}: passes the gate and is significantly faster than FP32 ({speedup:.2f}x)"
     )
-    if chosen is not fastest:
-        best = fastest.measurement.speedup or 0.0
-        why += (
-            f"; {fastest.rung.name} measured {best:.2f}x but not clearly faster "
-            + (
-                f"(paired interval in the playoff below {1 + playoff.margin:.2f}x)"
-                if playoff is not None and fastest.rung.name in playoff.samples_ms
-                else f"(within the {noise:.0%} run-to-run noise or overlapping intervals)"
-            )
-            + ", so the earlier rung is preferred"
+    if len(tied) > 1:
+        others = [r for r in tied if r is not chosen]
+        how = (
+            f"paired intervals in the playoff below {1 + playoff.margin:.2f}x"
+            if playoff is not None and all(r.rung.name in playoff.samples_ms for r in tied)
+            else f"within the {noise:.0%} run-to-run noise or overlapping intervals"
         )
+        peers = ", ".join(f"{r.rung.name} ({r.measurement.speedup or 0.0:.2f}x)" for r in others)
+        why += f"; as fast as {peers} ({how}), and preferred as {_tie_break(chosen, others)}"
+    elif chosen is not fastest:
+        best = fastest.measurement.speedup or 0.0
+        why += f"; {fastest.rung.name} measured {best:.2f}x but is not clearly faster"
     elif len(eligible) > 1:
         why += f"; clearly the fastest of {len(eligible)} qualifying rungs"
     return chosen, why
+
+
+def _accuracy_key(result: RungResult) -> float:
+    """Higher is better; accuracies equal to ACCURACY_DECIMALS places (what people see) tie."""
+    value = result.measurement.accuracy
+    return round(value, ACCURACY_DECIMALS) if value is not None else float("-inf")
+
+
+def _preference(result: RungResult) -> tuple[float, float, int]:
+    size = result.measurement.size_bytes
+    return (-_accuracy_key(result), float(size) if size is not None else float("inf"), result.rung.index)
+
+
+def _tie_break(chosen: RungResult, others: Sequence[RungResult]) -> str:
+    """What set ``chosen`` apart from the rungs it tied with on speed."""
+    runner = min(others, key=_preference)
+    if _accuracy_key(chosen) > _accuracy_key(runner):
+        metric = chosen.measurement.accuracy_metric or "accuracy"
+        theirs = runner.measurement.accuracy
+        against = (
+            f"{theirs:.4f} for {runner.rung.name}" if theirs is not None else f"none for {runner.rung.name}"
+        )
+        return f"the more accurate ({metric} {chosen.measurement.accuracy:.4f} against {against})"
+    mine, theirs = chosen.measurement.size_bytes, runner.measurement.size_bytes
+    if mine is not None and (theirs is None or mine < theirs):
+        sizes = (human_size(mine), human_size(theirs))
+        if sizes[0] == sizes[1]:  # close enough to print alike: say by how much
+            sizes = (f"{mine:,} bytes", f"{theirs:,}" if theirs is not None else "-")
+        return f"the smaller file ({sizes[0]} against {sizes[1]} for {runner.rung.name}), as accurate"
+    return "the earlier rung, as accurate and as large"
 
 
 def decide_ladder(
@@ -167,6 +204,9 @@ def ladder_record(
             speedup_ci=result.measurement.speedup_ci,
             benchmark_error=result.measurement.benchmark_error,
             seconds=round(result.seconds, 3),
+            accuracy_metric=result.measurement.accuracy_metric,
+            accuracy=result.measurement.accuracy,
+            size_bytes=result.measurement.size_bytes,
         )
         for result in results
     )

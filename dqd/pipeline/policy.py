@@ -49,6 +49,11 @@ class CandidateMeasurement:
     speedup: float | None = None
     speedup_ci: tuple[float, float] | None = None
     benchmark_error: str | None = None
+    # The headline accuracy on the deciding source (dqd.choice.headline_accuracy: the worst
+    # output's most telling metric, higher is better), and the file's size: tie-breakers.
+    accuracy_metric: str | None = None
+    accuracy: float | None = None
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)

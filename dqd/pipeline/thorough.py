@@ -20,6 +20,7 @@ from typing import Any
 
 import onnx
 
+from dqd.choice import headline_accuracy
 from dqd.domain import AccuracyResult, VariantSpec
 from dqd.errors import EnvironmentFailure
 from dqd.modelfile import model_files
@@ -185,11 +186,15 @@ def _try_rung(ladder: _Ladder, rung: Rung) -> None:
     with bench.locked(exclusive=False):
         measured.accuracy = check_accuracy(bench, ladder.stream, spec, path)
     deciding = next(a for a in measured.accuracy if a.decisive)
+    metric, value = headline_accuracy(deciding.metrics)
     measurement = CandidateMeasurement(
         spec,
         gate_passed=deciding.passed,
         gate_reason=deciding.reason,
         gate_source=deciding.input_source,
+        accuracy_metric=metric,
+        accuracy=value,
+        size_bytes=variant.size_bytes,
     )
     if needs_timing(rung, deciding.passed, ladder.results):
         bench.report(f"rung {rung.index}: benchmarking {spec.name} against FP32")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dqd.choice import headline_accuracy
 from dqd.domain import AccuracyResult, BenchmarkResult, VariantResult, VariantSpec
 from dqd.errors import EnvironmentFailure, ModelError
 from dqd.hostlock import host_lock
@@ -191,6 +192,9 @@ class Workbench:
             speedup=timed.speedup if timed else None,
             speedup_ci=timed.speedup_ci if timed else None,
             benchmark_error=benchmark_error,
+            accuracy_metric=headline_accuracy(deciding_check.metrics)[0],
+            accuracy=headline_accuracy(deciding_check.metrics)[1],
+            size_bytes=variant.size_bytes,
         )
         return measured
 

@@ -13,6 +13,7 @@ import pytest
 from dqd.domain import AccuracyResult, EngineResult, InputSource, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.pipeline.ladder_rules import RULES_VERSION
 from dqd.serialize import catalog_details_json
 from tests.conftest import CORPUS_DIR, corpus_path
 from tests.fast import fast_settings
@@ -95,6 +96,6 @@ def test_every_thorough_result_names_its_host_rules(results: dict[str, EngineRes
     host_class = detect_host().host_class
     for result in results.values():
         rules = record(result)["rules"]
-        assert rules["version"] == "ladder-rules/1" and rules["name"]
+        assert rules["version"] == RULES_VERSION and rules["name"]
         assert record(result)["host_class"] == host_class
         assert result.search_mode == "thorough"

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dqd.domain import EngineResult, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
+from dqd.pipeline.ladder_rules import RULES_REVISION, RULES_VERSION
 from dqd.serialize import catalog_details_json
 from dqd.settings import Settings
 from tests import models
@@ -141,7 +142,7 @@ def test_per_channel_rescues_a_matmul_that_per_tensor_weights_break(tmp_path: Pa
         source, thorough_settings(tmp_path, **{"accuracy.synthetic_batch": 16}), host=detect_host()
     )
 
-    assert result.search_mode == "thorough" and result.policy_version == "ladder/1"
+    assert result.search_mode == "thorough" and result.policy_version == f"ladder/{RULES_REVISION}"
     assert rung(result, "u8s8-pc")["gate_passed"] is True
     assert {"u8s8", "u8u8"} & set(tried(result))  # a per-tensor rung was tried on every host order
     for name in ("u8s8", "u8u8"):
@@ -152,7 +153,7 @@ def test_per_channel_rescues_a_matmul_that_per_tensor_weights_break(tmp_path: Pa
     else:  # on a host where even the per-channel variant is not faster, FP32 stays
         assert result.outcome in (Outcome.KEPT_FP32, Outcome.OPTIMIZED_FP32), result.reasons
     # The record says which host rules applied and why the ladder stopped.
-    assert ladder(result)["rules"]["version"] == "ladder-rules/1"
+    assert ladder(result)["rules"]["version"] == RULES_VERSION
     assert ladder(result)["host_class"] == detect_host().host_class
     assert ladder(result)["stop_reason"].startswith("ladder complete")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -116,13 +118,14 @@ def test_vnni_tries_u8s8_first_and_per_channel_before_per_tensor() -> None:
         "u8s8-pc-gemm+matmul",
         "u8s8-gemm+matmul",
         "u8u8",
+        "u8u8-pc",
         "u8u8-gemm+matmul",
     ]
 
 
 def test_avx2_keeps_the_design_order_u8u8_first() -> None:
     order = names(plan_ladder(TRANSFORMER, AVX2, "pp"))
-    assert order[:3] == ["fp32-opt", "u8u8", "u8u8-gemm+matmul"]
+    assert order[:4] == ["fp32-opt", "u8u8", "u8u8-pc", "u8u8-gemm+matmul"]
     assert order.index("u8s8-pc") > order.index("u8u8-gemm+matmul")
 
 
@@ -169,7 +172,7 @@ def test_lstm_matmul_subset_appears_only_when_it_differs() -> None:
 
 def test_a_subset_covering_the_whole_model_is_the_default_rung() -> None:
     plan = plan_ladder(MATMUL_ONLY, AVX2, "pp")
-    assert names(plan) == ["fp32-opt", "u8u8", "u8s8-pc", "u8s8"]
+    assert names(plan) == ["fp32-opt", "u8u8", "u8u8-pc", "u8s8-pc", "u8s8"]
     reasons = " ".join(s.reason for s in plan.skipped)
     assert "covers every quantizable op" in reasons
 
@@ -226,7 +229,8 @@ def test_conv_rungs_stop_after_the_first_significantly_slower_one() -> None:
     assert tried == ["fp32-opt", "u8u8", "u8u8-gemm+matmul", "u8s8-pc-gemm+matmul", "u8s8-gemm+matmul"]
     step = next_step(plan, [measured(plan.rungs[0]), slow], [], elapsed=0.0, budget=1e9, margin=MARGIN)
     assert step.rung is not None and step.rung.name == "u8u8-gemm+matmul"
-    assert [s.rule for s in step.skipped] == []  # Conv rungs are pruned when reached, not before
+    # Conv rungs are pruned when reached, not before: u8u8-pc is next, and it quantizes Conv.
+    assert [(s.name, s.rule) for s in step.skipped] == [("u8u8-pc", "conv-slow")]
 
 
 def test_conv_slowness_prunes_with_the_rule_id() -> None:
@@ -331,13 +335,52 @@ def test_the_fastest_acceptable_rung_wins() -> None:
     assert "clearly the fastest of 2" in why
 
 
-def test_within_the_noise_margin_the_earlier_rung_wins() -> None:
+def test_within_the_noise_margin_the_earlier_rung_wins_when_as_accurate_and_as_large() -> None:
     plan = plan_ladder(TRANSFORMER, VNNI, "pp")
     pc = measured(rung_named(plan, "u8s8-pc"), ci=(2.40, 2.50))  # 2.45
     tensor = measured(rung_named(plan, "u8s8"), ci=(2.50, 2.56))  # 2.53: within 5% of 2.45
     chosen, why = select_rung([pc, tensor], margin=MARGIN, noise=NOISE)
     assert chosen is pc
-    assert "within the 5% run-to-run noise" in why and "not clearly faster" in why
+    assert "as fast as u8s8 (2.53x) (within the 5% run-to-run noise" in why
+    assert why.endswith("preferred as the earlier rung, as accurate and as large")
+
+
+def with_accuracy(result: RungResult, value: float, size: int = 1000) -> RungResult:
+    return replace(
+        result,
+        measurement=replace(
+            result.measurement, accuracy_metric="cosine_mean", accuracy=value, size_bytes=size
+        ),
+    )
+
+
+def test_a_speed_tie_goes_to_the_more_accurate_rung_whatever_the_order() -> None:
+    """minilm-l6 thorough on AVX2 (issue 13): U8U8 1.36x cosine 0.967 against U8S8-pc 1.39x cosine 0.984."""
+    plan = plan_ladder(TRANSFORMER, AVX2, "pp")
+    u8u8 = with_accuracy(measured(rung_named(plan, "u8u8"), ci=(1.25, 1.51)), 0.967)
+    pc = with_accuracy(measured(rung_named(plan, "u8s8-pc"), ci=(1.28, 1.50)), 0.984)
+    chosen, why = select_rung([u8u8, pc], margin=MARGIN, noise=NOISE)
+    assert chosen is pc and u8u8.rung.index < pc.rung.index
+    assert "preferred as the more accurate (cosine_mean 0.9840 against 0.9670 for u8u8)" in why
+
+
+def test_accuracies_equal_to_four_places_tie_and_the_smaller_file_wins() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    pc = with_accuracy(measured(rung_named(plan, "u8s8-pc"), ci=(2.40, 2.50)), 0.99912, size=3 * 2**20)
+    subset = with_accuracy(
+        measured(rung_named(plan, "u8s8-pc-gemm+matmul"), ci=(2.42, 2.52)), 0.99914, size=2 * 2**20
+    )
+    chosen, why = select_rung([pc, subset], margin=MARGIN, noise=NOISE)
+    assert chosen is subset
+    assert "preferred as the smaller file (2.0 MiB against 3.0 MiB for u8s8-pc), as accurate" in why
+
+
+def test_a_clearly_faster_rung_wins_over_a_more_accurate_one() -> None:
+    plan = plan_ladder(TRANSFORMER, VNNI, "pp")
+    accurate = with_accuracy(measured(rung_named(plan, "u8s8-pc"), ci=(1.50, 1.60)), 0.999)
+    fast = with_accuracy(measured(rung_named(plan, "u8s8"), ci=(2.40, 2.50)), 0.97)
+    chosen, why = select_rung([accurate, fast], margin=MARGIN, noise=NOISE)
+    assert chosen is fast and "clearly the fastest of 2 qualifying rungs" in why
 
 
 def test_a_wide_interval_does_not_make_a_later_rung_clearly_faster() -> None:
@@ -501,7 +544,7 @@ def test_a_small_playoff_edge_keeps_the_earlier_rung() -> None:
     assert clearly_faster(late, early, NOISE)
     playoff = Playoff({"u8s8-pc": paired(26.5, 1.0), "u8s8": paired(26.5, 1.03, seed=1)}, MARGIN)
     chosen, why = select_rung([early, late], margin=MARGIN, noise=NOISE, playoff=playoff)
-    assert chosen is early and "paired interval in the playoff" in why
+    assert chosen is early and "paired intervals in the playoff below 1.05x" in why
 
 
 def test_the_decision_records_the_playoff() -> None:
