@@ -171,7 +171,9 @@ def _outcome_text(outcome: str, speedup: float | None) -> str:
 def _model_rows(models: Sequence[ModelListing], reasons: Mapping[int, str]) -> Iterable[list[str]]:
     for m in models:
         link = f'<a href="models/{m.path_id}.html">{escape(m.path)}</a>'
-        if not m.decisions:
+        if not m.decisions and m.refused_reason:  # final: dqd will not process it
+            yield [link, "-", "refused", "-", "-", "-", "-", escape(m.refused_reason)]
+        elif not m.decisions:
             yield [link, "-", "pending", "-", "-", "-", "-", "-"]
         for d in m.decisions:
             acc = d.accuracy

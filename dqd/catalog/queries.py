@@ -93,7 +93,7 @@ class QueryStore(DetailQueries, ReportQueries):
     ) -> Select[*tuple[Any, ...]]:
         p = ModelPathRow
         # Columns, not ORM entities: building 10,000 objects costs more than the query.
-        stmt = select(p.id, p.path, p.sha256, p.size_bytes, p.last_seen_at, p.removed_at)
+        stmt = select(p.id, p.path, p.sha256, p.size_bytes, p.last_seen_at, p.removed_at, p.refused_reason)
         if not include_removed:
             stmt = stmt.where(p.removed_at.is_(None))
         if search:
@@ -241,7 +241,7 @@ def _has_latest_decision(host_class: str | None, outcome: Outcome | None) -> Any
 
 
 def _model_cursor(row: tuple[Any, ...], sort: str) -> str:
-    path_id, path, _, _, last_seen, _ = row
+    path_id, path, _, _, last_seen = row[:5]
     if sort.lstrip("-") == "path":
         return encode_cursor(path)
     seen = as_utc(last_seen)

@@ -238,7 +238,7 @@ def benchmark_from_row(row: BenchmarkRow, names: Mapping[int, str]) -> Benchmark
 
 def listing_from_columns(columns: Sequence[Any], decisions: list[LatestDecision]) -> ModelListing:
     """A model's row of a listing: the path columns ``list_models`` selects, in order, and its decisions."""
-    path_id, path, sha, size, seen, removed = columns
+    path_id, path, sha, size, seen, removed, refused = columns
     return ModelListing(
         path_id=path_id,
         path=path,
@@ -247,6 +247,7 @@ def listing_from_columns(columns: Sequence[Any], decisions: list[LatestDecision]
         last_seen_at=_utc(seen),
         removed_at=as_utc(removed),
         decisions=decisions,
+        refused_reason=refused,
     )
 
 

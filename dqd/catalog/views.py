@@ -59,6 +59,7 @@ class ModelListing:
     last_seen_at: datetime
     removed_at: datetime | None
     decisions: list[LatestDecision]
+    refused_reason: str | None = None  # dqd will not process this path (a symlink out of the tree): final
 
 
 @dataclass(frozen=True)

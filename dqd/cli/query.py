@@ -70,15 +70,20 @@ MODEL_COLUMNS = (
     Column("PATH", lambda r: r[0].path),
     Column("SHA256", lambda r: r[0].sha256, lambda v: (v or "-")[:12]),
     Column("HOST CLASS", lambda r: r[1] and r[1].host_class),
-    Column("OUTCOME", lambda r: r[1].outcome.label(r[1].source_precision) if r[1] else "pending"),
+    Column("OUTCOME", lambda r: r[1].outcome.label(r[1].source_precision) if r[1] else _undecided(r[0])),
     Column("VARIANT", lambda r: r[1] and r[1].variant),
     Column("SPEEDUP", lambda r: r[1] and r[1].speedup, lambda v: f"{v:.2f}x" if v else "-"),
     Column("THREADS", lambda r: r[1] and r[1].threads),
     Column("ACCURACY", lambda r: _accuracy(r[1])),
     Column("ORT", lambda r: r[1] and r[1].ort_version),
     Column("DECIDED", lambda r: r[1] and r[1].created_at),
-    Column("REASON", lambda r: r[1] and r[1].reason, lambda v: _shortened(v)),
+    Column("REASON", lambda r: r[1].reason if r[1] else r[0].refused_reason, lambda v: _shortened(v)),
 )
+
+
+def _undecided(model: ModelListing) -> str:
+    """A path with no decision: refused for good, or not decided yet."""
+    return "refused" if model.refused_reason else "pending"
 
 
 def _shortened(text: str | None, width: int = 60) -> str:

@@ -220,3 +220,21 @@ def test_registration_refuses_a_file_changed_since_it_was_found_complete(
     with pytest.raises(FileBusy):
         reconciler(catalog, root).register("m.onnx", (st.st_size, st.st_mtime_ns))
     assert catalog.known_paths() == {}
+
+
+def test_a_refused_symlink_lists_as_refused_with_its_reason_never_pending(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    from dqd.cli.query import MODEL_COLUMNS, _rows
+
+    root = tmp_path / "models"
+    old(tmp_path / "secret.onnx", b"S")
+    root.mkdir()
+    (root / "escape.onnx").symlink_to(tmp_path / "secret.onnx")
+    reconciler(catalog, root).scan()
+
+    (listed,) = catalog.list_models().items
+    assert listed.refused_reason is not None and "outside the watched root" in listed.refused_reason
+    (row,) = _rows([listed])
+    cells = {c.header: c.get(row) for c in MODEL_COLUMNS}
+    assert cells["OUTCOME"] == "refused" and "outside the watched root" in cells["REASON"]

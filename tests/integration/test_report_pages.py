@@ -83,3 +83,12 @@ def test_a_kept_fp16_original_reads_as_fp16_on_both_pages(catalog: Catalog) -> N
 
     for page in (render_index(catalog), render_model(catalog, path_id)):
         assert "<td>kept_fp16 (original)</td>" in page
+
+
+def test_a_refused_path_reads_as_refused_with_its_reason(catalog: Catalog) -> None:
+    catalog.mark_refused("escape.onnx", "symlink resolves outside the watched root: /etc/hostname", now=START)
+
+    page = render_index(catalog)
+
+    assert "<td>refused</td>" in page and "symlink resolves outside the watched root" in page
+    assert "<td>pending</td>" not in page
