@@ -37,9 +37,11 @@ def human_size(value: int | None) -> str:
     """A byte count as people read it: ``812 B``, ``2.7 KiB``, ``155.9 MiB``; ``-`` for None."""
     if value is None:
         return "-"
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024 or unit == "GiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+    if value < 1024:
+        return f"{value} B"
+    amount = value / 1024
+    for unit in ("KiB", "MiB"):
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
         amount /= 1024
-    return str(value)
+    return f"{amount:.1f} GiB"

@@ -141,6 +141,11 @@ def variant_from_row(row: VariantRow) -> VariantRecord:
     )
 
 
+def _precision(recorded: str | None) -> str:
+    """A decision's source precision; NULL (decided before the column, or the model was not read) is FP32."""
+    return recorded or "fp32"
+
+
 def speedup_interval(low: float | None, high: float | None) -> tuple[float, float] | None:
     """A speed-up's confidence interval from its two columns (decisions and benchmark runs alike)."""
     return (low, high) if low is not None and high is not None else None
@@ -168,7 +173,7 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         threads=row.threads,
         path=row.path,
         preflight_version=row.preflight_version,
-        source_precision=row.source_precision or "fp32",
+        source_precision=_precision(row.source_precision),
     )
 
 
@@ -188,7 +193,7 @@ def recorded_decision_from_row(row: DecisionRow, variant: VariantRow | None) -> 
         variant=variant.name if variant is not None else None,
         variant_output_path=variant.output_path if variant is not None else None,
         recorded_path=(row.details or {}).get("path"),
-        source_precision=row.source_precision or "fp32",
+        source_precision=_precision(row.source_precision),
     )
 
 
@@ -275,7 +280,7 @@ def latest_decision_from_columns(
         created_at=_utc(created_at),
         threads=threads,
         reason=first_reason,
-        source_precision=source_precision or "fp32",
+        source_precision=_precision(source_precision),
     )
 
 

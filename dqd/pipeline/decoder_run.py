@@ -37,6 +37,8 @@ class DecoderEvaluation:
     reference: Trace  # FP32's greedy generation
     source: InputSource  # where the prompt came from
     timing: tuple[TimingFeed, ...]  # the deciding feed first
+    empty_past: dict[str, np.ndarray]  # the prompt call's zero-length cache
+    extras: dict[str, np.ndarray]  # inputs beyond the layout's, fed as synthesized
 
 
 def prepare_decoder(
@@ -58,11 +60,11 @@ def prepare_decoder(
         (s for s in input_sets if s.source is InputSource.SAMPLES and layout.input_ids in s.feeds[0]), None
     )
     steps = accuracy.sequence_length
-    length = fits_length(layout, accuracy.decoder_prompt_tokens + steps) - steps
+    length = max(1, fits_length(layout, accuracy.decoder_prompt_tokens + steps) - steps)
     if samples is not None:
-        prompt = np.asarray(samples.feeds[0][layout.input_ids])[0, : max(1, length)]
+        prompt = np.asarray(samples.feeds[0][layout.input_ids])[0, :length]
     else:
-        prompt = _random_ids(layout, max(1, length), accuracy.seed)
+        prompt = _random_ids(layout, length, accuracy.seed)
     reference = generate(run, names, layout, prompt, steps, cache, extras=extras)
     past = fits_length(layout, benchmark.decoder_past_length + 1) - 1
     filled = generate(
@@ -72,7 +74,7 @@ def prepare_decoder(
     prompt_step = TimingFeed(f"prompt@{past}", filled.feeds[0], past)
     timing = (decode, prompt_step) if benchmark.decoder_decides == "decode" else (prompt_step, decode)
     source = InputSource.SAMPLES if samples is not None else InputSource.SYNTHETIC
-    return DecoderEvaluation(layout, reference, source, timing)
+    return DecoderEvaluation(layout, reference, source, timing, cache, extras)
 
 
 def generation_input_set(evaluation: DecoderEvaluation) -> InputSet:
@@ -93,18 +95,14 @@ def judge_variant(
     layout, reference = evaluation.layout, evaluation.reference
     names = [o.name for o in session.get_outputs()]
     try:
-        prompt = reference.feeds[0][layout.input_ids]
-        cache = {p.input: reference.feeds[0][p.input] for p in layout.pairs}
-        extras = {k: v for k, v in reference.feeds[0].items() if k not in cache and k != layout.input_ids}
-        extras = {k: v for k, v in extras.items() if k not in (layout.attention_mask, layout.position_ids)}
         candidate = generate(
             _runner(session),
             names,
             layout,
-            prompt,
+            reference.feeds[0][layout.input_ids],
             len(reference.tokens),
-            cache,
-            extras=extras,
+            evaluation.empty_past,
+            extras=evaluation.extras,
             forced=reference.tokens,
         )
     except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash

@@ -11,14 +11,17 @@ feeds FP16 keeps feeding FP16).
 
 No maintained FP16/BF16 → FP32 converter exists on the package registries
 (onnxconverter-common and onnxruntime's transformers tools only go the other
-way), hence this module. Pure proto work: no files, no sessions.
+way), hence this module. Pure proto work: no files, no sessions (ONNX type inference
+for :func:`element_types`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
+import onnx
 from onnx import (
     AttributeProto,
     GraphProto,
@@ -64,7 +67,7 @@ def precision_name(model: ModelProto) -> str:
         for tensor in tensors:
             name = names.get(tensor.data_type)
             if name is not None:
-                counts[name] = counts.get(name, 0) + _element_count(tensor)
+                counts[name] = counts.get(name, 0) + math.prod(tensor.dims)
     return max(counts, key=lambda name: counts[name]) if counts else "fp32"
 
 
@@ -168,8 +171,19 @@ def _named_types(node: NodeProto) -> set[int]:
     }
 
 
-def _element_count(tensor: TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
-    return count
+def element_types(model: ModelProto) -> dict[str, int]:
+    """Every named tensor's element type that the model declares or shape inference can tell."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # an invalid or oversized graph: what it declares is all there is to go on
+        inferred = model
+    types: dict[str, int] = {}
+    for graph, _ in walk_graphs(inferred.graph):
+        types.update((t.name, t.data_type) for t in graph.initializer)
+        for value in _values(graph):
+            if value.type.tensor_type.elem_type:
+                types[value.name] = value.type.tensor_type.elem_type
+        for node in graph.node:
+            if node.op_type == "Constant":
+                types.update((node.output[0], t.data_type) for t in node_tensors(node))
+    return types

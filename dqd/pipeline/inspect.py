@@ -18,7 +18,13 @@ from onnx import GraphProto, ModelProto, TensorProto
 
 from dqd.domain import Outcome
 from dqd.onnxgraph import all_tensors, walk_graphs
-from dqd.pipeline.halfprecision import HALF_TYPES, boundary_half_types, half_types_in, precision_name
+from dqd.pipeline.halfprecision import (
+    HALF_TYPES,
+    boundary_half_types,
+    element_types,
+    half_types_in,
+    precision_name,
+)
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 from dqd.records import GraphSummary, TensorInfo
 from dqd.text import first_line
@@ -277,17 +283,17 @@ def computed_weight_ops(model: ModelProto) -> Counter[str]:
     reaches them, and the one such model known (silero-vad's LSTMs) decides well that way.
     """
     constants = _constant_derived_names(model)
+    graph = model.graph
+    stored = {t.name for t in graph.initializer}
+    stored.update(name for node in graph.node if node.op_type == "Constant" for name in node.output)
     found: Counter[str] = Counter()
-    for graph in [model.graph]:
-        stored = {t.name for t in graph.initializer}
-        stored.update(name for node in graph.node if node.op_type == "Constant" for name in node.output)
-        for node in graph.node:
-            weights = QUANTIZABLE_WEIGHT_INPUTS.get(node.op_type, ())
-            if not _is_quantizable(node, constants):
-                continue
-            named = [node.input[i] for i in weights if i < len(node.input) and node.input[i] in constants]
-            if named and not any(name in stored for name in named):
-                found[node.op_type] += 1
+    for node in graph.node:
+        if not _is_quantizable(node, constants):
+            continue
+        weights = QUANTIZABLE_WEIGHT_INPUTS[node.op_type]
+        named = [node.input[i] for i in weights if i < len(node.input) and node.input[i] in constants]
+        if not any(name in stored for name in named):
+            found[node.op_type] += 1
     return found
 
 
@@ -320,7 +326,7 @@ def _half_precision_verdict(
 
 def _quantizable_half_ops(model: ModelProto) -> Counter[str]:
     """Quantizable ops (constant weights) whose inputs are FP16/BF16, by op type."""
-    types = _element_types(model)
+    types = element_types(model)
     constants = _constant_derived_names(model)
     found: Counter[str] = Counter()
     for graph, _ in walk_graphs(model.graph):
@@ -328,26 +334,6 @@ def _quantizable_half_ops(model: ModelProto) -> Counter[str]:
             if _is_quantizable(node, constants) and any(types.get(n) in HALF_TYPES for n in node.input):
                 found[node.op_type] += 1
     return found
-
-
-def _element_types(model: ModelProto) -> dict[str, int]:
-    """Every named tensor's element type that the model declares or shape inference can tell."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # an invalid or oversized graph: what it declares is all there is to go on
-        inferred = model
-    types: dict[str, int] = {}
-    for graph, _ in walk_graphs(inferred.graph):
-        types.update((t.name, t.data_type) for t in graph.initializer)
-        for value in (*graph.input, *graph.output, *graph.value_info):
-            if value.type.tensor_type.elem_type:
-                types[value.name] = value.type.tensor_type.elem_type
-        for node in graph.node:
-            if node.op_type == "Constant":
-                for attr in node.attribute:
-                    if attr.type == onnx.AttributeProto.TENSOR:
-                        types[node.output[0]] = attr.t.data_type
-    return types
 
 
 def _is_quantizable(node: onnx.NodeProto, constants: set[str]) -> bool:

@@ -47,7 +47,7 @@ from dqd.pipeline.stateful import (
     run_stream,
     stream_feeds,
 )
-from dqd.pipeline.workbench import CandidateRun, Workbench
+from dqd.pipeline.workbench import CandidateRun, Workbench, step_name
 from dqd.records import GraphSummary, LadderRecord, LadderRunRecord, StatefulRecord
 from dqd.settings import AccuracySettings, LadderSettings
 from dqd.text import first_line
@@ -228,7 +228,7 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
                 bench.benchmark_feed,
                 longer,
                 threads=bench.threads,
-                step="ladder:playoff" + (f":{bench.timing_feeds()[0][0]}" if bench.decoder else ""),
+                step=step_name("ladder:playoff", bench.timing_feeds()[0][0]),
             )
     except EnvironmentFailure:
         raise  # the host lock, not the finalists

@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 Outputs = list[list[Any]]  # per feed, the model's outputs in order
 
 
+def step_name(step: str, label: str) -> str:
+    """A benchmark's recorded step: the comparison (``u8u8``, ``ladder:playoff``) and the timing
+    feed's label when a model has several (a decoder's ``decode@128``)."""
+    return f"{step}:{label}" if label else step
+
+
 @dataclass
 class CandidateRun:
     """Everything one candidate's run produced: its file, accuracy checks and timings for the
@@ -85,7 +91,7 @@ class Workbench:
         return [("", dict(self.input_sets[0].feeds[0]))]
 
     def time_against_fp32(
-        self, contenders: Sequence[Contender], *, step: str, settings: BenchmarkSettings | None = None
+        self, contenders: Sequence[Contender], *, step: str
     ) -> tuple[list[BenchmarkResult], list[BenchmarkResult]]:
         """``contenders`` (FP32 first) timed on every timing feed: (the deciding feed's results, all).
 
@@ -97,11 +103,7 @@ class Workbench:
         everything: list[BenchmarkResult] = []
         for label, feed in reversed(self.timing_feeds()):
             results = benchmark_interleaved(
-                contenders,
-                feed,
-                settings or self.benchmark_settings,
-                threads=self.threads,
-                step=f"{step}:{label}" if label else step,
+                contenders, feed, self.benchmark_settings, threads=self.threads, step=step_name(step, label)
             )
             deciding = results
             everything.extend(results)
@@ -184,6 +186,7 @@ class Workbench:
             logger.debug("benchmark of %s failed", spec.name, exc_info=True)
             benchmark_error = first_line(exc)
         timed = deciding[1] if deciding else None
+        metric, value = headline_accuracy(deciding_check.metrics)
         measured.measurement = CandidateMeasurement(
             spec,
             gate_passed=deciding_check.passed,
@@ -192,8 +195,8 @@ class Workbench:
             speedup=timed.speedup if timed else None,
             speedup_ci=timed.speedup_ci if timed else None,
             benchmark_error=benchmark_error,
-            accuracy_metric=headline_accuracy(deciding_check.metrics)[0],
-            accuracy=headline_accuracy(deciding_check.metrics)[1],
+            accuracy_metric=metric,
+            accuracy=value,
             size_bytes=variant.size_bytes,
         )
         return measured
