@@ -47,10 +47,29 @@ class JobKind(StrEnum):
 
 
 class WeightType(StrEnum):
-    """Activation/weight integer types of a dynamic variant."""
+    """Activation/weight integer types of a dynamic variant.
+
+    Q4 and Q8 are onnxruntime's ``MatMulNBits`` at ``accuracy_level`` 4:
+    MatMul weights quantized offline to 4 or 8 bits per block of
+    ``VariantSpec.block_size`` input channels (symmetric), activations to int8
+    per block at run time; dynamic quantization in substance, MatMul only.
+    """
 
     U8U8 = "U8U8"  # uint8 activations, uint8 weights
     U8S8 = "U8S8"  # uint8 activations, int8 weights
+    Q4 = "Q4"  # MatMulNBits: int8 activations per block, 4-bit blockwise weights
+    Q8 = "Q8"  # MatMulNBits: int8 activations per block, 8-bit blockwise weights
+
+    @property
+    def blockwise(self) -> bool:
+        """Built by onnxruntime's MatMulNBitsQuantizer rather than quantize_dynamic."""
+        return self in BLOCKWISE_BITS
+
+
+# Weight bits of the blockwise (MatMulNBits) types.
+BLOCKWISE_BITS: dict[WeightType, int] = {WeightType.Q4: 4, WeightType.Q8: 8}
+# MatMulNBits takes a power-of-two block of at least 16 input channels.
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 class SearchMode(StrEnum):
@@ -70,6 +89,7 @@ class VariantSpec:
     ``weight_type=None`` is the pre-processed FP32 model (no quantization).
     ``preprocess`` is the pre-processing path that produced the quantizer's
     input; it is part of the identity because it changes the output file.
+    ``block_size`` is set exactly for the blockwise weight types (Q4, Q8).
     """
 
     weight_type: WeightType | None
@@ -79,6 +99,7 @@ class VariantSpec:
     nodes_to_exclude: tuple[str, ...] = ()
     extra_options: Mapping[str, Any] = field(default_factory=dict)
     preprocess: str = ""
+    block_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -86,6 +107,8 @@ class VariantSpec:
         data["op_types"] = list(self.op_types)
         data["nodes_to_exclude"] = list(self.nodes_to_exclude)
         data["extra_options"] = dict(sorted(self.extra_options.items()))
+        if self.block_size is None:  # absent, so that every dynamic spec keeps the key it always had
+            del data["block_size"]
         return data
 
     @classmethod
@@ -99,6 +122,7 @@ class VariantSpec:
             nodes_to_exclude=tuple(data.get("nodes_to_exclude") or ()),
             extra_options=dict(data.get("extra_options") or {}),
             preprocess=str(data.get("preprocess", "")),
+            block_size=int(data["block_size"]) if data.get("block_size") is not None else None,
         )
 
     @classmethod
@@ -121,6 +145,12 @@ class VariantSpec:
             raise ValueError(f'weight_type is required: one of {weights} (pin = "fp32" keeps FP32)')
         if data["weight_type"] not in set(WeightType):
             raise ValueError(f"weight_type {data['weight_type']!r}: one of {weights}")
+        blockwise = WeightType(data["weight_type"]).blockwise
+        sizes = ", ".join(str(b) for b in BLOCK_SIZES)
+        if blockwise and data.get("block_size") not in BLOCK_SIZES:
+            raise ValueError(f"weight_type {data['weight_type']} needs block_size: one of {sizes}")
+        if not blockwise and "block_size" in data:
+            raise ValueError(f"block_size applies only to weight_type Q4 or Q8, not {data['weight_type']}")
         return cls.from_dict(data)
 
     def key(self, ort_version: str) -> str:
@@ -142,6 +172,8 @@ class VariantSpec:
             parts.append("+".join(sorted(t.lower() for t in self.op_types)))
         if self.extra_options.get("EnableSubgraph"):
             parts.append("sub")
+        if self.block_size is not None:
+            parts.append(f"b{self.block_size}")
         if self.nodes_to_exclude:
             parts.append(f"x{len(self.nodes_to_exclude)}")
         return "-".join(parts)
@@ -155,6 +187,7 @@ _SETTING_TYPES: dict[str, tuple[type, str]] = {
     "op_types": (list, "a list of op type names"),
     "nodes_to_exclude": (list, "a list of node names"),
     "extra_options": (dict, "a table of quantize_dynamic extra_options"),
+    "block_size": (int, "an integer (Q4 and Q8 only)"),
 }
 
 

@@ -92,6 +92,7 @@ class RulesRecord:
     u8s8_conv_needs_u8u8_win: bool  # U8S8 Conv rungs only after a U8U8 Conv rung won
     evidence: str  # the measurements the order rests on
     pruning: Mapping[str, str]  # pruning rule id -> what it means
+    blockwise_max_rows: int | None = None  # MatMulNBits rungs only up to this many rows; None: unbounded
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class TraitsRecord:
     quantizable: Mapping[str, int]  # op type -> count, main graph and subgraphs together
     in_subgraphs: Mapping[str, int]  # op type -> count inside If/Loop/Scan bodies
     conv_heavy: bool  # Conv outnumbers what dynamic quantization could help instead
+    matmul_rows: int | None = None  # fewest activation rows a quantizable MatMul multiplies; None: unknown
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class RungRecord:
     accuracy_metric: str | None = None  # the headline accuracy metric on the deciding source
     accuracy: float | None = None  # its value (worst output): ties within noise go to the higher
     size_bytes: int | None = None  # the variant file's size: the next tie-breaker
+    screened_out: str | None = None  # why it was timed but not gated (it could not be selected)
 
     @property
     def status(self) -> str:

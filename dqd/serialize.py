@@ -102,11 +102,13 @@ def _ladder_json(record: LadderRecord) -> dict[str, Any]:
             "u8s8_conv_needs_u8u8_win": rules.u8s8_conv_needs_u8u8_win,
             "evidence": rules.evidence,
             "pruning": dict(rules.pruning),
+            "blockwise_max_rows": rules.blockwise_max_rows,
         },
         "traits": {
             "quantizable": dict(traits.quantizable),
             "in_subgraphs": dict(traits.in_subgraphs),
             "conv_heavy": traits.conv_heavy,
+            "matmul_rows": traits.matmul_rows,
         },
         "order": list(record.order),
         "rungs": [_rung_json(rung) for rung in record.rungs],
@@ -143,6 +145,7 @@ def _rung_json(rung: RungRecord | SkippedRungRecord) -> dict[str, Any]:
         "accuracy_metric": rung.accuracy_metric,
         "accuracy": rung.accuracy,
         "size_bytes": rung.size_bytes,
+        "screened_out": rung.screened_out,
     }
 
 

@@ -94,6 +94,9 @@ def create_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+Settled = Callable[[Sequence[Sequence[float]]], bool]  # latency samples per contender -> stop timing
+
+
 def benchmark_interleaved(
     contenders: Sequence[Contender],
     feed: Mapping[str, np.ndarray],
@@ -102,18 +105,35 @@ def benchmark_interleaved(
     threads: int,
     step: str = "",
     clock: Callable[[], float] = time.perf_counter,
+    sessions: Mapping[Path, Any] | None = None,
+    settled: Settled | None = None,
+    first_check: float | None = None,
+    min_rounds: int = 0,
 ) -> list[BenchmarkResult]:
-    """Time ``contenders`` (the first is the FP32 baseline) in interleaved rounds; results in that order."""
+    """Time ``contenders`` (the first is the FP32 baseline) in interleaved rounds; results in that order.
+
+    ``sessions`` lends already open sessions by path (the caller's FP32 and
+    leader): they are not opened again. Timing stops at ``max_seconds``, or
+    from ``first_check`` seconds (default ``min_seconds``) and ``min_rounds``
+    rounds on, once ``settled`` says so (default: every candidate's interval
+    lies wholly on one side of ``1 + margin``).
+    """
     if len(contenders) < 2 or contenders[0].spec is not None:
         raise ValueError("the first contender must be the shipped FP32 (spec None), followed by candidates")
-    sessions = [create_session(c.path, threads) for c in contenders]
-    runs = [_runner(session, feed) for session in sessions]
-    for _ in range(settings.warmup_runs):
-        for run in runs:
-            run()
+    lent = sessions or {}
+    runs = [
+        _runner(lent[c.path] if c.path in lent else create_session(c.path, threads), feed) for c in contenders
+    ]
+    # A lent session has run before: one call settles its buffers for this feed's shapes.
+    warmups = [1 if c.path in lent else settings.warmup_runs for c in contenders]
+    for index in range(max(warmups, default=0)):
+        for run, count in zip(runs, warmups, strict=True):
+            if index < count:
+                run()
     samples: list[list[float]] = [[] for _ in contenders]
+    is_settled = settled or (lambda timed: all_resolved(timed, settings.margin, settings.confidence))
     started = clock()
-    next_check = settings.min_seconds
+    next_check = settings.min_seconds if first_check is None else first_check
     while True:
         for run, bucket in zip(runs, samples, strict=True):
             begin = clock()
@@ -122,9 +142,8 @@ def benchmark_interleaved(
         elapsed = clock() - started
         if elapsed >= settings.max_seconds:
             break
-        if elapsed >= next_check:
-            intervals = [speedup_ci(samples[0], s, confidence=settings.confidence) for s in samples[1:]]
-            if all(is_resolved(ci, settings.margin) for ci in intervals):
+        if elapsed >= next_check and len(samples[0]) >= min_rounds:
+            if is_settled(samples):
                 break
             next_check = elapsed + max(0.25, 0.1 * elapsed)  # the bootstrap costs; check less often as we go
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
@@ -142,6 +161,12 @@ def benchmark_interleaved(
             )
         )
     return results
+
+
+def all_resolved(samples: Sequence[Sequence[float]], margin: float, confidence: float) -> bool:
+    """Every candidate's speed-up interval over the baseline (``samples[0]``) is resolved."""
+    baseline = samples[0]
+    return all(is_resolved(speedup_ci(baseline, s, confidence=confidence), margin) for s in samples[1:])
 
 
 def _runner(session: Any, feed: Mapping[str, np.ndarray]) -> Callable[[], object]:

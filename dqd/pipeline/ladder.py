@@ -10,11 +10,12 @@ rungs in :mod:`dqd.pipeline.ladder_select`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dqd.domain import VariantSpec, WeightType
 from dqd.pipeline.ladder_rules import (
+    BLOCKWISE_OPS,
     CONV_OPS,
     MATMUL_OPS,
     PER_CHANNEL_OPS,
@@ -34,10 +35,16 @@ ENABLE_SUBGRAPH = {"EnableSubgraph": True}
 
 @dataclass(frozen=True)
 class ModelTraits:
-    """The quantizable op types of a model, outside and inside If/Loop/Scan bodies."""
+    """The quantizable op types of a model, outside and inside If/Loop/Scan bodies.
+
+    ``matmul_rows``: the fewest activation rows any quantizable MatMul multiplies
+    on the deciding timing feed (a lower bound where shapes are partly
+    unknown; None: not known at all).
+    """
 
     top_level: Mapping[str, int]
     in_subgraphs: Mapping[str, int] = field(default_factory=dict)
+    matmul_rows: int | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -65,7 +72,7 @@ class ModelTraits:
         return conv > 0 and conv >= sum(counts.get(op, 0) for op in (*MATMUL_OPS, "LSTM"))
 
     def record(self) -> TraitsRecord:
-        return TraitsRecord(self.counts, dict(self.in_subgraphs), self.conv_heavy)
+        return TraitsRecord(self.counts, dict(self.in_subgraphs), self.conv_heavy, self.matmul_rows)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,11 @@ class Rung:
     @property
     def quantizes_conv(self) -> bool:
         return bool(self.reaches & CONV_OPS)
+
+    @property
+    def blockwise(self) -> bool:
+        """A MatMulNBits (Q4/Q8) rung."""
+        return self.spec.weight_type is not None and self.spec.weight_type.blockwise
 
 
 @dataclass(frozen=True)
@@ -102,12 +114,14 @@ class Plan:
 
 @dataclass(frozen=True)
 class RungResult:
-    """What one tried rung produced; ``identical_to`` names an earlier rung with a byte-identical graph."""
+    """What one tried rung produced; ``identical_to`` names an earlier rung with a byte-identical graph;
+    ``screened_out`` says why a rung was timed but not gated (dqd.pipeline.screening)."""
 
     rung: Rung
     measurement: CandidateMeasurement
     seconds: float
     identical_to: str | None = None
+    screened_out: str | None = None
 
     def speed(self, margin: float) -> Speed | None:
         ci = self.measurement.speedup_ci
@@ -156,6 +170,9 @@ def plan_ladder(traits: ModelTraits, rules: HostRules, preprocess: str) -> Plan:
 def _fit(template: RungTemplate, traits: ModelTraits) -> tuple[RungTemplate, frozenset[str]] | None:
     if template.weight is None:
         return template, frozenset()
+    if template.weight.blockwise:
+        blockwise_reach = traits.ops & BLOCKWISE_OPS
+        return (template, blockwise_reach) if blockwise_reach else None
     reach = SUBSET_REACH[template.subset]
     reaches = traits.ops if reach is None else traits.ops & reach
     if not reaches:
@@ -168,6 +185,8 @@ def _fit(template: RungTemplate, traits: ModelTraits) -> tuple[RungTemplate, fro
 def _signature(template: RungTemplate, reaches: frozenset[str]) -> tuple[Any, ...]:
     if template.weight is None:
         return ("fp32",)
+    if template.weight.blockwise:
+        return ("blockwise", template.weight, template.block_size)
     # weight_type changes only Conv/MatMul/Attention weights (LSTM is int8, Gather uint8, regardless).
     weight = template.weight if reaches & WEIGHT_TYPE_OPS else None
     return (reaches, weight, template.per_channel)
@@ -176,6 +195,8 @@ def _signature(template: RungTemplate, reaches: frozenset[str]) -> tuple[Any, ..
 def _spec(template: RungTemplate, extra: Mapping[str, Any], preprocess: str) -> VariantSpec:
     if template.weight is None:
         return VariantSpec(None, preprocess=preprocess)
+    if template.weight.blockwise:  # MatMulNBitsQuantizer walks subgraphs itself; no quantize_dynamic options
+        return VariantSpec(template.weight, block_size=template.block_size, preprocess=preprocess)
     return VariantSpec(
         template.weight,
         per_channel=template.per_channel,
@@ -207,17 +228,19 @@ def next_step(
     elapsed: float,
     budget: float,
     margin: float,
+    screen: bool = False,
 ) -> NextStep:
     """The next rung to try, the rungs pruned on the way to it, or why the ladder stops.
 
     ``skipped`` holds names already pruned in earlier steps; ``elapsed`` is the
-    seconds spent on this ladder so far; ``margin`` is the benchmark's decision margin.
+    seconds spent on this ladder so far; ``margin`` is the benchmark's decision
+    margin; ``screen`` (``ladder.screen``) adds the per-channel-twin rule.
     """
     done = {r.rung.name for r in results}
     pruned: list[Skipped] = []
     remaining = [r for r in plan.rungs if r.name not in done and r.name not in skipped]
     for index, rung in enumerate(remaining):
-        rule = _prune(rung, results, plan.rules, margin)
+        rule = _prune(rung, plan, results, margin, screen=screen)
         if rule is not None:
             pruned.append(Skipped(rung.name, *rule))
             continue
@@ -235,8 +258,17 @@ def next_step(
 
 
 def _prune(
-    rung: Rung, results: Sequence[RungResult], rules: HostRules, margin: float
+    rung: Rung, plan: Plan, results: Sequence[RungResult], margin: float, *, screen: bool
 ) -> tuple[str, str] | None:
+    if rung.blockwise:
+        return _prune_blockwise(rung, plan, results, margin)
+    if screen:
+        twin = next((r for r in results if _per_channel_twins(r.rung, rung) and _cannot_win(r, margin)), None)
+        if twin is not None:
+            return "per-channel-twin", (
+                f"{twin.rung.name} differs only in per_channel and measured {_how_it_lost(twin, margin)}"
+            )
+    rules = plan.rules
     if not rung.quantizes_conv:
         return None
     for earlier in results:
@@ -257,6 +289,73 @@ def _prune(
                 f"no U8U8 Conv rung measured faster, and U8S8 ConvInteger is known slow on {rules.name} hosts"
             )
     return None
+
+
+def _per_channel_twins(a: Rung, b: Rung) -> bool:
+    """The same quantization but for per_channel: the same integer kernels, so the same speed."""
+    return (
+        a.spec.per_channel != b.spec.per_channel
+        and a.reaches == b.reaches
+        and replace(a.spec, per_channel=b.spec.per_channel) == b.spec
+    )
+
+
+def _cannot_win(result: RungResult, margin: float) -> bool:
+    """Timed, and too slow to be selected: not faster than FP32, or screened out behind the leader."""
+    return result.screened_out is not None or result.speed(margin) in (Speed.SLOWER, Speed.NOT_FASTER)
+
+
+def _how_it_lost(result: RungResult, margin: float) -> str:
+    speed = result.speed(margin)
+    if speed in (Speed.SLOWER, Speed.NOT_FASTER):
+        return speed.value
+    # Screened out although it may beat FP32: the leader was clearly faster in the same rounds.
+    return result.screened_out or "too slow to be selected"
+
+
+def _prune_blockwise(
+    rung: Rung, plan: Plan, results: Sequence[RungResult], margin: float
+) -> tuple[str, str] | None:
+    bound, rows = plan.rules.blockwise_max_rows, plan.traits.matmul_rows
+    if bound is not None and rows is not None and rows > bound:
+        return "blockwise-rows", (
+            f"every quantizable MatMul multiplies at least {rows} activation rows on the deciding timing "
+            f"feed; on {plan.rules.name} hosts MatMulNBits won only up to {bound} rows"
+        )
+    leader = _leader(results, margin)
+    for earlier in results:
+        spec = earlier.rung.spec
+        if not earlier.rung.blockwise or spec.weight_type is not rung.spec.weight_type:
+            continue
+        if (spec.block_size or 0) <= (rung.spec.block_size or 0):
+            continue  # only a larger block (the faster one) speaks for this rung
+        slower_block = "and a smaller block is slower"
+        if _cannot_win(earlier, margin):
+            return (
+                "blockwise-behind",
+                f"{earlier.rung.name} measured {_how_it_lost(earlier, margin)}, {slower_block}",
+            )
+        if leader is not None and _behind(earlier, leader):
+            return "blockwise-behind", (
+                f"{earlier.rung.name} measured clearly behind {leader.rung.name}, {slower_block}"
+            )
+    return None
+
+
+def _leader(results: Sequence[RungResult], margin: float) -> RungResult | None:
+    """The fastest rung so far that passed the gate and is significantly faster than FP32."""
+    acceptable = [
+        r
+        for r in results
+        if r.measurement.gate_passed is True and r.speed(margin) is Speed.FASTER and r.identical_to is None
+    ]
+    return max(acceptable, key=lambda r: r.measurement.speedup or 0.0, default=None)
+
+
+def _behind(result: RungResult, leader: RungResult) -> bool:
+    """Each timed in its own run against FP32: intervals that do not overlap, ``result`` below."""
+    mine, theirs = result.measurement.speedup_ci, leader.measurement.speedup_ci
+    return mine is not None and theirs is not None and mine[1] < theirs[0]
 
 
 def _expected_seconds(results: Sequence[RungResult]) -> float:

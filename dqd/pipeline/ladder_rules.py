@@ -23,6 +23,14 @@ Quantizer facts (onnxruntime 1.32, ``quantization/registry.py`` and
 * Gather tables are quantized like activations (uint8, per tensor) whatever
   the weight type.
 * If/Loop/Scan bodies are quantized only with ``EnableSubgraph``.
+
+MatMulNBits facts (``quantization/matmul_nbits_quantizer.py``): the blockwise
+quantizer rewrites only MatMul nodes whose weight is a 2-D initializer (or
+N-D with unit leading dims), in every subgraph, without ``EnableSubgraph``;
+Attention, Gemm, Conv and LSTM stay FP32. At ``accuracy_level`` 4 the CPU
+kernel quantizes activations to int8 per block at run time, and its speed
+depends on how many activation rows each MatMul multiplies (a GEMV for one
+token, a GEMM for a sequence): the host rules prune by that shape.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from dqd.records import RulesRecord
 
 # The one number to bump when a rule changes: the ladder's policy version
 # (pipeline.policy.LADDER_POLICY_VERSION) derives from it, so the two cannot drift.
-RULES_REVISION = 2  # 2: U8U8 per-channel rung; speed ties broken by accuracy, then file size
+RULES_REVISION = 3  # 3: MatMulNBits (Q4/Q8) rungs; 2: U8U8 per-channel rung, ties broken by accuracy
 RULES_VERSION = f"ladder-rules/{RULES_REVISION}"
 
 # --- quantizer facts --------------------------------------------------------------------------
@@ -44,6 +52,7 @@ PER_CHANNEL_OPS = frozenset({"MatMul", "Attention"})  # the only ops per_channel
 WEIGHT_TYPE_OPS = frozenset({"Conv", "MatMul", "Attention"})  # the only ops weight_type changes
 MATMUL_OPS = frozenset({"MatMul", "Attention"})  # what a "MatMul/Gemm" subset reaches in practice
 CONV_OPS = frozenset({"Conv"})
+BLOCKWISE_OPS = frozenset({"MatMul"})  # what MatMulNBitsQuantizer rewrites
 
 
 class Subset(StrEnum):
@@ -78,16 +87,20 @@ class RungTemplate:
     weight: WeightType | None
     subset: Subset = Subset.ALL
     per_channel: bool = False
+    block_size: int | None = None  # the blockwise (Q4/Q8) rungs' block of input channels
 
 
 @dataclass(frozen=True)
 class HostRules:
     """How the ladder runs on one family of host classes.
 
-    ``order`` is both the order rungs are tried in and the preference among
-    variants whose speed-ups are within the noise margin of each other
-    (earlier wins).  ``u8s8_conv_needs_u8u8_win``: try a U8S8 rung that
-    quantizes Conv only after a U8U8 Conv rung measured significantly faster.
+    ``order`` is the order rungs are tried in, and the last tie-breaker
+    among variants equally fast, accurate and large.  ``u8s8_conv_needs_u8u8_win``:
+    try a U8S8 rung that quantizes Conv only after a U8U8 Conv rung measured
+    significantly faster.  ``blockwise_max_rows``: try the MatMulNBits rungs
+    only when some quantizable MatMul multiplies at most this many activation
+    rows on the deciding timing feed (None: whatever the shape, pruned by
+    measurement only).
     """
 
     name: str
@@ -95,6 +108,7 @@ class HostRules:
     order: tuple[RungTemplate, ...]
     u8s8_conv_needs_u8u8_win: bool
     evidence: str
+    blockwise_max_rows: int | None = None
 
     def record(self) -> RulesRecord:
         """The rule set as a decision records it: with its version and the pruning rules' meanings."""
@@ -105,12 +119,26 @@ class HostRules:
             u8s8_conv_needs_u8u8_win=self.u8s8_conv_needs_u8u8_win,
             evidence=self.evidence,
             pruning=dict(PRUNING_RULES),
+            blockwise_max_rows=self.blockwise_max_rows,
         )
 
 
 _U8U8 = WeightType.U8U8
 _U8S8 = WeightType.U8S8
 _FP32_OPT = RungTemplate(None)
+
+# MatMulNBits, fastest first: block 128 was faster than block 32 at the same bits on every shape
+# measured (AVX2, 1 thread: GPT-2-small decode step 4-bit 3.04x vs 2.96x, 8-bit 2.16x vs 2.09x;
+# minilm-l6 at 128 tokens 0.83x vs 0.75x, 0.61x vs 0.59x), so when block 128 is behind, block 32
+# is too (pruning rule blockwise-behind); 4 bits were faster than 8 here, which other hosts may not
+# share, so 8 bits get their own try.  Smaller blocks and 8 bits are the more accurate (minilm-l6
+# real-sentence embedding cosine: 4-bit b128 0.954, b32 0.971; 8-bit b128 0.9992, b32 0.9997).
+_BLOCKWISE = (
+    RungTemplate(WeightType.Q4, block_size=128),
+    RungTemplate(WeightType.Q4, block_size=32),
+    RungTemplate(WeightType.Q8, block_size=128),
+    RungTemplate(WeightType.Q8, block_size=32),
+)
 
 
 def _weight_block(weight: WeightType) -> tuple[RungTemplate, ...]:
@@ -150,8 +178,8 @@ def _weight_block(weight: WeightType) -> tuple[RungTemplate, ...]:
 
 # The pre-processed FP32 is tried first: every variant is built from it, it
 # costs no quantization, and as the simplest candidate it wins speed ties.
-_U8U8_FIRST = (_FP32_OPT, *_weight_block(_U8U8), *_weight_block(_U8S8))
-_U8S8_FIRST = (_FP32_OPT, *_weight_block(_U8S8), *_weight_block(_U8U8))
+_U8U8_FIRST = (_FP32_OPT, *_weight_block(_U8U8), *_weight_block(_U8S8), *_BLOCKWISE)
+_U8S8_FIRST = (_FP32_OPT, *_weight_block(_U8S8), *_weight_block(_U8U8), *_BLOCKWISE)
 
 RULE_SETS: tuple[HostRules, ...] = (
     HostRules(
@@ -167,7 +195,8 @@ RULE_SETS: tuple[HostRules, ...] = (
         evidence=(
             "measured on an AMD EPYC with avx512_vnni (2 cores, onnxruntime 1.32, 1 thread): "
             "minilm-l6 U8S8 2.5x vs U8U8 1.4x; U8S8 Conv 3-8x slower than FP32 (ppocr-cls, magika); "
-            "AMX and AVX-VNNI hosts assumed alike (same u8 x s8 dot-product instruction), unmeasured"
+            "AMX and AVX-VNNI hosts assumed alike (same u8 x s8 dot-product instruction), unmeasured; "
+            "MatMulNBits not measured on these hosts: tried whatever the shape, pruned by measurement"
         ),
     ),
     HostRules(
@@ -177,8 +206,15 @@ RULE_SETS: tuple[HostRules, ...] = (
         # Issue 6: U8S8 ConvInteger ran 3.7-8.9x slower than FP32 on AVX2, U8U8
         # 1.0-2.1x slower; U8S8 Conv never won where U8U8 Conv had lost.
         u8s8_conv_needs_u8u8_win=True,
+        # Issue 13, AVX2-only AMD EPYC, onnxruntime 1.32, six 768x3072 MatMul pairs at 1 and 2
+        # threads: MatMulNBits 4-bit block 128 against U8S8 per-channel, by activation rows per
+        # MatMul: 1 row 4.10x vs 3.13x, 2 rows 4.05x vs 2.99x, 4 rows 2.53x vs 2.92x, 8 rows
+        # 1.85x vs 2.61x, 128 rows 0.87x vs 1.68x (1 thread; 2 threads crossed over at the same place).
+        blockwise_max_rows=4,
         evidence=(
             "measured on an AVX2-only AMD EPYC over twelve models (issue 6, onnxruntime 1.32, 1 thread); "
+            "MatMulNBits beat dynamic int8 only at 1-2 activation rows per MatMul and lost from 4 rows on "
+            "(issue 13: a GPT-2-small decode step 3.04x vs 2.51x; minilm-l6 at 128 tokens 0.83x vs 1.38x); "
             "AVX-512 without VNNI uses the same vpmaddubsw kernels and is assumed alike, unmeasured"
         ),
     ),
@@ -221,4 +257,16 @@ PRUNING_RULES: dict[str, str] = {
     "conv-slow": "after the first Conv-quantizing rung is significantly slower than FP32, Conv rungs stop",
     "u8s8-conv-needs-u8u8-win": "where U8S8 ConvInteger is known slow, it needs a U8U8 Conv win first",
     "time-budget": "no new rung starts when the next one is not expected to finish within the time budget",
+    "per-channel-twin": (
+        "with ladder.screen, a rung is not tried when its per-channel twin (the same quantization but for "
+        "per_channel, which only rescales after integer accumulation: the same speed) was too slow to win"
+    ),
+    "blockwise-rows": (
+        "where the host's rules bound it, MatMulNBits rungs are not tried when every quantizable MatMul "
+        "multiplies more activation rows on the deciding timing feed than MatMulNBits was measured to win at"
+    ),
+    "blockwise-behind": (
+        "after a MatMulNBits rung measured not faster than FP32, or clearly behind the fastest acceptable "
+        "rung, the rungs with its weight bits and a smaller block (slower in every measurement) are not tried"
+    ),
 }

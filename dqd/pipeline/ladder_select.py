@@ -36,6 +36,7 @@ class Playoff:
 
     samples_ms: Mapping[str, Sequence[float]]  # rung name -> latencies (ms), same rounds for every rung
     margin: float  # within one run, the benchmark's decision margin says "significantly"
+    pooled: bool = False  # each finalist's speed-up over FP32 also counts its pilot's pairs (ladder.screen)
 
 
 def clearly_faster(a: RungResult, b: RungResult, noise: float, playoff: Playoff | None = None) -> bool:
@@ -139,8 +140,9 @@ def decide_ladder(
     lines = [_describe(r, margin) for r in results]
     if playoff is not None:
         names = ", ".join(n for n in playoff.samples_ms)
+        pooled = ", pooled with each one's pilot" if playoff.pooled else ""
         lines.append(
-            f"playoff: FP32 and {names} timed together in one interleaved run; their speed-ups above"
+            f"playoff: FP32 and {names} timed together in one interleaved run; their speed-ups above{pooled}"
         )
     lines += [f"{s.name}: not tried ({s.rule}: {s.reason})" for s in (*plan.skipped, *skipped)]
     lines.append(f"ladder stopped: {stop_reason}")
@@ -160,7 +162,9 @@ def _describe(result: RungResult, margin: float) -> str:
     if result.identical_to is not None:
         return f"{result.rung.name}: graph byte-identical to {result.identical_to}; not gated or timed again"
     text = describe(result.measurement, margin)
-    if result.measurement.gate_passed is False and result.measurement.speedup_ci is None:
+    if result.screened_out is not None:
+        text += f" (not gated: {result.screened_out})"
+    elif result.measurement.gate_passed is False and result.measurement.speedup_ci is None:
         text += " (not timed: a rung that fails the gate cannot be selected)"
     return text
 
@@ -207,6 +211,7 @@ def ladder_record(
             accuracy_metric=result.measurement.accuracy_metric,
             accuracy=result.measurement.accuracy,
             size_bytes=result.measurement.size_bytes,
+            screened_out=result.screened_out,
         )
         for result in results
     )

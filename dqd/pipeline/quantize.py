@@ -20,7 +20,7 @@ from typing import Any
 
 import onnx
 
-from dqd.domain import VariantResult, VariantSpec, WeightType
+from dqd.domain import BLOCKWISE_BITS, VariantResult, VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, model_files, unit_stat
@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 _MISSING_TYPE = "Unable to find data type for weight_name"
 PROVENANCE_PREFIX = "dqd."
+# MatMulNBits' "compute in int8": activations quantized to int8 per block at run time (what makes a
+# Q4/Q8 variant dynamic quantization); lower levels compute in float on the CPU.
+BLOCKWISE_ACCURACY_LEVEL = 4
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the output volume's fault, whichever step hit it
@@ -116,6 +119,9 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
     if spec.weight_type is None:
         onnx.save_model(onnx.load(str(prepared)), str(out))  # re-saved below with provenance
         return []
+    if spec.weight_type.blockwise:
+        _quantize_blockwise(prepared, out, spec, large=large)
+        return []
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     weight = QuantType.QUInt8 if spec.weight_type is WeightType.U8U8 else QuantType.QInt8
@@ -144,6 +150,26 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
     return [
         "retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"
     ]
+
+
+def _quantize_blockwise(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> None:
+    """MatMul weights to 4 or 8 bits per block (MatMulNBits, symmetric); every other op stays FP32."""
+    assert spec.weight_type is not None and spec.block_size is not None  # VariantSpec's invariant
+    # Imported here: it needs onnx_ir, and it logs a line per node at INFO.
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    quantizer = MatMulNBitsQuantizer(
+        str(prepared),
+        bits=BLOCKWISE_BITS[spec.weight_type],
+        block_size=spec.block_size,
+        is_symmetric=True,
+        accuracy_level=BLOCKWISE_ACCURACY_LEVEL,
+        nodes_to_exclude=list(spec.nodes_to_exclude),
+        op_types_to_quantize=spec.op_types or None,
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(out), use_external_data_format=large)
 
 
 def stamp_provenance(model: onnx.ModelProto, spec: VariantSpec, provenance: Mapping[str, str]) -> None:

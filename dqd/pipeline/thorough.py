@@ -1,79 +1,45 @@
 """``search = "thorough"``: walk the variant ladder inside the engine's isolated child.
 
 The loop only measures; what to try next and what to pick are the pure
-functions of :mod:`dqd.pipeline.ladder` and :mod:`dqd.pipeline.ladder_select`.
-Per rung: build (reusing the engine's quantizer), skip the rest when its
-graph is byte-identical to an earlier rung's, gate (over a stream with the
-state fed back for stateful models), and time it against the shipped FP32
-only when the answer can matter (:func:`dqd.pipeline.ladder.needs_timing`).
+functions of :mod:`dqd.pipeline.ladder` and :mod:`dqd.pipeline.ladder_select`,
+and how one rung is built, gated and timed is :mod:`dqd.pipeline.rung_trial`.
+The finalists are then timed together in one interleaved run (the playoff).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import onnx
+import numpy as np
 
-from dqd.choice import headline_accuracy
-from dqd.domain import AccuracyResult, VariantSpec
 from dqd.errors import EnvironmentFailure
-from dqd.modelfile import model_files
-from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
+from dqd.pipeline.benchmark import Contender, benchmark_interleaved
 from dqd.pipeline.ladder import (
     ModelTraits,
-    Plan,
-    Rung,
     RungResult,
-    Skipped,
     finalists,
     needs_playoff,
-    needs_timing,
     next_step,
     plan_ladder,
 )
 from dqd.pipeline.ladder_rules import rules_for
 from dqd.pipeline.ladder_select import Playoff, decide_ladder
-from dqd.pipeline.policy import CandidateMeasurement, Decision
-from dqd.pipeline.stateful import (
-    StatePair,
-    find_state_pairs,
-    judge_stream,
-    run_stream,
-    stream_feeds,
-)
+from dqd.pipeline.matmul_rows import fewest_matmul_rows
+from dqd.pipeline.policy import Decision
+from dqd.pipeline.rung_trial import LadderState, StreamEvaluation, graph_digest, try_rung
+from dqd.pipeline.screening import PLAYOFF_MIN_ROUNDS, playoff_settled, pooled_speedup
+from dqd.pipeline.stateful import find_state_pairs, run_stream, stream_feeds
 from dqd.pipeline.workbench import CandidateRun, Workbench, step_name
 from dqd.records import GraphSummary, LadderRecord, LadderRunRecord, StatefulRecord
 from dqd.settings import AccuracySettings, LadderSettings
 from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class StreamEvaluation:
-    """The stateful evaluation shared by every rung: feeds and FP32's outputs over them."""
-
-    pairs: list[StatePair]
-    feeds: list[dict[str, Any]]
-    reference: list[list[Any]]
-
-
-@dataclass
-class _Ladder:
-    bench: Workbench
-    plan: Plan
-    stream: StreamEvaluation | None
-    clock: Callable[[], float]
-    results: list[RungResult] = field(default_factory=list)
-    measured: list[CandidateRun] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    digests: dict[str, str] = field(default_factory=dict)  # graph digest -> first rung (or FP32) with it
 
 
 def run_ladder(
@@ -93,7 +59,9 @@ def run_ladder(
     host class, the time taken and the stateful evaluation used.
     """
     rules = rules_for(host_class)
-    traits = ModelTraits(summary.quantizable_top_level, summary.quantizable_in_subgraphs)
+    traits = ModelTraits(
+        summary.quantizable_top_level, summary.quantizable_in_subgraphs, deciding_matmul_rows(bench)
+    )
     plan = plan_ladder(traits, rules, bench.prepared.preprocess)
     # Per-model settings (nodes_to_exclude) reach every rung's spec, hence its file key and record.
     plan = replace(plan, rungs=tuple(replace(r, spec=bench.tailor(r.spec)) for r in plan.rungs))
@@ -106,7 +74,15 @@ def run_ladder(
         pairs = tuple((p.input, p.output) for p in find_state_pairs(summary.inputs, summary.outputs))
         why = first_line(exc, limit=200, with_type=True)
         stateful = StatefulRecord(pairs, error=f"FP32 fails over a stream: {why}; gated per call")
-    ladder = _Ladder(bench, plan, stream, time.monotonic)
+    ladder = LadderState(
+        bench,
+        plan,
+        stream,
+        time.monotonic,
+        margin,
+        screen=settings.screen,
+        pilot_seconds=settings.pilot_seconds,
+    )
     ladder.digests[graph_digest(bench.source)] = "the shipped FP32"
     started = ladder.clock()
     while True:
@@ -117,12 +93,13 @@ def run_ladder(
             elapsed=ladder.clock() - started,
             budget=settings.time_budget_seconds,
             margin=margin,
+            screen=settings.screen,
         )
         ladder.skipped.extend(step.skipped)
         if step.rung is None:
             stop_reason = step.stop_reason or "ladder complete"
             break
-        _try_rung(ladder, step.rung)
+        try_rung(ladder, step.rung)
     playoff = None
     contenders = finalists(ladder.results, margin)
     if needs_playoff(contenders, margin) and ladder.clock() - started < settings.time_budget_seconds:
@@ -141,6 +118,19 @@ def run_ladder(
     assert isinstance(decision.record, LadderRecord)  # decide_ladder's
     run = LadderRunRecord(host_class, round(ladder.clock() - started, 3), stateful)
     return ladder.measured, replace(decision, record=replace(decision.record, run=run))
+
+
+def deciding_matmul_rows(bench: Workbench) -> int | None:
+    """A lower bound of the activation rows the model's weight MatMuls multiply on the deciding timing
+    feed (MatMulNBits' speed hangs on it): from shape inference, and for a decoder exactly, from the
+    tokens of its deciding step, since each of its projections multiplies one row per token."""
+    feed = bench.benchmark_feed
+    shapes = {name: tuple(np.shape(value)) for name, value in feed.items()}
+    inferred = fewest_matmul_rows(bench.prepared.path, shapes)
+    if bench.decoder is None:
+        return inferred
+    tokens = int(np.size(feed[bench.decoder.layout.input_ids]))
+    return max(inferred or 0, tokens)
 
 
 def stream_evaluation(
@@ -163,72 +153,56 @@ def stream_evaluation(
     return StreamEvaluation(pairs, feeds, reference)
 
 
-def _try_rung(ladder: _Ladder, rung: Rung) -> None:
-    bench = ladder.bench
-    started = ladder.clock()
-    spec = rung.spec
-    bench.report(f"rung {rung.index}: quantizing {spec.name}")
-    variant = bench.build(spec)
-    measured = CandidateRun(variant)
-    ladder.measured.append(measured)
-    if variant.error is not None or variant.output_path is None:
-        failed = CandidateMeasurement(spec, quantize_error=variant.error or "no output file")
-        ladder.results.append(RungResult(rung, failed, ladder.clock() - started))
-        return
-    path = Path(variant.output_path)
-    digest = graph_digest(path)
-    if digest in ladder.digests:
-        twin = ladder.digests[digest]
-        ladder.results.append(RungResult(rung, CandidateMeasurement(spec), ladder.clock() - started, twin))
-        return
-    ladder.digests[digest] = rung.name
-    bench.report(f"rung {rung.index}: checking accuracy of {spec.name}")
-    with bench.locked(exclusive=False):
-        measured.accuracy = check_accuracy(bench, ladder.stream, spec, path)
-    deciding = next(a for a in measured.accuracy if a.decisive)
-    metric, value = headline_accuracy(deciding.metrics)
-    measurement = CandidateMeasurement(
-        spec,
-        gate_passed=deciding.passed,
-        gate_reason=deciding.reason,
-        gate_source=deciding.input_source,
-        accuracy_metric=metric,
-        accuracy=value,
-        size_bytes=variant.size_bytes,
-    )
-    if needs_timing(rung, deciding.passed, ladder.results):
-        bench.report(f"rung {rung.index}: benchmarking {spec.name} against FP32")
-        measurement = _time(bench, measured, measurement, path, rung)
-    ladder.results.append(RungResult(rung, measurement, ladder.clock() - started))
-
-
-def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -> Playoff | None:
+def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: float) -> Playoff | None:
     """Time FP32 and the finalists together; their results then carry the playoff's speed-ups.
 
     Adaptive stopping only asks whether each beats FP32, which clear cases
     answer in a second; comparing finalists with each other needs more
-    rounds, so the playoff runs at least half the benchmark's time budget.
+    rounds, so without screening the playoff runs at least half the
+    benchmark's time budget. With screening it reuses the sessions still
+    open, pools each finalist's pilot pairs into its speed-up over FP32, and
+    stops once every finalist is clearly beaten or clearly not
+    (:func:`dqd.pipeline.screening.playoff_settled`), or after a quarter of
+    the budget and at least :data:`PLAYOFF_MIN_ROUNDS` rounds: finalists
+    still not told apart then count as equally fast.
     """
     bench = ladder.bench
     measured = {r.rung.name: m for r, m in zip(ladder.results, ladder.measured, strict=True)}
     names = [r.rung.name for r in contenders]
     settings = bench.benchmark_settings
-    longer = settings.model_copy(update={"min_seconds": max(settings.min_seconds, settings.max_seconds / 2)})
+    paths = {name: Path(measured[name].variant.output_path or "") for name in names}
+    pilots = [ladder.pilots.get(name) for name in names] if ladder.screen else []
+    options: dict[str, Any] = {}
+    if ladder.screen:
+        lent = {bench.source: bench.fp32_session()}
+        if ladder.leader is not None:
+            lent[ladder.leader.path] = ladder.leader.session
+        soft_cap = max(settings.min_seconds, settings.max_seconds / 4)
+        started = time.monotonic()
+
+        def settled(samples: Sequence[Sequence[float]]) -> bool:
+            over = time.monotonic() - started >= soft_cap
+            return over or playoff_settled(samples, margin, settings.confidence, pilots)
+
+        run_settings = settings
+        options = {"sessions": lent, "settled": settled, "min_rounds": PLAYOFF_MIN_ROUNDS}
+    else:
+        run_settings = settings.model_copy(
+            update={"min_seconds": max(settings.min_seconds, settings.max_seconds / 2)}
+        )
     bench.report(f"playoff: timing {', '.join(names)} together against FP32")
     try:
         with bench.locked(exclusive=True):
             timed = benchmark_interleaved(
                 [
                     Contender(None, bench.source),
-                    *(
-                        Contender(r.rung.spec, Path(measured[r.rung.name].variant.output_path or ""))
-                        for r in contenders
-                    ),
+                    *(Contender(r.rung.spec, paths[r.rung.name]) for r in contenders),
                 ],
                 bench.benchmark_feed,
-                longer,
+                run_settings,
                 threads=bench.threads,
                 step=step_name("ladder:playoff", bench.timing_feeds()[0][0]),
+                **options,
             )
     except EnvironmentFailure:
         raise  # the host lock, not the finalists
@@ -239,60 +213,17 @@ def _playoff(ladder: _Ladder, contenders: Sequence[RungResult], margin: float) -
     by_name = dict(zip(names, timed[1:], strict=True))
     for name, timing in by_name.items():
         measured[name].benchmarks.append(timing)
+    pilot_of = dict(zip(names, pilots, strict=False))
     for index, rung_result in enumerate(ladder.results):
-        if rung_result.rung.name in by_name:
-            timing = by_name[rung_result.rung.name]
-            joint = replace(rung_result.measurement, speedup=timing.speedup, speedup_ci=timing.speedup_ci)
-            ladder.results[index] = replace(rung_result, measurement=joint)
-    return Playoff({name: t.latency.samples_ms for name, t in by_name.items()}, margin)
-
-
-def check_accuracy(
-    bench: Workbench, stream: StreamEvaluation | None, spec: VariantSpec, path: Path
-) -> list[AccuracyResult]:
-    """The engine's per-call checks; for stateful models the stream decides and those are informative."""
-    results = bench.check_accuracy(spec, path)
-    if stream is None:
-        return results
-    names = bench.output_names()
-    source = bench.input_sets[0].source
-    try:
-        session = create_session(path, bench.threads)
-        steps = run_stream(lambda feed: session.run(None, dict(feed)), names, stream.feeds, stream.pairs)
-    except Exception as exc:  # a variant onnxruntime refuses fails the gate; it is not a crash
-        reason = f"variant fails over a stream: {first_line(exc, limit=200, with_type=True)}"
-        decisive = AccuracyResult(spec, source, {}, False, reason, True)
-    else:
-        metrics, passed, reason = judge_stream(names, stream.reference, steps, bench.thresholds)
-        decisive = AccuracyResult(spec, source, metrics, passed, reason, True)
-    return [decisive, *(replace(r, decisive=False) for r in results)]
-
-
-def _time(
-    bench: Workbench, measured: CandidateRun, measurement: CandidateMeasurement, path: Path, rung: Rung
-) -> CandidateMeasurement:
-    try:
-        with bench.locked(exclusive=True):  # no other dqd work disturbs timings (dqd.hostlock)
-            contenders = [Contender(None, bench.source), Contender(rung.spec, path)]
-            deciding, measured.benchmarks = bench.time_against_fp32(
-                contenders, step=f"ladder:{rung.index}:{rung.name}"
-            )
-    except EnvironmentFailure:
-        raise  # the host lock, not the variant
-    except Exception as exc:  # onnxruntime refusing the variant is a result, not a crash
-        logger.debug("benchmark of %s failed", rung.name, exc_info=True)
-        return replace(measurement, benchmark_error=first_line(exc, limit=200, with_type=True))
-    timed = deciding[1]
-    return replace(measurement, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
-
-
-def graph_digest(path: Path) -> str:
-    """sha256 of the model without its metadata (provenance differs per spec) plus any external data."""
-    model = onnx.load(str(path), load_external_data=False)
-    del model.metadata_props[:]
-    digest = hashlib.sha256(model.SerializeToString(deterministic=True))
-    for data in model_files(path)[1:]:
-        with data.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+        name = rung_result.rung.name
+        if name not in by_name:
+            continue
+        timing = by_name[name]
+        speedup, ci = timing.speedup, timing.speedup_ci
+        prior = pilot_of.get(name)
+        if prior is not None:
+            runs = [(timed[0].latency.samples_ms, timing.latency.samples_ms), prior]
+            speedup, ci = pooled_speedup(runs, settings.confidence)
+        joint = replace(rung_result.measurement, speedup=speedup, speedup_ci=ci)
+        ladder.results[index] = replace(rung_result, measurement=joint)
+    return Playoff({name: t.latency.samples_ms for name, t in by_name.items()}, margin, pooled=ladder.screen)

@@ -102,12 +102,26 @@ class Workbench:
         deciding: list[BenchmarkResult] = []
         everything: list[BenchmarkResult] = []
         for label, feed in reversed(self.timing_feeds()):
-            results = benchmark_interleaved(
-                contenders, feed, self.benchmark_settings, threads=self.threads, step=step_name(step, label)
-            )
-            deciding = results
-            everything.extend(results)
+            deciding = self._time_on(contenders, feed, step_name(step, label))
+            everything.extend(deciding)
         return deciding, everything
+
+    def time_informative(self, contenders: Sequence[Contender], *, step: str) -> list[BenchmarkResult]:
+        """``contenders`` timed on the feeds that do not decide (a decoder's prompt step), for the record.
+
+        Record them before the deciding feed's timings (see :meth:`time_against_fp32`).
+        Call under the exclusive host lock.
+        """
+        timed: list[BenchmarkResult] = []
+        for label, feed in reversed(self.timing_feeds()[1:]):
+            timed.extend(self._time_on(contenders, feed, step_name(step, label)))
+        return timed
+
+    def _time_on(
+        self, contenders: Sequence[Contender], feed: dict[str, Any], step: str
+    ) -> list[BenchmarkResult]:
+        settings = self.benchmark_settings
+        return benchmark_interleaved(contenders, feed, settings, threads=self.threads, step=step)
 
     def reference_outputs(self) -> list[Outputs]:
         """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault."""
@@ -201,11 +215,13 @@ class Workbench:
         )
         return measured
 
-    def check_accuracy(self, spec: VariantSpec, path: Path) -> list[AccuracyResult]:
+    def check_accuracy(self, spec: VariantSpec, path: Path, session: Any = None) -> list[AccuracyResult]:
+        """Gate the variant at ``path`` on every input set (the first decides); ``session``: one already
+        open on it."""
         references = self.reference_outputs()
         names = self.output_names()
         try:
-            session = create_session(path, self.threads)
+            session = session if session is not None else create_session(path, self.threads)
         except Exception as exc:
             reason = f"onnxruntime cannot load the variant: {first_line(exc)}"
             return [

@@ -104,6 +104,17 @@ class LadderSettings(_Section):
 
     time_budget_seconds: float = Field(600.0, gt=0, description="no new rung starts past this (per model)")
     noise: float = Field(0.05, ge=0.0, lt=1.0, description="speed-ups this close count as equal")
+    screen: bool = Field(
+        True,
+        description=(
+            "time each rung in a short pilot beside FP32 and the leader before gating it, skip the gate of "
+            "rungs that cannot be selected, prune a rung whose per-channel twin was not faster, and end "
+            "the playoff once it has told the finalists apart (false: time every rung to the end)"
+        ),
+    )
+    pilot_seconds: float = Field(
+        0.25, gt=0, description="screen: the pilot's first look at a rung's interval"
+    )
 
 
 class LimitSettings(_Section):

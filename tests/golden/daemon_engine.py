@@ -25,7 +25,7 @@ from unittest import mock
 import numpy as np
 
 from dqd.domain import AccuracyResult, BenchmarkResult, EngineResult, HostInfo, VariantSpec
-from dqd.pipeline import engine, thorough, workbench
+from dqd.pipeline import engine, rung_trial, thorough, workbench
 from dqd.pipeline.accuracy import gate, output_metrics
 from dqd.pipeline.benchmark import Contender, latency_stats, speedup_ci, speedup_point
 from dqd.pipeline.isolate import ChildFailure, IsolationError
@@ -70,6 +70,7 @@ def measurements_injected() -> Iterator[None]:
         mock.patch.object(engine, "run_isolated", _in_process),
         mock.patch.object(workbench, "benchmark_interleaved", _timed),
         mock.patch.object(thorough, "benchmark_interleaved", _timed),
+        mock.patch.object(rung_trial, "benchmark_interleaved", _timed),
         mock.patch.object(workbench.Workbench, "check_accuracy", _checked),
     ):
         yield
@@ -145,7 +146,9 @@ def _timed(
     return results
 
 
-def _checked(self: workbench.Workbench, spec: VariantSpec, _path: Path) -> list[AccuracyResult]:
+def _checked(
+    self: workbench.Workbench, spec: VariantSpec, _path: Path, _session: Any = None
+) -> list[AccuracyResult]:
     """Workbench.check_accuracy on fixed outputs: the real metrics and gate, per input set."""
     level = error_level_for(self.source.name, spec)
     reference = np.linspace(-1.0, 1.0, 64).reshape(4, 16)

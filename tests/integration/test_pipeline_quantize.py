@@ -135,3 +135,53 @@ def test_an_unwritable_output_dir_raises_an_actionable_error(tmp_path: Path) -> 
     source = models.save(models.matmul_heavy(hidden=32, layers=1), tmp_path / "m.onnx")
     with pytest.raises(OutputDirError, match="output_dir"):
         build_variant(source, VariantSpec(WeightType.U8U8), blocker / "out", ort_version=ORT, provenance={})
+
+
+@pytest.mark.parametrize(("weight", "bits"), [(WeightType.Q4, 4), (WeightType.Q8, 8)])
+def test_a_blockwise_variant_is_matmulnbits_with_int8_compute(
+    tmp_path: Path, weight: WeightType, bits: int
+) -> None:
+    source = models.save(models.matmul_heavy(hidden=128, layers=2), tmp_path / "m.onnx")
+    before = source.read_bytes()
+    spec = VariantSpec(weight, block_size=32)
+    variant = build_variant(
+        source, spec, tmp_path / "out", ort_version=ORT, provenance={"source_sha256": "x"}
+    )
+
+    assert variant.error is None, variant.error
+    assert source.read_bytes() == before  # the source is only read
+    model = onnx.load(str(variant.output_path))
+    nodes = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nodes) == 2 and "MatMul" not in [n.op_type for n in model.graph.node]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    # accuracy_level 4: activations quantized to int8 at run time, the "dynamic" in dynamic quantization.
+    assert attributes["accuracy_level"] == 4 and attributes["bits"] == bits and attributes["block_size"] == 32
+    assert {p.key: p.value for p in model.metadata_props}["dqd.spec"].count('"block_size": 32') == 1
+    x = np.random.default_rng(0).standard_normal((2, 128)).astype(np.float32)
+    reference = _run(source, x)
+    quantized = _run(Path(variant.output_path or ""), x)
+    error = np.linalg.norm(quantized - reference) / np.linalg.norm(reference)
+    # Random Gaussian weights through two layers: about 4-bit and 8-bit SQNR plus int8 activations.
+    assert error < (0.25 if bits == 4 else 0.03), error
+
+
+def test_a_large_blockwise_variant_keeps_its_weights_in_external_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "LARGE_MODEL_BYTES", 1000)
+    source = models.save(models.matmul_heavy(hidden=64, layers=2), tmp_path / "m.onnx")
+    prepared = prepare_model(source, tmp_path / "work")
+    spec = VariantSpec(WeightType.Q4, block_size=32)
+    variant = build_variant(prepared.path, spec, tmp_path / "out", ort_version=ORT, provenance={}, large=True)
+    assert variant.error is None, variant.error
+    output = Path(variant.output_path or "")
+    assert output.with_name(output.name + ".data").is_file()
+    x = np.ones((1, 64), np.float32)
+    assert _run(output, x).shape == (1, 64)
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])

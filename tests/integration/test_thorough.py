@@ -8,6 +8,7 @@ Conv-heavy network that dynamic quantization should leave alone.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dqd.domain import EngineResult, Outcome, WeightType
+from dqd.domain import EngineResult, HostInfo, Outcome, WeightType
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
 from dqd.pipeline.ladder_rules import RULES_REVISION, RULES_VERSION
@@ -189,10 +190,14 @@ def test_matmuls_inside_if_branches_are_reached_with_enable_subgraph(tmp_path: P
 
     assert result.outcome is not Outcome.SKIPPED and result.outcome is not Outcome.ERROR, result.reasons
     quantized = [v for v in result.variants if v.spec.weight_type is not None]
-    assert quantized and all(v.spec.extra_options == {"EnableSubgraph": True} for v in quantized)
-    assert all(v.spec.name.endswith("-sub") for v in quantized)
-    ops = all_ops(onnx.load(str(quantized[0].output_path)))
+    dynamic = [v for v in quantized if not v.spec.weight_type.blockwise]
+    assert dynamic and all(v.spec.extra_options == {"EnableSubgraph": True} for v in dynamic)
+    assert all(v.spec.name.endswith("-sub") for v in dynamic)
+    ops = all_ops(onnx.load(str(dynamic[0].output_path)))
     assert ops.count("MatMulInteger") == 2 and "MatMul" not in ops
+    # MatMulNBitsQuantizer walks the branches by itself, without EnableSubgraph.
+    for blockwise in (v for v in quantized if v.spec.weight_type.blockwise and v.output_path):
+        assert all_ops(onnx.load(str(blockwise.output_path))).count("MatMulNBits") == 2
     if result.selected is not None and result.selected.weight_type is not None:
         assert result.selected.extra_options == {"EnableSubgraph": True}
 
@@ -255,3 +260,40 @@ def test_design_mode_is_unchanged_by_the_ladder(tmp_path: Path) -> None:
     assert "ladder" not in str(
         catalog_details_json(result.details).get("decision", {}).get("policy_version", "")
     )
+
+
+def _as_host_class(host_class: str) -> HostInfo:
+    """This host, whose timings are real, under another class's ladder rules."""
+    return replace(detect_host(), host_class=host_class)
+
+
+def test_matmulnbits_rungs_are_built_gated_and_timed_where_each_matmul_sees_one_row(tmp_path: Path) -> None:
+    source = models.save(models.matmul_heavy(hidden=256, layers=2), tmp_path / "mlp.onnx")
+    settings = thorough_settings(tmp_path, **{"accuracy.synthetic_batch": 1})
+    result = process_model(source, settings, host=_as_host_class("x86_64-avx2"))
+
+    assert result.outcome is not Outcome.ERROR, result.reasons
+    assert ladder(result)["traits"]["matmul_rows"] == 1
+    assert ladder(result)["rules"]["blockwise_max_rows"] == 4
+    q4 = rung(result, "q4-b128")
+    assert q4["status"] == "tried" and q4["spec"]["weight_type"] == "Q4" and q4["spec"]["block_size"] == 128
+    assert q4["speedup_ci"] is not None and q4["size_bytes"] > 0
+    built = next(v for v in result.variants if v.spec.name == "q4-b128")
+    assert "MatMulNBits" in all_ops(onnx.load(str(built.output_path)))
+    # Every MatMulNBits rung is either tried or pruned by a measurement, never by shape.
+    blockwise = [r for r in ladder(result)["rungs"] if r["variant"].startswith("q")]
+    assert len(blockwise) == 4 and not [r for r in blockwise if r.get("rule") == "blockwise-rows"]
+
+
+def test_matmulnbits_rungs_are_pruned_by_shape_on_avx2_where_every_matmul_sees_many_rows(
+    tmp_path: Path,
+) -> None:
+    source = models.save(models.matmul_heavy(hidden=128, layers=2), tmp_path / "mlp.onnx")
+    settings = thorough_settings(tmp_path, **{"accuracy.synthetic_batch": 64})
+    avx2 = process_model(source, settings, host=_as_host_class("x86_64-avx2"))
+
+    assert ladder(avx2)["traits"]["matmul_rows"] == 64
+    pruned = [r for r in ladder(avx2)["rungs"] if r.get("rule") == "blockwise-rows"]
+    assert [r["variant"] for r in pruned] == ["q4-b128", "q4-b32", "q8-b128", "q8-b32"]
+    assert "at least 64 activation rows" in pruned[0]["reason"]
+    assert not [v for v in avx2.variants if v.spec.weight_type in (WeightType.Q4, WeightType.Q8)]

@@ -33,7 +33,8 @@ from dqd.pipeline.ladder_rules import rules_for  # noqa: E402
 from dqd.pipeline.plan import resolve_plan  # noqa: E402
 from dqd.pipeline.prepare import prepare_model  # noqa: E402
 from dqd.pipeline.quantize import build_variant, variant_dir  # noqa: E402
-from dqd.pipeline.thorough import check_accuracy, stream_evaluation  # noqa: E402
+from dqd.pipeline.rung_trial import check_accuracy  # noqa: E402
+from dqd.pipeline.thorough import stream_evaluation  # noqa: E402
 from dqd.pipeline.workbench import Workbench  # noqa: E402
 from dqd.serialize import catalog_details_json  # noqa: E402
 from dqd.settings import Settings, load  # noqa: E402

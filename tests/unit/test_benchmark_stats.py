@@ -80,3 +80,41 @@ def test_single_round_gives_a_point_interval() -> None:
 )
 def test_stop_when_the_interval_clears_the_margin_either_way(ci: tuple[float, float], resolved: bool) -> None:
     assert is_resolved(ci, 0.05) is resolved
+
+
+class _CountingSession:
+    """A stand-in session (pure logic: how often the timing loop calls it); each call takes no time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_inputs(self) -> list[object]:
+        return []
+
+    def run(self, _outputs: object, _feed: object) -> list[object]:
+        self.calls += 1
+        return []
+
+
+def test_lent_sessions_warm_up_once_and_settled_stops_after_min_rounds() -> None:
+    from pathlib import Path
+
+    from dqd.domain import VariantSpec, WeightType
+    from dqd.pipeline.benchmark import Contender, benchmark_interleaved
+    from dqd.settings import BenchmarkSettings
+
+    fp32, candidate = _CountingSession(), _CountingSession()
+    ticks = iter(range(10**6))
+    timed = benchmark_interleaved(
+        [Contender(None, Path("fp32.onnx")), Contender(VariantSpec(WeightType.U8U8), Path("v.onnx"))],
+        {},
+        BenchmarkSettings(warmup_runs=3, min_seconds=1.0, max_seconds=1e6),
+        threads=1,
+        clock=lambda: float(next(ticks)),  # one "second" per clock read
+        sessions={Path("fp32.onnx"): fp32, Path("v.onnx"): candidate},
+        settled=lambda samples: True,
+        first_check=0.0,
+        min_rounds=5,
+    )
+    assert timed[0].latency.rounds == 5  # settled at once, but not before min_rounds
+    assert fp32.calls == candidate.calls == 1 + 5  # one warm-up call each (lent), then the rounds

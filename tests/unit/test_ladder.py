@@ -120,6 +120,10 @@ def test_vnni_tries_u8s8_first_and_per_channel_before_per_tensor() -> None:
         "u8u8",
         "u8u8-pc",
         "u8u8-gemm+matmul",
+        "q4-b128",
+        "q4-b32",
+        "q8-b128",
+        "q8-b32",
     ]
 
 
@@ -172,7 +176,8 @@ def test_lstm_matmul_subset_appears_only_when_it_differs() -> None:
 
 def test_a_subset_covering_the_whole_model_is_the_default_rung() -> None:
     plan = plan_ladder(MATMUL_ONLY, AVX2, "pp")
-    assert names(plan) == ["fp32-opt", "u8u8", "u8u8-pc", "u8s8-pc", "u8s8"]
+    dynamic = [r.name for r in plan.rungs if not r.blockwise]
+    assert dynamic == ["fp32-opt", "u8u8", "u8u8-pc", "u8s8-pc", "u8s8"]
     reasons = " ".join(s.reason for s in plan.skipped)
     assert "covers every quantizable op" in reasons
 
@@ -218,7 +223,9 @@ def walk(plan: Plan, outcomes: dict[str, RungResult | None], *, budget: float = 
 def test_a_full_walk_tries_every_rung_in_order() -> None:
     plan = plan_ladder(TRANSFORMER, VNNI, "pp")
     tried, reason = walk(plan, {})
-    assert tried == names(plan)
+    # Every rung measures not faster than FP32 here, so each MatMulNBits block of 32 is pruned
+    # behind its block of 128 (blockwise-behind); everything else is tried, in order.
+    assert tried == [n for n in names(plan) if n not in ("q4-b32", "q8-b32")]
     assert reason.startswith("ladder complete")
 
 
@@ -226,7 +233,15 @@ def test_conv_rungs_stop_after_the_first_significantly_slower_one() -> None:
     plan = plan_ladder(CNN, AVX2, "pp")
     slow = measured(rung_named(plan, "u8u8"), ci=(0.55, 0.65))
     tried, _ = walk(plan, {"u8u8": slow})
-    assert tried == ["fp32-opt", "u8u8", "u8u8-gemm+matmul", "u8s8-pc-gemm+matmul", "u8s8-gemm+matmul"]
+    assert tried == [
+        "fp32-opt",
+        "u8u8",
+        "u8u8-gemm+matmul",
+        "u8s8-pc-gemm+matmul",
+        "u8s8-gemm+matmul",
+        "q4-b128",
+        "q8-b128",
+    ]
     step = next_step(plan, [measured(plan.rungs[0]), slow], [], elapsed=0.0, budget=1e9, margin=MARGIN)
     assert step.rung is not None and step.rung.name == "u8u8-gemm+matmul"
     # Conv rungs are pruned when reached, not before: u8u8-pc is next, and it quantizes Conv.
@@ -568,3 +583,154 @@ def test_a_playoff_is_needed_for_two_finalists_or_one_unresolved() -> None:
     assert not needs_playoff([resolved], MARGIN)
     assert needs_playoff([unresolved], MARGIN)
     assert needs_playoff([resolved, unresolved], MARGIN)
+
+
+# --- MatMulNBits rungs (issue 13) ---------------------------------------------------------------
+
+DECODE_STEP = ModelTraits({"MatMul": 49, "Gather": 2}, matmul_rows=1)  # one token per call
+ENCODER_128 = ModelTraits({"MatMul": 36, "Gather": 3}, matmul_rows=128)
+
+
+def blockwise_names(plan: Plan) -> list[str]:
+    return [r.name for r in plan.rungs if r.blockwise]
+
+
+@pytest.mark.parametrize("rules", [*RULE_SETS, DEFAULT_RULES], ids=lambda r: r.name)
+def test_every_rule_set_ends_with_the_matmulnbits_rungs_block_128_first(rules: HostRules) -> None:
+    plan = plan_ladder(TRANSFORMER, rules, "pp")
+    assert names(plan)[-4:] == blockwise_names(plan) == ["q4-b128", "q4-b32", "q8-b128", "q8-b32"]
+    q4 = rung_named(plan, "q4-b32")
+    assert q4.spec.weight_type is WeightType.Q4 and q4.spec.block_size == 32
+    assert q4.reaches == {"MatMul"}
+    # MatMulNBitsQuantizer's own default op set (MatMul) and no quantize_dynamic options.
+    assert q4.spec.op_types == () and dict(q4.spec.extra_options) == {} and not q4.spec.per_channel
+    assert q4.spec.preprocess == "pp"
+
+
+def test_models_without_matmul_get_no_matmulnbits_rungs() -> None:
+    assert blockwise_names(plan_ladder(CONV_ONLY, AVX2, "pp")) == []
+    assert blockwise_names(plan_ladder(VAD, AVX2, "pp")) == []  # Conv and LSTM only
+
+
+def test_avx2_prunes_matmulnbits_where_every_matmul_multiplies_many_rows() -> None:
+    plan = plan_ladder(ENCODER_128, AVX2, "pp")
+    dynamic = [measured(r, ci=(1.3, 1.4)) for r in plan.rungs if not r.blockwise]
+    step = next_step(plan, dynamic, [], elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert step.rung is None
+    assert [(s.name, s.rule) for s in step.skipped] == [
+        (name, "blockwise-rows") for name in ["q4-b128", "q4-b32", "q8-b128", "q8-b32"]
+    ]
+    assert (
+        "at least 128 activation rows" in step.skipped[0].reason and "up to 4 rows" in step.skipped[0].reason
+    )
+
+
+@pytest.mark.parametrize(
+    ("traits", "rules"),
+    [
+        (DECODE_STEP, AVX2),  # one row per MatMul: where MatMulNBits won
+        (ModelTraits({"MatMul": 4}, matmul_rows=4), AVX2),  # at the bound: tried
+        (ENCODER_128, VNNI),  # not measured on VNNI hosts: no shape rule, measurement decides
+        (TRANSFORMER, AVX2),  # rows unknown: nothing to prune by
+    ],
+    ids=["decode-step", "at-the-bound", "vnni-unbounded", "rows-unknown"],
+)
+def test_matmulnbits_rungs_are_tried_where_no_shape_rule_prunes_them(
+    traits: ModelTraits, rules: HostRules
+) -> None:
+    plan = plan_ladder(traits, rules, "pp")
+    dynamic = [measured(r, ci=(1.3, 1.4)) for r in plan.rungs if not r.blockwise]
+    step = next_step(plan, dynamic, [], elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert step.rung is not None and step.rung.name == "q4-b128"
+
+
+def test_a_block_of_128_that_is_not_faster_prunes_only_its_own_bits_block_of_32() -> None:
+    plan = plan_ladder(DECODE_STEP, AVX2, "pp")
+    slow = measured(rung_named(plan, "q4-b128"), ci=(0.7, 0.8))
+    tried, _ = walk(plan, {"q4-b128": slow, "q8-b128": measured(rung_named(plan, "q8-b128"), ci=(1.3, 1.4))})
+    assert "q4-b32" not in tried and "q8-b128" in tried and "q8-b32" in tried
+    step = next_step(plan, [slow], [r.name for r in plan.rungs[:-4]], elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert [(s.name, s.rule) for s in step.skipped] == [("q4-b32", "blockwise-behind")]
+    assert "q4-b128 measured slower than FP32" in step.skipped[0].reason
+
+
+def test_a_block_of_128_clearly_behind_the_leader_prunes_its_block_of_32() -> None:
+    plan = plan_ladder(DECODE_STEP, AVX2, "pp")
+    leader = measured(rung_named(plan, "u8s8-pc"), ci=(2.45, 2.6))
+    behind = measured(rung_named(plan, "q4-b128"), ci=(2.0, 2.2))
+    close = measured(rung_named(plan, "q4-b128"), ci=(2.3, 2.5))  # overlaps the leader: not behind
+    done = [r.name for r in plan.rungs[:-4]]
+    step = next_step(plan, [leader, behind], done, elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert ("q4-b32", "blockwise-behind") in [(s.name, s.rule) for s in step.skipped]
+    assert "clearly behind u8s8-pc" in step.skipped[0].reason
+    step = next_step(plan, [leader, close], done, elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert step.rung is not None and step.rung.name == "q4-b32"
+
+
+def test_a_block_of_128_that_failed_the_gate_untimed_leaves_the_more_accurate_block_of_32() -> None:
+    plan = plan_ladder(DECODE_STEP, AVX2, "pp")
+    failed = measured(rung_named(plan, "q4-b128"), gate=False, ci=None)
+    step = next_step(
+        plan, [failed], [r.name for r in plan.rungs[:-4]], elapsed=0.0, budget=1e9, margin=MARGIN
+    )
+    assert step.rung is not None and step.rung.name == "q4-b32"
+
+
+def test_traits_record_the_rows_and_rules_their_bound() -> None:
+    assert DECODE_STEP.record().matmul_rows == 1
+    assert AVX2.record().blockwise_max_rows == 4 and VNNI.record().blockwise_max_rows is None
+
+
+# --- screening: the per-channel twin (issue 13 §3) ----------------------------------------------
+
+
+def test_screening_prunes_a_rung_whose_per_channel_twin_was_not_faster() -> None:
+    plan = plan_ladder(CNN, AVX2, "pp")
+    pc = rung_named(plan, "u8s8-pc-gemm+matmul")
+    not_faster = measured(pc, ci=(1.0, 1.04))
+    step = next_step(
+        plan,
+        [not_faster],
+        [r.name for r in plan.rungs[: pc.index]],
+        elapsed=0.0,
+        budget=1e9,
+        margin=MARGIN,
+        screen=True,
+    )
+    assert [(s.name, s.rule) for s in step.skipped][:1] == [("u8s8-gemm+matmul", "per-channel-twin")]
+    assert "differs only in per_channel" in step.skipped[0].reason
+    # Without screening the twin is timed as before; a twin that was fast keeps it alive either way.
+    unscreened = next_step(
+        plan, [not_faster], [r.name for r in plan.rungs[: pc.index]], elapsed=0.0, budget=1e9, margin=MARGIN
+    )
+    assert unscreened.rung is not None and unscreened.rung.name == "u8s8-gemm+matmul"
+    fast = measured(pc, ci=(1.2, 1.3), gate=False)
+    kept = next_step(
+        plan,
+        [fast],
+        [r.name for r in plan.rungs[: pc.index]],
+        elapsed=0.0,
+        budget=1e9,
+        margin=MARGIN,
+        screen=True,
+    )
+    assert kept.rung is not None and kept.rung.name == "u8s8-gemm+matmul"
+
+
+def test_a_rung_screened_out_behind_the_leader_prunes_its_twin_too() -> None:
+    plan = plan_ladder(TRANSFORMER, AVX2, "pp")
+    u8u8 = measured(rung_named(plan, "u8u8"), ci=(1.2, 1.3))
+    behind = replace(
+        u8u8, screened_out="clearly behind u8s8-pc in the same rounds (u8s8-pc 1.20-1.30x as fast)"
+    )
+    step = next_step(plan, [behind], ["fp32-opt"], elapsed=0.0, budget=1e9, margin=MARGIN, screen=True)
+    assert [(s.name, s.rule) for s in step.skipped] == [("u8u8-pc", "per-channel-twin")]
+    assert "clearly behind u8s8-pc" in step.skipped[0].reason
+
+
+def test_a_smaller_blocks_slowness_says_nothing_about_a_larger_block() -> None:
+    plan = plan_ladder(DECODE_STEP, AVX2, "pp")
+    slow_small = measured(rung_named(plan, "q4-b32"), ci=(0.7, 0.8))
+    done = [r.name for r in plan.rungs[:-4]]
+    step = next_step(plan, [slow_small], done, elapsed=0.0, budget=1e9, margin=MARGIN)
+    assert step.rung is not None and step.rung.name == "q4-b128"

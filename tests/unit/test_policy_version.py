@@ -54,7 +54,7 @@ def test_a_design_decision_is_stale_when_the_model_becomes_thorough() -> None:
 
 
 def test_the_current_policy_carries_the_modes_version() -> None:
-    assert current_policy("1.32.0", "thorough", MAX_AGE).policy_version == "ladder/2"
+    assert current_policy("1.32.0", "thorough", MAX_AGE).policy_version == "ladder/3"
     assert current_policy("1.32.0", "design", MAX_AGE).policy_version == "design-two-step/1"
 
 
@@ -82,9 +82,9 @@ def test_a_preflight_outcome_records_its_modes_policy_version(tmp_path: Path, mo
     assert result.policy_version == policy_version_for(mode)
 
 
-def test_the_ladder_policy_version_follows_the_rules_revision_and_stays_ladder_2() -> None:
+def test_the_ladder_policy_version_follows_the_rules_revision_and_stays_ladder_3() -> None:
     # One derives from the other, so a rules bump re-decides every thorough model; the recorded
     # value itself must not change by accident (that too would requantize the whole catalog).
-    assert LADDER_POLICY_VERSION == f"ladder/{RULES_REVISION}" == "ladder/2"
-    assert RULES_VERSION == f"ladder-rules/{RULES_REVISION}" == "ladder-rules/2"
-    assert policy_version_for(SearchMode.THOROUGH) == "ladder/2"
+    assert LADDER_POLICY_VERSION == f"ladder/{RULES_REVISION}" == "ladder/3"
+    assert RULES_VERSION == f"ladder-rules/{RULES_REVISION}" == "ladder-rules/3"
+    assert policy_version_for(SearchMode.THOROUGH) == "ladder/3"

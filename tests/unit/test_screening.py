@@ -1,0 +1,89 @@
+"""Screening's stop rules and verdicts over latency samples (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dqd.pipeline.benchmark import speedup_ci
+from dqd.pipeline.screening import (
+    clearly_behind,
+    not_worth_gating,
+    pilot_settled,
+    playoff_settled,
+    pooled_speedup,
+)
+
+MARGIN = 0.05
+CONFIDENCE = 0.95
+
+
+def latencies(median_ms: float, n: int = 40, jitter: float = 0.01, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(median_ms * (1.0 + jitter * rng.standard_normal(n)))
+
+
+FP32 = latencies(40.0)
+
+
+def test_a_rung_clearly_behind_the_leader_settles_the_pilot_and_is_not_gated() -> None:
+    leader, rung = latencies(26.0, seed=1), latencies(32.0, seed=2)  # both faster than FP32
+    assert clearly_behind(rung, leader, MARGIN, CONFIDENCE)
+    why = not_worth_gating(speedup_ci(FP32, rung), rung, ("u8s8-pc", leader), MARGIN, CONFIDENCE)
+    assert why is not None and why.startswith("clearly behind u8s8-pc in the same rounds")
+
+
+def test_a_rung_as_fast_as_the_leader_is_gated() -> None:
+    leader, rung = latencies(26.0, seed=1), latencies(26.2, seed=2)
+    assert not clearly_behind(rung, leader, MARGIN, CONFIDENCE)
+    assert not_worth_gating(speedup_ci(FP32, rung), rung, ("u8s8-pc", leader), MARGIN, CONFIDENCE) is None
+
+
+def test_a_rung_not_faster_than_fp32_is_not_gated_without_a_leader() -> None:
+    assert (
+        not_worth_gating(speedup_ci(FP32, latencies(39.5, seed=3)), [], None, MARGIN, CONFIDENCE) is not None
+    )
+    assert not_worth_gating(speedup_ci(FP32, latencies(30.0, seed=3)), [], None, MARGIN, CONFIDENCE) is None
+
+
+def test_the_pilot_waits_while_the_rung_straddles_the_margin() -> None:
+    straddling = latencies(38.1, n=10, jitter=0.05, seed=4)  # about 1.05x, wide: unresolved
+    assert not pilot_settled([FP32[:10], straddling], MARGIN, CONFIDENCE)
+    assert pilot_settled([FP32[:10], latencies(20.0, n=10, seed=5)], MARGIN, CONFIDENCE)  # clearly faster
+
+
+def test_the_pilot_settles_on_a_rung_clearly_behind_the_leader_even_if_unresolved_against_fp32() -> None:
+    straddling = latencies(38.1, n=10, jitter=0.05, seed=4)
+    leader = latencies(20.0, n=10, seed=6)
+    assert pilot_settled([FP32[:10], leader, straddling], MARGIN, CONFIDENCE)
+
+
+def test_the_playoff_settles_when_each_finalist_is_clearly_beaten_or_clearly_not() -> None:
+    fast, tie, slow = latencies(20.0, seed=7), latencies(20.1, seed=8), latencies(30.0, seed=9)
+    assert playoff_settled([FP32, fast, tie, slow], MARGIN, CONFIDENCE)
+
+
+def test_the_playoff_goes_on_while_two_finalists_may_still_differ() -> None:
+    wide = latencies(20.0, n=8, jitter=0.08, seed=10)
+    other = latencies(21.2, n=8, jitter=0.08, seed=11)  # 6 % apart, intervals wide: an open question
+    assert not playoff_settled([FP32[:8], wide, other], MARGIN, CONFIDENCE)
+
+
+def test_the_playoff_goes_on_while_a_finalist_is_unresolved_against_fp32() -> None:
+    straddling = latencies(38.1, n=10, jitter=0.05, seed=4)
+    assert not playoff_settled([FP32[:10], latencies(20.0, n=10, seed=7), straddling], MARGIN, CONFIDENCE)
+
+
+def test_pooling_a_pilot_into_a_short_playoff_narrows_the_interval_without_moving_it() -> None:
+    pilot = (latencies(40.0, n=20, jitter=0.03, seed=12), latencies(27.0, n=20, jitter=0.03, seed=13))
+    playoff = (latencies(40.0, n=4, jitter=0.03, seed=14), latencies(27.0, n=4, jitter=0.03, seed=15))
+    alone_point, (alone_low, alone_high) = pooled_speedup([playoff], CONFIDENCE)
+    point, (low, high) = pooled_speedup([playoff, pilot], CONFIDENCE)
+    assert high - low < alone_high - alone_low
+    assert abs(point - 40.0 / 27.0) < 0.05 and abs(alone_point - 40.0 / 27.0) < 0.1
+
+
+def test_a_finalist_resolved_by_its_pilot_does_not_hold_the_playoff_open() -> None:
+    straddling = [[40.0, 40.5, 39.5], [38.5, 34.0, 37.0]]  # 1.04x to 1.18x from three noisy rounds
+    pilot = (latencies(40.0, n=30, seed=19), latencies(36.0, n=30, seed=20))  # 1.11x, tight
+    assert not playoff_settled(straddling, MARGIN, CONFIDENCE)
+    assert playoff_settled(straddling, MARGIN, CONFIDENCE, [pilot])
