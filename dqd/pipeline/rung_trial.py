@@ -149,7 +149,8 @@ def _screened(
     if measurement.gate_passed and len(bench.timing_feeds()) > 1:
         with bench.locked(exclusive=True):
             contenders = [Contender(None, bench.source), Contender(rung.spec, path)]
-            informative = bench.time_informative(contenders, step=_step(rung))
+            lent = {bench.source: bench.fp32_session(), path: session}
+            informative = bench.time_informative(contenders, step=_step(rung), sessions=lent)
     measured.benchmarks = [*informative, fp32, timed]  # the deciding feed's timings last
     result = RungResult(rung, measurement, 0.0)
     speedup = measurement.speedup or 0.0

@@ -83,25 +83,41 @@ def playoff_settled(
     margin: float,
     confidence: float,
     pilots: Sequence[Pairs | None] | None = None,
+    *,
+    patience_spent: bool = False,
 ) -> bool:
     """``samples`` are [FP32, finalist...]: every finalist's speed over FP32 is resolved (its pilot's
     pairs pooled in, when ``pilots`` gives them, in finalist order), and each one is either clearly
-    beaten by another finalist or clearly beaten by none."""
+    beaten by another finalist or clearly beaten by none.
+
+    Once ``patience_spent`` (the playoff's soft time cap), a question still open
+    no longer holds the playoff when its point estimate sits below ``1 + margin``:
+    more rounds would most likely confirm a tie. One whose point estimate says
+    "faster" keeps it going, so that a real difference the rounds so far could
+    not yet prove is not mistaken for a tie (and the more accurate but slower
+    variant shipped).
+    """
+
+    def still_open(point: float, interval: tuple[float, float]) -> bool:
+        if is_resolved(interval, margin):
+            return False
+        return not patience_spent or point >= 1.0 + margin
+
     finalists = samples[1:]
     for index, rung in enumerate(finalists):
         prior = pilots[index] if pilots is not None else None
         runs: list[Pairs] = [(samples[0], rung), *([prior] if prior is not None else [])]
-        if not is_resolved(pooled_speedup(runs, confidence)[1], margin):
+        if still_open(*pooled_speedup(runs, confidence)):
             return False
     for index, rung in enumerate(finalists):
         open_question = False
         for other_index, other in enumerate(finalists):
             if other_index == index:
                 continue
-            low, high = _speedup_ci(rung, other, confidence=confidence)  # the other's speed-up over this one
-            if low >= 1.0 + margin:
+            interval = _speedup_ci(rung, other, confidence=confidence)  # the other's speed-up over this one
+            if interval[0] >= 1.0 + margin:
                 break  # beaten: nothing else about this finalist matters to the selection
-            open_question = open_question or high >= 1.0 + margin
+            open_question = open_question or still_open(speedup_point(rung, other), interval)
         else:
             if open_question:
                 return False

@@ -162,9 +162,9 @@ def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: floa
     benchmark's time budget. With screening it reuses the sessions still
     open, pools each finalist's pilot pairs into its speed-up over FP32, and
     stops once every finalist is clearly beaten or clearly not
-    (:func:`dqd.pipeline.screening.playoff_settled`), or after a quarter of
-    the budget and at least :data:`PLAYOFF_MIN_ROUNDS` rounds: finalists
-    still not told apart then count as equally fast.
+    (:func:`dqd.pipeline.screening.playoff_settled`); after a quarter of the
+    budget (and at least :data:`PLAYOFF_MIN_ROUNDS` rounds) only differences
+    whose point estimate clears the margin keep it going, up to the whole budget.
     """
     bench = ladder.bench
     measured = {r.rung.name: m for r, m in zip(ladder.results, ladder.measured, strict=True)}
@@ -181,8 +181,8 @@ def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: floa
         started = time.monotonic()
 
         def settled(samples: Sequence[Sequence[float]]) -> bool:
-            over = time.monotonic() - started >= soft_cap
-            return over or playoff_settled(samples, margin, settings.confidence, pilots)
+            spent = time.monotonic() - started >= soft_cap
+            return playoff_settled(samples, margin, settings.confidence, pilots, patience_spent=spent)
 
         run_settings = settings
         options = {"sessions": lent, "settled": settled, "min_rounds": PLAYOFF_MIN_ROUNDS}

@@ -9,7 +9,7 @@ Runs inside the isolated child process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,22 +106,31 @@ class Workbench:
             everything.extend(deciding)
         return deciding, everything
 
-    def time_informative(self, contenders: Sequence[Contender], *, step: str) -> list[BenchmarkResult]:
-        """``contenders`` timed on the feeds that do not decide (a decoder's prompt step), for the record.
+    def time_informative(
+        self, contenders: Sequence[Contender], *, step: str, sessions: Mapping[Path, Any] | None = None
+    ) -> list[BenchmarkResult]:
+        """``contenders`` timed on the feeds that do not decide (a decoder's prompt step), for the record,
+        on the open ``sessions`` lent by path.
 
         Record them before the deciding feed's timings (see :meth:`time_against_fp32`).
         Call under the exclusive host lock.
         """
         timed: list[BenchmarkResult] = []
         for label, feed in reversed(self.timing_feeds()[1:]):
-            timed.extend(self._time_on(contenders, feed, step_name(step, label)))
+            timed.extend(self._time_on(contenders, feed, step_name(step, label), sessions))
         return timed
 
     def _time_on(
-        self, contenders: Sequence[Contender], feed: dict[str, Any], step: str
+        self,
+        contenders: Sequence[Contender],
+        feed: dict[str, Any],
+        step: str,
+        sessions: Mapping[Path, Any] | None = None,
     ) -> list[BenchmarkResult]:
         settings = self.benchmark_settings
-        return benchmark_interleaved(contenders, feed, settings, threads=self.threads, step=step)
+        return benchmark_interleaved(
+            contenders, feed, settings, threads=self.threads, step=step, sessions=sessions
+        )
 
     def reference_outputs(self) -> list[Outputs]:
         """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault."""

@@ -52,7 +52,9 @@ def test_minilm_selects_per_channel_u8s8_at_least_as_accurate_as_u8u8(
     assert result.outcome is Outcome.QUANTIZED, result.reasons
     selected = result.selected
     assert selected is not None and selected.weight_type is WeightType.U8S8 and selected.per_channel
-    assert result.speedup is not None and result.speedup >= 1.45
+    # Shipped as significantly faster than FP32 (how much faster is the host's, measured in tests/perf).
+    margin = record(result)["margin"]
+    assert result.speedup_ci is not None and result.speedup_ci[0] >= 1.0 + margin
     chosen, u8u8 = decisive(result, selected.name), decisive(result, "u8u8")
     assert chosen.input_source is InputSource.SAMPLES and u8u8.input_source is InputSource.SAMPLES
     mine, theirs = chosen.metrics["last_hidden_state"], u8u8.metrics["last_hidden_state"]
@@ -72,7 +74,10 @@ def test_silero_is_judged_over_a_stream_and_never_ships_quantized_conv(
         assert result.selected.extra_options == {"EnableSubgraph": True}
     assert record(result)["stateful"]["pairs"] == [["state", "stateN"]]
     gates = [a for a in result.accuracy if a.decisive]
-    assert gates and all(a.reason.startswith("over a stream of") for a in gates)
+    assert all(a.reason.startswith("over a stream of") for a in gates)
+    tried = [r for r in record(result)["rungs"] if r["status"] == "tried"]
+    if not gates:  # screening left every rung ungated: each was too slow to be selected, and says so
+        assert tried and all(r["screened_out"] for r in tried), tried
     inputs = catalog_details_json(result.details)["inputs"][0]["description"]
     assert "sr[]" in inputs and "fitted for streaming" in inputs
 

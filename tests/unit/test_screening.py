@@ -87,3 +87,16 @@ def test_a_finalist_resolved_by_its_pilot_does_not_hold_the_playoff_open() -> No
     pilot = (latencies(40.0, n=30, seed=19), latencies(36.0, n=30, seed=20))  # 1.11x, tight
     assert not playoff_settled(straddling, MARGIN, CONFIDENCE)
     assert playoff_settled(straddling, MARGIN, CONFIDENCE, [pilot])
+
+
+def test_after_the_soft_cap_only_a_difference_that_looks_real_keeps_the_playoff_going() -> None:
+    fp32 = [60.0, 60.4, 59.6, 60.2]
+    first = [30.0, 28.0, 32.0, 29.0]
+    # Against the first finalist, round by round: about 1 % apart, and about 16 % apart; neither
+    # interval resolved over four rounds, both finalists clearly faster than FP32.
+    close = [fp32, first, [a * r for a, r in zip(first, (1.03, 0.97, 1.09, 0.99), strict=True)]]
+    apart = [fp32, first, [a * r for a, r in zip(first, (1.25, 1.01, 1.28, 1.06), strict=True)]]
+    for samples in (close, apart):
+        assert not playoff_settled(samples, MARGIN, CONFIDENCE)
+    assert playoff_settled(close, MARGIN, CONFIDENCE, patience_spent=True)  # most likely a tie
+    assert not playoff_settled(apart, MARGIN, CONFIDENCE, patience_spent=True)  # most likely not
