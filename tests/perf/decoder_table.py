@@ -7,6 +7,11 @@ prompt step's latency, file size, greedy next-token agreement with FP32 over
 the judged generation (FP32's tokens fed to both), and dqd's pick.
 
     python tests/perf/decoder_table.py [--modes design thorough] [--threads 1] [--past 128] [--keep DIR]
+                                       [--no-screen]
+
+``--no-screen`` (``ladder.screen = false``) gates and times every rung of the
+thorough ladder, so the table has every rung's agreement and speed; screening
+leaves rungs that cannot be selected ungated (agreement "-").
 
 GPT-2 small is about 650 MB in FP32 and its prompt step takes seconds at one
 thread: a thorough run takes several minutes.
@@ -80,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--past", type=int, default=128)
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--no-screen", action="store_true")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dqd-decoders-"))
     models = build_models(work / "models")
@@ -96,6 +102,7 @@ def main() -> None:
             DQD_HOST_LOCK=str(work / "host.lock"),
             DQD_WATCH_DIR=str(work / "models"),
             DQD_BENCHMARK__DECODER_PAST_LENGTH=str(args.past),
+            DQD_LADDER__SCREEN=str(not args.no_screen).lower(),
         )
         started = time.monotonic()
         done = dqd(

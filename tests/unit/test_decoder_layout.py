@@ -138,3 +138,24 @@ def test_the_same_generation_passes_and_the_reason_says_how_it_was_judged() -> N
 def test_logits_that_drift_off_fail_the_gate() -> None:
     metrics, passed, reason = judged(3.0)
     assert not passed and "logits:" in reason and metrics["logits"]["cosine_mean"] < 0.95
+
+
+def test_tokens_per_second_name_fp32s_range_when_its_runs_disagree() -> None:
+    from dqd.domain import BenchmarkResult, LatencyStats, VariantSpec, WeightType
+    from dqd.pipeline.decoder_run import DecoderEvaluation, TimingFeed, decoder_notes
+
+    def timed(spec: VariantSpec | None, ms: float) -> BenchmarkResult:
+        return BenchmarkResult(spec, 1, LatencyStats(ms, ms, ms, 10), None, None, 0, "ladder:1:x:decode@8")
+
+    inputs, outputs = optimum_layout()
+    layout = find_decoder(inputs, outputs, {})
+    assert layout is not None
+    evaluation = DecoderEvaluation(layout, None, None, (TimingFeed("decode@8", {}, 1),), {}, {})  # type: ignore[arg-type]
+    q4 = VariantSpec(WeightType.Q4, block_size=32)
+    apart = decoder_notes(evaluation, [timed(None, 0.16), timed(q4, 0.11), timed(None, 0.11)])
+    assert apart[1] == (
+        "decode step with a cache of 8 tokens: FP32 0.11-0.16 ms (6250-9091 tokens/s) over 2 runs; "
+        "q4-b32 0.11 ms (9091 tokens/s)"
+    )
+    alike = decoder_notes(evaluation, [timed(None, 0.160), timed(q4, 0.11), timed(None, 0.158)])
+    assert alike[1].startswith("decode step with a cache of 8 tokens: FP32 0.16 ms (6250 tokens/s); ")
