@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,13 @@ from dqd.modelfile import model_files
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.ladder import Plan, Rung, RungResult, Skipped, needs_timing
 from dqd.pipeline.policy import CandidateMeasurement, Speed
-from dqd.pipeline.screening import PILOT_MIN_ROUNDS, Pairs, not_worth_gating, pilot_settled
+from dqd.pipeline.screening import (
+    PILOT_MIN_ROUNDS,
+    Pairs,
+    not_worth_gating,
+    patience_seconds,
+    pilot_settled,
+)
 from dqd.pipeline.stateful import StatePair, judge_stream, run_stream
 from dqd.pipeline.workbench import CandidateRun, Workbench, step_name
 from dqd.text import first_line
@@ -137,9 +143,14 @@ def _screened(
     state.pilots[rung.name] = (fp32.latency.samples_ms, timed.latency.samples_ms)
     measurement = replace(built, speedup=timed.speedup, speedup_ci=timed.speedup_ci)
     leader_ms = (leader.name, pilot[1].latency.samples_ms) if leader is not None else None
-    assert timed.speedup_ci is not None  # a candidate's timing always has one
+    assert timed.speedup is not None and timed.speedup_ci is not None  # a candidate's timing has both
     why_not = not_worth_gating(
-        timed.speedup_ci, timed.latency.samples_ms, leader_ms, state.margin, settings.confidence
+        timed.speedup,
+        timed.speedup_ci,
+        timed.latency.samples_ms,
+        leader_ms,
+        state.margin,
+        settings.confidence,
     )
     if why_not is not None:
         measured.benchmarks = [fp32, timed]
@@ -171,6 +182,13 @@ def _pilot(state: LadderState, rung: Rung, path: Path, session: Any) -> list[Ben
         contenders.append(Contender(state.leader.spec, state.leader.path))
         sessions[state.leader.path] = state.leader.session
     contenders.append(Contender(rung.spec, path))
+    patience = patience_seconds(settings)
+    started = state.clock()
+
+    def settled(samples: Sequence[Sequence[float]]) -> bool:
+        spent = state.clock() - started >= patience
+        return pilot_settled(samples, state.margin, settings.confidence, patience_spent=spent)
+
     return benchmark_interleaved(
         contenders,
         bench.benchmark_feed,
@@ -178,7 +196,7 @@ def _pilot(state: LadderState, rung: Rung, path: Path, session: Any) -> list[Ben
         threads=bench.threads,
         step=step_name(_step(rung), bench.timing_feeds()[0][0]),
         sessions=sessions,
-        settled=lambda samples: pilot_settled(samples, state.margin, settings.confidence),
+        settled=settled,
         first_check=state.pilot_seconds,
         min_rounds=PILOT_MIN_ROUNDS,
     )

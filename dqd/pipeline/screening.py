@@ -20,12 +20,20 @@ from collections.abc import Sequence
 from dqd.pipeline.benchmark import is_resolved, speedup_point
 from dqd.pipeline.benchmark import speedup_ci as _speedup_ci
 from dqd.pipeline.policy import Speed, classify_speed
+from dqd.settings import BenchmarkSettings
 
 # A pilot's interval needs some rounds before it means anything, however fast the model.
 PILOT_MIN_ROUNDS = 8
 # The playoff's too, before its soft time cap may end it: enough to tell 20 % apart at 5 % noise.
 PLAYOFF_MIN_ROUNDS = 10
 Pairs = tuple[Sequence[float], Sequence[float]]  # FP32's and a rung's latencies, paired round by round
+
+
+def patience_seconds(settings: BenchmarkSettings) -> float:
+    """How long a pilot or a playoff waits for a question that looks settled to be proven: a quarter
+    of the benchmark's time budget; past it, only an answer whose point estimate clears the margin
+    is worth the rest of the budget."""
+    return max(settings.min_seconds, settings.max_seconds / 4)
 
 
 def clearly_behind(
@@ -36,34 +44,44 @@ def clearly_behind(
     return low >= 1.0 + margin
 
 
-def pilot_settled(samples: Sequence[Sequence[float]], margin: float, confidence: float) -> bool:
+def pilot_settled(
+    samples: Sequence[Sequence[float]], margin: float, confidence: float, *, patience_spent: bool = False
+) -> bool:
     """``samples`` are [FP32, leader, rung] or [FP32, rung]: the rung's speed over FP32 is resolved,
-    or it is clearly behind the leader."""
+    or it is clearly behind the leader; once ``patience_spent`` (the pilot's soft time cap), also when
+    its point estimate sits below ``1 + margin``: a rung about as fast as FP32 could only be shown
+    marginally faster by many more rounds, and is not pursued."""
     fp32, rung = samples[0], samples[-1]
     if is_resolved(_speedup_ci(fp32, rung, confidence=confidence), margin):
+        return True
+    if patience_spent and speedup_point(fp32, rung) < 1.0 + margin:
         return True
     return len(samples) == 3 and clearly_behind(rung, samples[1], margin, confidence)
 
 
 def not_worth_gating(
+    speedup: float,
     speedup_ci: tuple[float, float],
     rung_ms: Sequence[float],
     leader: tuple[str, Sequence[float]] | None,
     margin: float,
     confidence: float,
 ) -> str | None:
-    """Why a piloted rung cannot be selected whatever its accuracy, or None when it may be.
+    """Why a piloted rung will not be selected whatever its accuracy, or None when it may be.
 
-    ``speedup_ci`` is its interval over FP32 from the pilot; ``leader`` the
-    leader's name and latencies in the pilot's rounds, beside ``rung_ms``.
+    ``speedup`` and ``speedup_ci`` are its speed-up over FP32 from the pilot;
+    ``leader`` the leader's name and latencies in the pilot's rounds, beside ``rung_ms``.
     """
     if leader is not None:
         name, leader_ms = leader
         if clearly_behind(rung_ms, leader_ms, margin, confidence):
             low, high = _speedup_ci(rung_ms, leader_ms, confidence=confidence)
             return f"clearly behind {name} in the same rounds ({name} {low:.2f}-{high:.2f}x as fast)"
-    if classify_speed(speedup_ci, margin) in (Speed.SLOWER, Speed.NOT_FASTER):
+    speed = classify_speed(speedup_ci, margin)
+    if speed in (Speed.SLOWER, Speed.NOT_FASTER):
         return "a rung this fast cannot be selected"
+    if speed is Speed.UNRESOLVED and speedup < 1.0 + margin:
+        return "not shown faster than FP32 by the margin through the pilot, and its point estimate below it"
     return None
 
 

@@ -32,7 +32,12 @@ from dqd.pipeline.ladder_select import Playoff, decide_ladder
 from dqd.pipeline.matmul_rows import fewest_matmul_rows
 from dqd.pipeline.policy import Decision
 from dqd.pipeline.rung_trial import LadderState, StreamEvaluation, graph_digest, try_rung
-from dqd.pipeline.screening import PLAYOFF_MIN_ROUNDS, playoff_settled, pooled_speedup
+from dqd.pipeline.screening import (
+    PLAYOFF_MIN_ROUNDS,
+    patience_seconds,
+    playoff_settled,
+    pooled_speedup,
+)
 from dqd.pipeline.stateful import find_state_pairs, run_stream, stream_feeds
 from dqd.pipeline.workbench import CandidateRun, Workbench, step_name
 from dqd.records import GraphSummary, LadderRecord, LadderRunRecord, StatefulRecord
@@ -177,11 +182,11 @@ def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: floa
         lent = {bench.source: bench.fp32_session()}
         if ladder.leader is not None:
             lent[ladder.leader.path] = ladder.leader.session
-        soft_cap = max(settings.min_seconds, settings.max_seconds / 4)
+        patience = patience_seconds(settings)
         started = time.monotonic()
 
         def settled(samples: Sequence[Sequence[float]]) -> bool:
-            spent = time.monotonic() - started >= soft_cap
+            spent = time.monotonic() - started >= patience
             return playoff_settled(samples, margin, settings.confidence, pilots, patience_spent=spent)
 
         run_settings = settings

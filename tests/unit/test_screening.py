@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dqd.pipeline.benchmark import speedup_ci
+from dqd.pipeline.benchmark import speedup_ci, speedup_point
 from dqd.pipeline.screening import (
     clearly_behind,
     not_worth_gating,
@@ -25,24 +25,51 @@ def latencies(median_ms: float, n: int = 40, jitter: float = 0.01, seed: int = 0
 FP32 = latencies(40.0)
 
 
+def verdict(rung: list[float], leader: tuple[str, list[float]] | None = None) -> str | None:
+    return not_worth_gating(
+        speedup_point(FP32, rung), speedup_ci(FP32, rung), rung, leader, MARGIN, CONFIDENCE
+    )
+
+
 def test_a_rung_clearly_behind_the_leader_settles_the_pilot_and_is_not_gated() -> None:
     leader, rung = latencies(26.0, seed=1), latencies(32.0, seed=2)  # both faster than FP32
     assert clearly_behind(rung, leader, MARGIN, CONFIDENCE)
-    why = not_worth_gating(speedup_ci(FP32, rung), rung, ("u8s8-pc", leader), MARGIN, CONFIDENCE)
+    why = verdict(rung, ("u8s8-pc", leader))
     assert why is not None and why.startswith("clearly behind u8s8-pc in the same rounds")
 
 
 def test_a_rung_as_fast_as_the_leader_is_gated() -> None:
     leader, rung = latencies(26.0, seed=1), latencies(26.2, seed=2)
     assert not clearly_behind(rung, leader, MARGIN, CONFIDENCE)
-    assert not_worth_gating(speedup_ci(FP32, rung), rung, ("u8s8-pc", leader), MARGIN, CONFIDENCE) is None
+    assert verdict(rung, ("u8s8-pc", leader)) is None
 
 
 def test_a_rung_not_faster_than_fp32_is_not_gated_without_a_leader() -> None:
-    assert (
-        not_worth_gating(speedup_ci(FP32, latencies(39.5, seed=3)), [], None, MARGIN, CONFIDENCE) is not None
+    assert verdict(latencies(39.5, seed=3)) == "a rung this fast cannot be selected"
+    assert verdict(latencies(30.0, seed=3)) is None
+
+
+def test_an_unresolved_rung_is_gated_only_when_its_point_estimate_clears_the_margin() -> None:
+    below = latencies(38.6, n=6, jitter=0.06, seed=21)  # about 1.03x, the interval straddling 1.05
+    above = latencies(37.4, n=6, jitter=0.06, seed=22)  # about 1.07x, likewise
+    for rung in (below, above):
+        low, high = speedup_ci(FP32[:6], rung)
+        assert low < 1.0 + MARGIN <= high
+    fp32 = FP32[:6]
+    assert not_worth_gating(
+        speedup_point(fp32, below), speedup_ci(fp32, below), below, None, MARGIN, CONFIDENCE
     )
-    assert not_worth_gating(speedup_ci(FP32, latencies(30.0, seed=3)), [], None, MARGIN, CONFIDENCE) is None
+    assert not not_worth_gating(
+        speedup_point(fp32, above), speedup_ci(fp32, above), above, None, MARGIN, CONFIDENCE
+    )
+
+
+def test_the_pilot_gives_up_on_a_rung_about_as_fast_as_fp32_once_its_patience_is_spent() -> None:
+    below = latencies(38.6, n=6, jitter=0.06, seed=21)
+    above = latencies(37.4, n=6, jitter=0.06, seed=22)
+    assert not pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE)
+    assert pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE, patience_spent=True)
+    assert not pilot_settled([FP32[:6], above], MARGIN, CONFIDENCE, patience_spent=True)
 
 
 def test_the_pilot_waits_while_the_rung_straddles_the_margin() -> None:
