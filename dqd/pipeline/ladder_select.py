@@ -98,6 +98,11 @@ def _accuracy_key(result: RungResult) -> float:
     return round(value, ACCURACY_DECIMALS) if value is not None else float("-inf")
 
 
+def preference_order(results: Sequence[RungResult]) -> list[int]:
+    """Indices of ``results`` as :func:`select_rung` prefers them among equally fast rungs."""
+    return sorted(range(len(results)), key=lambda index: _preference(results[index]))
+
+
 def _preference(result: RungResult) -> tuple[float, float, int]:
     size = result.measurement.size_bytes
     return (-_accuracy_key(result), float(size) if size is not None else float("inf"), result.rung.index)

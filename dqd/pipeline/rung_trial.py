@@ -31,7 +31,6 @@ from dqd.pipeline.screening import (
     PILOT_MIN_ROUNDS,
     Pairs,
     not_worth_gating,
-    patience_seconds,
     pilot_settled,
 )
 from dqd.pipeline.stateful import StatePair, judge_stream, run_stream
@@ -182,12 +181,11 @@ def _pilot(state: LadderState, rung: Rung, path: Path, session: Any) -> list[Ben
         contenders.append(Contender(state.leader.spec, state.leader.path))
         sessions[state.leader.path] = state.leader.session
     contenders.append(Contender(rung.spec, path))
-    patience = patience_seconds(settings)
     started = state.clock()
 
     def settled(samples: Sequence[Sequence[float]]) -> bool:
-        spent = state.clock() - started >= patience
-        return pilot_settled(samples, state.margin, settings.confidence, patience_spent=spent)
+        may_accept = state.clock() - started >= settings.min_seconds
+        return pilot_settled(samples, state.margin, settings.confidence, may_accept=may_accept)
 
     return benchmark_interleaved(
         contenders,

@@ -45,16 +45,24 @@ def clearly_behind(
 
 
 def pilot_settled(
-    samples: Sequence[Sequence[float]], margin: float, confidence: float, *, patience_spent: bool = False
+    samples: Sequence[Sequence[float]], margin: float, confidence: float, *, may_accept: bool = True
 ) -> bool:
     """``samples`` are [FP32, leader, rung] or [FP32, rung]: the rung's speed over FP32 is resolved,
-    or it is clearly behind the leader; once ``patience_spent`` (the pilot's soft time cap), also when
-    its point estimate sits below ``1 + margin``: a rung about as fast as FP32 could only be shown
-    marginally faster by many more rounds, and is not pursued."""
+    or it is clearly behind the leader.
+
+    Until ``may_accept`` (``benchmark.min_seconds`` of rounds, what any benchmark
+    measures before it may say "faster"), only a verdict that drops the rung
+    settles it: the pilot looks early to stop losers, not to let winners in on
+    less evidence than before (an early look at a rung about as fast as FP32
+    can read "faster" by chance). From then on, a rung whose point estimate
+    sits below ``1 + margin`` is not pursued either: about as fast as FP32, it
+    could at best be shown marginally faster, by many more rounds.
+    """
     fp32, rung = samples[0], samples[-1]
-    if is_resolved(_speedup_ci(fp32, rung, confidence=confidence), margin):
+    low, high = _speedup_ci(fp32, rung, confidence=confidence)
+    if high < 1.0 + margin or (may_accept and low >= 1.0 + margin):
         return True
-    if patience_spent and speedup_point(fp32, rung) < 1.0 + margin:
+    if may_accept and speedup_point(fp32, rung) < 1.0 + margin:
         return True
     return len(samples) == 3 and clearly_behind(rung, samples[1], margin, confidence)
 
@@ -102,11 +110,18 @@ def playoff_settled(
     confidence: float,
     pilots: Sequence[Pairs | None] | None = None,
     *,
+    preference: Sequence[int] | None = None,
     patience_spent: bool = False,
 ) -> bool:
-    """``samples`` are [FP32, finalist...]: every finalist's speed over FP32 is resolved (its pilot's
-    pairs pooled in, when ``pilots`` gives them, in finalist order), and each one is either clearly
-    beaten by another finalist or clearly beaten by none.
+    """``samples`` are [FP32, finalist...]: the selection the playoff feeds can no longer change.
+
+    Every finalist's speed over FP32 is resolved (its pilot's pairs pooled in,
+    when ``pilots`` gives them, in finalist order). Then, walking the finalists
+    in ``preference`` order (indices into the finalists, most accurate first;
+    default their order): each one clearly beaten by another is passed over,
+    and the first that is not is the pick, settled once no other finalist may
+    still prove clearly faster than it. How the other finalists compare with
+    each other does not change the pick, so it does not hold the playoff.
 
     Once ``patience_spent`` (the playoff's soft time cap), a question still open
     no longer holds the playoff when its point estimate sits below ``1 + margin``:
@@ -127,16 +142,11 @@ def playoff_settled(
         runs: list[Pairs] = [(samples[0], rung), *([prior] if prior is not None else [])]
         if still_open(*pooled_speedup(runs, confidence)):
             return False
-    for index, rung in enumerate(finalists):
-        open_question = False
-        for other_index, other in enumerate(finalists):
-            if other_index == index:
-                continue
-            interval = _speedup_ci(rung, other, confidence=confidence)  # the other's speed-up over this one
-            if interval[0] >= 1.0 + margin:
-                break  # beaten: nothing else about this finalist matters to the selection
-            open_question = open_question or still_open(speedup_point(rung, other), interval)
-        else:
-            if open_question:
-                return False
+    for index in preference if preference is not None else range(len(finalists)):
+        rung = finalists[index]
+        others = [other for other_index, other in enumerate(finalists) if other_index != index]
+        faster = [(speedup_point(rung, o), _speedup_ci(rung, o, confidence=confidence)) for o in others]
+        if any(interval[0] >= 1.0 + margin for _, interval in faster):
+            continue  # clearly beaten: the pick is further down the preference
+        return not any(still_open(point, interval) for point, interval in faster)
     return True

@@ -28,7 +28,7 @@ from dqd.pipeline.ladder import (
     plan_ladder,
 )
 from dqd.pipeline.ladder_rules import rules_for
-from dqd.pipeline.ladder_select import Playoff, decide_ladder
+from dqd.pipeline.ladder_select import Playoff, decide_ladder, preference_order
 from dqd.pipeline.matmul_rows import fewest_matmul_rows
 from dqd.pipeline.policy import Decision
 from dqd.pipeline.rung_trial import LadderState, StreamEvaluation, graph_digest, try_rung
@@ -166,7 +166,7 @@ def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: floa
     rounds, so without screening the playoff runs at least half the
     benchmark's time budget. With screening it reuses the sessions still
     open, pools each finalist's pilot pairs into its speed-up over FP32, and
-    stops once every finalist is clearly beaten or clearly not
+    stops once the pick can no longer change
     (:func:`dqd.pipeline.screening.playoff_settled`); after a quarter of the
     budget (and at least :data:`PLAYOFF_MIN_ROUNDS` rounds) only differences
     whose point estimate clears the margin keep it going, up to the whole budget.
@@ -185,9 +185,13 @@ def _playoff(ladder: LadderState, contenders: Sequence[RungResult], margin: floa
         patience = patience_seconds(settings)
         started = time.monotonic()
 
+        preference = preference_order(contenders)
+
         def settled(samples: Sequence[Sequence[float]]) -> bool:
             spent = time.monotonic() - started >= patience
-            return playoff_settled(samples, margin, settings.confidence, pilots, patience_spent=spent)
+            return playoff_settled(
+                samples, margin, settings.confidence, pilots, preference=preference, patience_spent=spent
+            )
 
         run_settings = settings
         options = {"sessions": lent, "settled": settled, "min_rounds": PLAYOFF_MIN_ROUNDS}

@@ -64,17 +64,17 @@ def test_an_unresolved_rung_is_gated_only_when_its_point_estimate_clears_the_mar
     )
 
 
-def test_the_pilot_gives_up_on_a_rung_about_as_fast_as_fp32_once_its_patience_is_spent() -> None:
+def test_the_pilot_gives_up_on_a_rung_about_as_fast_as_fp32_once_it_may_accept() -> None:
     below = latencies(38.6, n=6, jitter=0.06, seed=21)
     above = latencies(37.4, n=6, jitter=0.06, seed=22)
-    assert not pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE)
-    assert pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE, patience_spent=True)
-    assert not pilot_settled([FP32[:6], above], MARGIN, CONFIDENCE, patience_spent=True)
+    assert not pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE, may_accept=False)
+    assert pilot_settled([FP32[:6], below], MARGIN, CONFIDENCE, may_accept=True)
+    assert not pilot_settled([FP32[:6], above], MARGIN, CONFIDENCE, may_accept=True)
 
 
 def test_the_pilot_waits_while_the_rung_straddles_the_margin() -> None:
     straddling = latencies(38.1, n=10, jitter=0.05, seed=4)  # about 1.05x, wide: unresolved
-    assert not pilot_settled([FP32[:10], straddling], MARGIN, CONFIDENCE)
+    assert not pilot_settled([FP32[:10], straddling], MARGIN, CONFIDENCE, may_accept=False)
     assert pilot_settled([FP32[:10], latencies(20.0, n=10, seed=5)], MARGIN, CONFIDENCE)  # clearly faster
 
 
@@ -89,10 +89,13 @@ def test_the_playoff_settles_when_each_finalist_is_clearly_beaten_or_clearly_not
     assert playoff_settled([FP32, fast, tie, slow], MARGIN, CONFIDENCE)
 
 
-def test_the_playoff_goes_on_while_two_finalists_may_still_differ() -> None:
-    wide = latencies(20.0, n=8, jitter=0.08, seed=10)
-    other = latencies(21.2, n=8, jitter=0.08, seed=11)  # 6 % apart, intervals wide: an open question
-    assert not playoff_settled([FP32[:8], wide, other], MARGIN, CONFIDENCE)
+def test_the_playoff_goes_on_while_a_faster_finalist_may_still_beat_the_preferred_one() -> None:
+    faster = latencies(20.0, n=8, jitter=0.08, seed=10)
+    preferred = latencies(21.2, n=8, jitter=0.08, seed=11)  # 6 % slower, intervals wide: an open question
+    samples = [FP32[:8], faster, preferred]
+    assert not playoff_settled(samples, MARGIN, CONFIDENCE, preference=[1, 0])
+    # Preferring the faster one, nothing can change the pick: how the other compares does not matter.
+    assert playoff_settled(samples, MARGIN, CONFIDENCE, preference=[0, 1])
 
 
 def test_the_playoff_goes_on_while_a_finalist_is_unresolved_against_fp32() -> None:
@@ -123,7 +126,16 @@ def test_after_the_soft_cap_only_a_difference_that_looks_real_keeps_the_playoff_
     # interval resolved over four rounds, both finalists clearly faster than FP32.
     close = [fp32, first, [a * r for a, r in zip(first, (1.03, 0.97, 1.09, 0.99), strict=True)]]
     apart = [fp32, first, [a * r for a, r in zip(first, (1.25, 1.01, 1.28, 1.06), strict=True)]]
+    slower_first = [1, 0]  # the question: is the first finalist clearly faster than the preferred one?
     for samples in (close, apart):
-        assert not playoff_settled(samples, MARGIN, CONFIDENCE)
-    assert playoff_settled(close, MARGIN, CONFIDENCE, patience_spent=True)  # most likely a tie
-    assert not playoff_settled(apart, MARGIN, CONFIDENCE, patience_spent=True)  # most likely not
+        assert not playoff_settled(samples, MARGIN, CONFIDENCE, preference=slower_first)
+    assert playoff_settled(close, MARGIN, CONFIDENCE, preference=slower_first, patience_spent=True)
+    assert not playoff_settled(apart, MARGIN, CONFIDENCE, preference=slower_first, patience_spent=True)
+
+
+def test_an_early_look_drops_a_loser_but_does_not_accept_a_winner() -> None:
+    winner = latencies(20.0, n=10, seed=5)
+    loser = latencies(44.0, n=10, seed=23)
+    assert not pilot_settled([FP32[:10], winner], MARGIN, CONFIDENCE, may_accept=False)
+    assert pilot_settled([FP32[:10], winner], MARGIN, CONFIDENCE, may_accept=True)
+    assert pilot_settled([FP32[:10], loser], MARGIN, CONFIDENCE, may_accept=False)
