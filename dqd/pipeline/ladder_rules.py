@@ -127,12 +127,13 @@ _U8U8 = WeightType.U8U8
 _U8S8 = WeightType.U8S8
 _FP32_OPT = RungTemplate(None)
 
-# MatMulNBits, fastest first: block 128 was faster than block 32 at the same bits on every shape
-# measured (AVX2, 1 thread: GPT-2-small decode step 4-bit 3.04x vs 2.96x, 8-bit 2.16x vs 2.09x;
-# minilm-l6 at 128 tokens 0.83x vs 0.75x, 0.61x vs 0.59x), so when block 128 is behind, block 32
-# is too (pruning rule blockwise-behind); 4 bits were faster than 8 here, which other hosts may not
-# share, so 8 bits get their own try.  Smaller blocks and 8 bits are the more accurate (minilm-l6
-# real-sentence embedding cosine: 4-bit b128 0.954, b32 0.971; 8-bit b128 0.9992, b32 0.9997).
+# MatMulNBits, fastest first: block 128 was at least as fast as block 32 at the same bits on every
+# shape measured (AVX2, 1 thread, issue 13: tests/perf/blockwise_rows.py's MatMul stack at 1 to 128
+# rows, 4.70x vs 4.76x at 1 row and ahead from 2 rows on; minilm-l6 at 128 tokens 0.86x vs 0.85x; a
+# GPT-2-small decode step 3.04x vs 2.96x), so when block 128 is behind, block 32 is too (pruning rule
+# blockwise-behind); 4 bits were faster than 8 here, which other hosts may not share, so 8 bits get
+# their own try.  Smaller blocks and 8 bits are the more accurate (minilm-l6 real-sentence embedding
+# cosine: 4-bit b128 0.954, b32 0.971; 8-bit b128 0.9992).
 _BLOCKWISE = (
     RungTemplate(WeightType.Q4, block_size=128),
     RungTemplate(WeightType.Q4, block_size=32),
@@ -206,15 +207,16 @@ RULE_SETS: tuple[HostRules, ...] = (
         # Issue 6: U8S8 ConvInteger ran 3.7-8.9x slower than FP32 on AVX2, U8U8
         # 1.0-2.1x slower; U8S8 Conv never won where U8U8 Conv had lost.
         u8s8_conv_needs_u8u8_win=True,
-        # Issue 13, AVX2-only AMD EPYC, onnxruntime 1.32, six 768x3072 MatMul pairs at 1 and 2
-        # threads: MatMulNBits 4-bit block 128 against U8S8 per-channel, by activation rows per
-        # MatMul: 1 row 4.10x vs 3.13x, 2 rows 4.05x vs 2.99x, 4 rows 2.53x vs 2.92x, 8 rows
-        # 1.85x vs 2.61x, 128 rows 0.87x vs 1.68x (1 thread; 2 threads crossed over at the same place).
+        # Issue 13, AVX2-only AMD EPYC, onnxruntime 1.32, 1 thread, tests/perf/blockwise_rows.py (six
+        # 768x3072 MatMul pairs): MatMulNBits 4-bit block 128 against U8S8 per-channel, by activation
+        # rows per MatMul: 1 row 4.70x vs 3.43x, 2 rows 4.26x vs 2.93x, 4 rows 2.67x vs 2.88x, 8 rows
+        # 1.93x vs 2.65x, 128 rows 0.98x vs 1.79x; an exploratory run at 2 threads crossed over alike.
         blockwise_max_rows=4,
         evidence=(
             "measured on an AVX2-only AMD EPYC over twelve models (issue 6, onnxruntime 1.32, 1 thread); "
             "MatMulNBits beat dynamic int8 only at 1-2 activation rows per MatMul and lost from 4 rows on "
-            "(issue 13: a GPT-2-small decode step 3.04x vs 2.51x; minilm-l6 at 128 tokens 0.83x vs 1.38x); "
+            "(issue 13: 4.70x vs 3.43x at 1 row, 0.98x vs 1.79x at 128; minilm-l6 at 128 tokens 0.86x vs "
+            "1.43x); "
             "AVX-512 without VNNI uses the same vpmaddubsw kernels and is assumed alike, unmeasured"
         ),
     ),

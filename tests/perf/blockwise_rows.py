@@ -2,12 +2,14 @@
 
 A stack of six 768x3072 / 3072x768 MatMul pairs (a transformer block's MLP,
 built in code) is quantized by dqd's own quantizer as U8S8 per-channel, U8U8,
-and MatMulNBits 4-bit with blocks of 128 and 32; each is timed against FP32 in
-one interleaved run per row count (1 row: a decoder's decode step; 128 rows: an
-encoder's sequence). Printed: the speed-up over FP32 and its interval, per
-variant and row count, and the host class the figures belong to.
+and MatMulNBits (4 bits in blocks of 128 and 32, 8 bits in blocks of 128);
+each is timed against FP32 in one interleaved run per row count (1 row: a
+decoder's decode step; 128 rows: an encoder's sequence). Printed: the speed-up over FP32 and its interval, per
+variant and row count, and the host class the figures belong to. With
+``--minilm``, the same variants of the corpus's minilm-l6 (a real encoder) at
+one sentence of 128 tokens, and their embedding cosine on its real sentences.
 
-    python tests/perf/blockwise_rows.py [--threads 1] [--rows 1 2 4 8 16 32 64 128] [--seconds 12]
+    python tests/perf/blockwise_rows.py [--threads 1] [--rows 1 2 4 8 16 32 64 128] [--seconds 12] [--minilm]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SPECS = {
     "u8u8": VariantSpec(WeightType.U8U8),
     "q4-b128": VariantSpec(WeightType.Q4, block_size=128),
     "q4-b32": VariantSpec(WeightType.Q4, block_size=32),
+    "q8-b128": VariantSpec(WeightType.Q8, block_size=128),
 }
 
 
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--minilm", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dqd-blockwise-rows-"))
     source = mlp_stack(work / "mlp.onnx")
@@ -90,7 +94,50 @@ def main() -> None:
             low, high = result.speedup_ci or (0.0, 0.0)
             cells.append(f"{result.speedup or 0.0:5.2f}x [{low:.2f}, {high:.2f}]".rjust(20))
         print(f"{rows:>5} {timed[0].latency.median_ms:8.2f}  " + "  ".join(cells))
+    if args.minilm:
+        minilm(work, settings, args.threads)
     print(f"\nwork folder {work}")
+
+
+def minilm(work: Path, settings: BenchmarkSettings, threads: int) -> None:
+    import onnxruntime as ort
+
+    corpus = REPO.parent / "shared" / "corpus"
+    source = corpus / "minilm-l6.onnx"
+    tokens = np.random.default_rng(0).integers(1000, 20000, (1, 128)).astype(np.int64)
+    feed = {
+        "input_ids": tokens,
+        "attention_mask": np.ones_like(tokens),
+        "token_type_ids": np.zeros_like(tokens),
+    }
+    paths = {}
+    for name, spec in SPECS.items():
+        built = build_variant(source, spec, work / "minilm", ort_version="perf", provenance={})
+        assert built.output_path is not None, built.error
+        paths[name] = Path(built.output_path)
+    contenders = [Contender(None, source), *(Contender(SPECS[n], p) for n, p in paths.items())]
+    timed = benchmark_interleaved(contenders, feed, settings, threads=threads)
+    with np.load(corpus / "minilm-l6.samples.npz") as data:
+        sentences = {name: data[name] for name in data.files}
+
+    def pooled(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        hidden = session.run(None, sentences)[0]
+        mask = sentences["attention_mask"][..., None].astype(np.float32)
+        return np.asarray((hidden * mask).sum(axis=1))
+
+    reference = pooled(source)
+    print(f"\nminilm-l6, 1 x 128 tokens: FP32 {timed[0].latency.median_ms:.2f} ms")
+    for name, result in zip(paths, timed[1:], strict=True):
+        embedding = pooled(paths[name])
+        cosine = np.sum(embedding * reference, axis=1) / (
+            np.linalg.norm(embedding, axis=1) * np.linalg.norm(reference, axis=1)
+        )
+        low, high = result.speedup_ci or (0.0, 0.0)
+        print(
+            f"  {name:8s} {result.speedup or 0.0:5.2f}x [{low:.2f}, {high:.2f}]  "
+            f"real-sentence embedding cosine mean {cosine.mean():.4f}"
+        )
 
 
 if __name__ == "__main__":
