@@ -11,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from dqd.pathtext import displayable
+
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -29,7 +31,8 @@ class JsonFormatter(logging.Formatter):
         payload.update(_extras(record))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # A file name that is not UTF-8 logs in dqd.pathtext's displayed form, as the CLI prints it.
+        return json.dumps(displayable(payload), default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -9,7 +9,6 @@ catalog failures are 503 and bad input 4xx with a message, never a 500.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 import dqd.metrics  # noqa: F401  (registers the daemon's process metrics for /metrics)
@@ -17,6 +16,8 @@ from dqd import __version__
 from dqd.api.guard import ReadOnlyGuard
 from dqd.api.metrics import CatalogCollector
 from dqd.api.report_pages import render_index, render_model
+from dqd.api.responses import NameSafeHTML as HTMLResponse
+from dqd.api.responses import NameSafeJSON as JSONResponse
 from dqd.api.routes import build_router
 from dqd.catalog import Catalog, open_catalog
 from dqd.catalog.migrate import ensure_current, head_revision
@@ -45,6 +46,7 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
         description="Read-only catalog of dynamic-quantization decisions.",
         docs_url=None,
         redoc_url=None,
+        default_response_class=JSONResponse,
     )
 
     app.add_middleware(ReadOnlyGuard, token=token)

@@ -9,6 +9,7 @@ from pathlib import Path
 from dqd.api.report_pages import render_index, render_model
 from dqd.catalog import Catalog
 from dqd.fileperms import make_shared
+from dqd.pathtext import for_display
 from dqd.scratchnames import TMP_SUFFIX
 
 
@@ -19,7 +20,7 @@ def _write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.write(for_display(text))  # a file name that is not UTF-8 shows as caf\xe9.onnx
         # mkstemp makes the file 0600: a web server running as another user would get 403.
         make_shared(tmp)
         os.replace(tmp, path)

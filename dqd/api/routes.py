@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, TypeAdapter
 
+from dqd.api.responses import json_body
 from dqd.catalog import Catalog
 from dqd.catalog.queries import MODEL_SORTS
 from dqd.catalog.views import DecisionPage, JobPage, ModelDetail, ModelPage
@@ -57,7 +58,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descrip
 
 
 def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
-    return Response(adapter.dump_json(value), media_type="application/json")
+    return json_body(adapter, value)
 
 
 def build_router(catalog: Catalog, *, threads: int | None = None) -> APIRouter:

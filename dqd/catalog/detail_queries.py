@@ -41,6 +41,7 @@ from dqd.catalog.views import (
 from dqd.choice import BestChoice, choose_best
 from dqd.domain import ModelPath, Outcome
 from dqd.errors import NotFound, UsageError
+from dqd.pathtext import from_text
 
 _HEX = re.compile(r"[0-9a-f]{6,64}")
 _AMBIGUOUS_SHOWN = 10
@@ -54,9 +55,10 @@ class DetailQueries:
         """A model by relative path, file name or sha256 prefix → (its path, its content).
 
         A file name or prefix matching several models is a usage error listing
-        them; removed paths only match when nothing live does.
+        them; removed paths only match when nothing live does. A name that is not
+        UTF-8 may be given in its displayed form (``caf\\xe9.onnx``, dqd.pathtext).
         """
-        ref = ref.strip()
+        ref = from_text(ref.strip())
         if ref.startswith("./"):
             ref = ref[2:]
         if not ref:

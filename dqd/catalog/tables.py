@@ -29,7 +29,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from dqd.pathtext import from_text, to_text
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -41,6 +45,38 @@ NAMING_CONVENTION = {
 
 SHA256 = String(64)
 UTCDateTime = DateTime(timezone=True)
+
+
+class _Names(TypeDecorator[str]):
+    """Text that may hold file names which are not valid UTF-8 (paths, and messages naming them).
+
+    Python gives such a name as a ``str`` with lone surrogates, which no
+    driver accepts: it is stored in :func:`dqd.pathtext.to_text`'s form and read
+    back exactly as it was given (backslashes are doubled in the column since
+    migration 0006). Values a query compares with such a column bind through it too.
+    """
+
+    impl: type[String] = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return to_text(value) if value is not None else None
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return from_text(value) if value is not None else None
+
+
+class NameText(_Names):
+    """A ``Text`` column holding names (see :class:`_Names`)."""
+
+    cache_ok = True  # SQLAlchemy asks each type class itself
+
+
+class NameString(_Names):
+    """A ``String(length)`` column holding names (see :class:`_Names`)."""
+
+    impl = String
+    cache_ok = True
 
 
 class Base(DeclarativeBase):
@@ -83,14 +119,14 @@ class ModelPathRow(Base):
     __table_args__ = (Index("ix_model_paths_seen", "last_seen_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    path: Mapped[str] = mapped_column(NameString(1024), unique=True)
     sha256: Mapped[str | None] = mapped_column(ForeignKey("model_versions.sha256"), index=True)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
-    refused_reason: Mapped[str | None] = mapped_column(Text)  # e.g. a symlink leaving the root
+    refused_reason: Mapped[str | None] = mapped_column(NameText)  # e.g. a symlink leaving the root
 
 
 class PathVersionRow(Base):
@@ -124,8 +160,8 @@ class JobRow(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
-    source_path: Mapped[str | None] = mapped_column(String(1024))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(NameString(1024))
+    last_error: Mapped[str | None] = mapped_column(NameText)
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]
@@ -134,7 +170,7 @@ class JobRow(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     # What the running attempt is doing now (preflight, quantize u8u8, benchmark u8u8, ...).
-    stage: Mapped[str | None] = mapped_column(String(128))
+    stage: Mapped[str | None] = mapped_column(NameString(128))
     stage_started_at: Mapped[datetime | None]
 
 
@@ -154,11 +190,11 @@ class VariantRow(Base):
     extra_options: Mapped[dict[str, Any]]
     preprocess: Mapped[str] = mapped_column(String(64))
     ort_version: Mapped[str] = mapped_column(String(32))
-    output_path: Mapped[str | None] = mapped_column(String(2048))
+    output_path: Mapped[str | None] = mapped_column(NameString(2048))
     output_sha256: Mapped[str | None] = mapped_column(SHA256)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     quantize_seconds: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NameText)
     created_at: Mapped[datetime]
 
 
@@ -181,12 +217,12 @@ class DecisionRow(Base):
     speedup_ci_high: Mapped[float | None] = mapped_column(Float)
     reasons: Mapped[list[Any]]
     details: Mapped[dict[str, Any]]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NameText)
     seconds: Mapped[float | None] = mapped_column(Float)
     # Intra-op threads the variants were timed at; None: nothing was timed (errors, skips).
     threads: Mapped[int | None] = mapped_column(Integer)
     # The path the engine was given: relative to the watched folder, or absolute (`dqd process`).
-    path: Mapped[str | None] = mapped_column(String(1024))
+    path: Mapped[str | None] = mapped_column(NameString(1024))
     # What preflight and its pre-fixes could repair when this was decided; None: before pre-fixes.
     preflight_version: Mapped[str | None] = mapped_column(String(32))
     # The float precision of the model as given (fp32, fp16, bf16, fp64); None: fp32, before this column.
@@ -232,7 +268,7 @@ class AccuracyRow(Base):
     metrics: Mapped[dict[str, Any]]
     passed: Mapped[bool] = mapped_column(Boolean)
     decisive: Mapped[bool] = mapped_column(Boolean)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(NameText)
     created_at: Mapped[datetime]
 
 
@@ -245,8 +281,8 @@ class RemovalBlockRow(Base):
 
     __tablename__ = "removal_blocks"
 
-    root: Mapped[str] = mapped_column(String(1024), primary_key=True)
-    reason: Mapped[str] = mapped_column(Text)
+    root: Mapped[str] = mapped_column(NameString(1024), primary_key=True)
+    reason: Mapped[str] = mapped_column(NameText)
     known: Mapped[int] = mapped_column(Integer)
     missing: Mapped[int] = mapped_column(Integer)
     host_id: Mapped[str | None] = mapped_column(String(32))

@@ -17,6 +17,7 @@ import typer
 
 from dqd import __version__
 from dqd.errors import DqdError
+from dqd.pathtext import display_on
 from dqd.settings import Settings, load
 
 # Typer >= 0.25 vendors click: its parameter errors (exit 2) do not derive from click's.
@@ -115,6 +116,8 @@ def configure_logging(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \xNN, never fails
+        display_on(stream)
     if args == ["--version"]:  # answered before the command modules (and the catalog code) load
         typer.echo(f"dqd {__version__}")
         sys.exit(EXIT_OK)

@@ -17,9 +17,10 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import IO, Any
 
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from dqd.errors import UsageError
+from dqd.pathtext import displayable, for_display
 
 
 class Format(StrEnum):
@@ -118,18 +119,26 @@ def format_csv(items: Iterable[Any], columns: Sequence[Column]) -> str:
 
 
 def format_json(items: Iterable[Any]) -> str:
-    # pydantic-core serializes dataclasses natively: 7x faster than json.dumps(jsonable(...)) here.
-    return to_json(list(items), inf_nan_mode="null").decode() + "\n"
+    listed = list(items)
+    try:
+        # pydantic-core serializes dataclasses natively: 7x faster than json.dumps(jsonable(...)) here.
+        return to_json(listed, inf_nan_mode="null").decode() + "\n"
+    except PydanticSerializationError:  # a file name that is not UTF-8: shown as dqd.pathtext says
+        return json.dumps(displayable(jsonable(listed)), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def emit(items: Sequence[Any], columns: Sequence[Column], fmt: Format, stream: IO[str] | None = None) -> None:
-    """Print ``items`` in ``fmt``; a table with no rows says so instead of printing a bare header."""
+    """Print ``items`` in ``fmt``; a table with no rows says so instead of printing a bare header.
+
+    File names that are not UTF-8 print in dqd.pathtext's displayed form (``caf\\xe9.onnx``),
+    which the commands that take a model accept back.
+    """
     out = stream or sys.stdout
     if fmt is Format.JSON:
         out.write(format_json(items))
     elif fmt is Format.CSV:
-        out.write(format_csv(items, columns))
+        out.write(for_display(format_csv(items, columns)))
     elif items:
-        out.write(format_table(items, columns))
+        out.write(for_display(format_table(items, columns)))
     else:
         out.write("(none)\n")

@@ -15,6 +15,7 @@ from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
 from dqd.cli.refs import catalog_path
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
 from dqd.errors import ModelError, UsageError
+from dqd.pathtext import displayable
 from dqd.serialize import process_result_json
 from dqd.settings import Settings
 
@@ -67,7 +68,7 @@ def process(
             catalog.record_engine_result(host, result)
             any_error |= result.outcome is Outcome.ERROR
             if as_json:
-                typer.echo(json.dumps(process_result_json(result)))
+                typer.echo(json.dumps(displayable(process_result_json(result))))
                 sys.stdout.flush()
             else:
                 typer.echo(human_summary(result))

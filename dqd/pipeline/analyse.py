@@ -34,6 +34,7 @@ from dqd.pipeline.policy import KEPT_FP32_HEADLINE, PREFLIGHT_VERSION, policy_ve
 from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
 from dqd.pipeline.prepare import PreparedModel, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
+from dqd.pipeline.readable import readable_path
 from dqd.pipeline.search import search
 from dqd.pipeline.workbench import CandidateRun, Outputs, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
@@ -70,7 +71,9 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
     Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
     """
     try:
-        return _analyse(report, request)
+        scratch_parent = variant_dir(request.output_dir, request.relative_path, request.sha256)
+        with readable_path(request.path, scratch_parent) as readable:
+            return _analyse(report, request, readable)
     except EnvironmentFailure:
         raise
     except ModuleNotFoundError as exc:  # a broken install, whichever model runs
@@ -80,13 +83,14 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
 
 
-def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
+def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> EngineResult:
+    """``readable``: the source as onnx's checker and onnxruntime are given it (dqd.pipeline.readable)."""
     report("preflight")
     # Design mode does not reach If/Loop/Scan bodies; the ladder does (EnableSubgraph), and so may a pin.
     thorough = request.search is SearchMode.THOROUGH
     pin_reaches = request.pin is not None and bool(request.pin.extra_options.get("EnableSubgraph"))
     reach = thorough or pin_reaches
-    checked = preflight(request.path, reach_subgraphs=reach)
+    checked = preflight(readable, reach_subgraphs=reach)
     if checked.outcome is not None and checked.fixable is None:
         return _refused(request, checked)
     original = checked.summary  # what the catalog records: the model as given, not a working copy
@@ -95,7 +99,7 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
     scratch = _scratch(directory)
     try:
         notes: list[str] = []
-        copy, checked = _repaired(report, request, checked, scratch, reach)
+        copy, checked = _repaired(report, request, checked, scratch, reach, readable)
         if checked.outcome is not None:
             return _refused(request, replace(checked, summary=original, precision=precision), fix=copy)
         assert checked.summary is not None  # preflight passed
@@ -105,14 +109,14 @@ def _analyse(report: ChildReporter, request: EngineRequest) -> EngineResult:
         prompts_only = (layout.input_ids,) if layout is not None else None
         gathered = gather_input_sets(request.path, checked.summary, request.accuracy, prompts_only)
         report("pre-processing")
-        prepared = _prepared(copy.path if copy else request.path, scratch, directory)
+        prepared = _prepared(copy.path if copy else readable, scratch, directory)
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
             prepared = replace(prepared, preprocess=f"{copy.label}+{prepared.preprocess}")
-        excluded, unknown = _excluded_nodes(request.nodes_to_exclude, request.path, prepared)
+        excluded, unknown = _excluded_nodes(request.nodes_to_exclude, readable, prepared)
         # Where onnxruntime cannot run the original, the copy is the FP32 everything is held against.
         stands_in = copy is not None and copy.original_unrunnable is not None
         bench = Workbench(
-            source=copy.path if copy is not None and stands_in else request.path,
+            source=copy.path if copy is not None and stands_in else readable,
             prepared=prepared,
             variant_directory=directory,
             input_sets=gathered,
@@ -216,7 +220,12 @@ def _refused(request: EngineRequest, checked: Preflight, *, fix: WorkingCopy | N
 
 
 def _repaired(
-    report: ChildReporter, request: EngineRequest, checked: Preflight, scratch: Path, reach: bool
+    report: ChildReporter,
+    request: EngineRequest,
+    checked: Preflight,
+    scratch: Path,
+    reach: bool,
+    readable: Path,
 ) -> tuple[WorkingCopy | None, Preflight]:
     """Apply a pre-fix for each fixable cause preflight finds, each on the copy before it.
 
@@ -231,7 +240,7 @@ def _repaired(
             raise ModelError(f"pre-fix {cause.value} left its cause in place: {'; '.join(checked.reasons)}")
         applied.add(cause)
         report(f"pre-fix: {cause.value.replace('_', ' ')}")
-        source = copy.path if copy is not None else request.path
+        source = copy.path if copy is not None else readable
         step = repair(cause, source, scratch, ort_version=request.ort_version)
         copy = step if copy is None else copy.then(step)
         checked = preflight(copy.path, reach_subgraphs=reach)

@@ -24,6 +24,7 @@ from dqd.domain import BLOCKWISE_BITS, VariantResult, VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, model_files, unit_stat
+from dqd.pathtext import for_display, for_tools
 from dqd.pipeline.prepare import save_model
 from dqd.scratchnames import BUILD_PREFIX
 from dqd.text import first_line
@@ -55,7 +56,9 @@ class OutputDirError(EnvironmentFailure):
 
 
 def variant_dir(output_dir: Path, relative_model_path: Path, sha256: str) -> Path:
-    return output_dir / relative_model_path.with_suffix("") / sha256[:12]
+    # onnxruntime opens variants by UTF-8 path: a name that is not UTF-8 in its displayed form.
+    folder = relative_model_path.with_suffix("")
+    return output_dir.joinpath(*(for_tools(part) for part in folder.parts)) / sha256[:12]
 
 
 def variant_path(directory: Path, spec: VariantSpec, ort_version: str) -> Path:
@@ -184,7 +187,7 @@ def provenance_for(
 ) -> dict[str, str]:
     return {
         "source_sha256": source_sha256,
-        "source_path": source_path,
+        "source_path": for_display(source_path),  # model metadata is protobuf text: UTF-8 only
         "onnxruntime_version": ort_version,
         "dqd_version": dqd_version,
     }

@@ -156,3 +156,27 @@ def test_a_filled_0001_catalog_upgrades_to_head_with_every_row_intact(empty_url:
             assert decisions[0].details["decision"] == {"selected": "u8u8"}
     finally:
         catalog.close()
+
+
+def test_0006_doubles_the_backslashes_of_names_written_before_so_they_read_back_unchanged(
+    empty_url: str,
+) -> None:
+    """Names written before 0006 are stored as they are; from 0006 a backslash is stored doubled
+    (dqd.pathtext.to_text), so a name holding one would read back changed without the migration."""
+    name = "share\\xe9\\m.onnx"  # a backslash then "xe9": read as the byte 0xe9 unless doubled
+    catalog = Catalog.from_url(empty_url)
+    try:
+        upgrade(catalog.engine, "0005_source_precision")
+        rows = rows_0001()
+        with catalog.engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn)
+            conn.execute(meta.tables["model_versions"].insert(), rows["model_versions"])
+            conn.execute(meta.tables["model_paths"].insert(), [{**rows["model_paths"][0], "path": name}])
+        upgrade(catalog.engine)
+        assert set(catalog.known_paths()) == {name}
+        with catalog.engine.connect() as conn:
+            stored = conn.execute(text("SELECT path FROM model_paths")).scalar_one()
+        assert stored == name.replace("\\", "\\\\")
+    finally:
+        catalog.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,27 @@ def test_timeout_fails_the_model_as_transient_and_the_caller_carries_on(tmp_path
 def test_missing_file_is_an_error_result(tmp_path: Path) -> None:
     result = process_model(tmp_path / "absent.onnx", fast_settings(tmp_path), host=detect_host())
     assert result.outcome is Outcome.ERROR and "cannot read" in result.reasons[0]
+
+
+def test_a_model_and_folder_named_in_latin1_with_external_data_is_measured(tmp_path: Path) -> None:
+    """onnx's checker and onnxruntime take UTF-8 paths only: such a model was an ``error``
+    (``check_model_path(): incompatible function arguments``) before the engine read it
+    through a view (dqd.pipeline.readable)."""
+    # Saved under UTF-8 names (onnx's writer has the same limit), then renamed; the data file keeps its name.
+    built = models.save_with_external_data(
+        models.matmul_heavy(hidden=64, layers=2), tmp_path / "b" / "m.onnx"
+    )
+    (tmp_path / "models").mkdir()
+    folder = built.parent.rename(tmp_path / "models" / os.fsdecode(b"\xe9quipe"))
+    source = (folder / "m.onnx").rename(folder / os.fsdecode(b"caf\xe9.onnx"))
+    before = digest(source)
+
+    result = process_model(
+        source, fast_settings(tmp_path), host=detect_host(), model_root=tmp_path / "models"
+    )
+
+    assert result.outcome in (Outcome.QUANTIZED, Outcome.KEPT_FP32), result.reasons
+    assert len(result.variants) >= 2 and all(v.error is None for v in result.variants)
+    output = Path(result.variants[0].output_path or "")
+    assert output.parent.parent == tmp_path / "out" / "_xe9quipe" / "caf_xe9"  # dqd.pathtext.for_tools
+    assert result.path == str(source.resolve()) and digest(source) == before

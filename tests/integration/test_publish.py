@@ -127,3 +127,14 @@ def _result(sha: str, outcome: Outcome, spec: VariantSpec | None, variant: Path 
         ort_version="1.32.0",
         variants=variants,
     )
+
+
+def test_a_name_at_the_file_name_limit_publishes(tmp_path: Path) -> None:
+    from dqd.daemon.publish import copy_atomic
+
+    name = "m" * 250 + ".onnx"  # 255 bytes: the longest name Linux filesystems take
+    source = models.save(models.matmul_heavy(hidden=8, layers=1), tmp_path / "models" / name)
+    target = tmp_path / "pub" / "hc" / name
+    copy_atomic(source, target)  # its scratch name must fit too
+    assert target.read_bytes() == source.read_bytes()
+    assert [p.name for p in target.parent.iterdir()] == [name]  # no scratch file left behind

@@ -238,3 +238,27 @@ def test_a_refused_symlink_lists_as_refused_with_its_reason_never_pending(
     (row,) = _rows([listed])
     cells = {c.header: c.get(row) for c in MODEL_COLUMNS}
     assert cells["OUTCOME"] == "refused" and "outside the watched root" in cells["REASON"]
+
+
+def test_names_that_are_not_utf8_or_hold_backslashes_register_and_round_trip(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    latin1 = os.fsdecode(b"caf\xe9.onnx")  # a Latin-1 name: a lone surrogate in Python's str
+    old(root / latin1, b"L")
+    old(root / "back\\slash.onnx", b"B")
+    old(root / os.fsdecode(b"d\xffir") / "m.onnx", b"D")
+
+    summary = reconciler(catalog, root).scan()
+
+    assert summary.registered == 3
+    names = sorted(catalog.known_paths())
+    assert names == sorted(["back\\slash.onnx", latin1, os.fsdecode(b"d\xffir") + "/m.onnx"])
+    assert {job.source_path for job in catalog.list_jobs()} == set(names)  # queued under the real names
+    # The displayed form (and the real name) finds the model; the real file is found from the catalog's.
+    for ref in ("caf\\xe9.onnx", latin1, "caf\\xe9"):
+        path, _ = catalog.resolve_model(ref)
+        assert path is not None and path.path == latin1 and (root / path.path).is_file()
+    path, _ = catalog.resolve_model("back\\slash.onnx")
+    assert path is not None and path.path == "back\\slash.onnx"
+    assert reconciler(catalog, root).scan().registered == 0  # seen again: the same rows, nothing new
