@@ -240,6 +240,7 @@ class ModelPath:
     last_seen_at: datetime
     size_bytes: int | None
     mtime_ns: int | None
+    refused_reason: str | None = None  # why dqd does not take what is at this path (then no sha256)
 
 
 @dataclass(frozen=True)

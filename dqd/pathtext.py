@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import re
+from pathlib import PurePath
 from typing import Any, TextIO
 
 _SURROGATES = re.compile("[\udc80-\udcff\\\\]")
@@ -64,6 +66,12 @@ def displayable(value: Any) -> Any:
 
 
 NAME_MAX = 255  # bytes in one file name on Linux filesystems
+
+
+def fits(path: PurePath) -> bool:
+    """Whether ``path``'s last name is within ``NAME_MAX`` bytes: a companion named after a model at
+    the limit (``<stem>.dqd.toml``) cannot exist, and asking the OS about it fails (ENAMETOOLONG)."""
+    return len(os.fsencode(path.name)) <= NAME_MAX
 
 
 def for_tools(name: str) -> str:

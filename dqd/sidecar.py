@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dqd.errors import DqdError
+from dqd.pathtext import fits
 from dqd.settings import Settings
 
 SIDECAR_SUFFIX = ".dqd.toml"
@@ -38,6 +39,8 @@ class SidecarError(DqdError):
 def load_sidecar(model: Path) -> dict[str, Any]:
     """The sidecar's table, ``{}`` when there is none; :class:`SidecarError` when it does not parse."""
     path = sidecar_path(model)
+    if not fits(path):
+        return {}
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

@@ -148,16 +148,20 @@ class PathStore:
             row.removed_at = now
             return True
 
-    def mark_refused(self, rel_path: str, reason: str, *, now: datetime | None = None) -> None:
-        """Record a path dqd will not process (e.g. a symlink leaving the watched root)."""
+    def mark_refused(self, rel_path: str, reason: str, *, now: datetime | None = None) -> bool:
+        """Record a path dqd will not process (e.g. a symlink leaving the watched root); whether
+        this is news (the path was not refused for this very reason already, or was removed)."""
         now = now or utcnow()
         with self.tx.write() as session:
             row = session.scalar(select(ModelPathRow).where(ModelPathRow.path == rel_path))
             if row is None:
                 row = ModelPathRow(path=rel_path, first_seen_at=now, last_seen_at=now)
                 session.add(row)
+            news = row.refused_reason != reason or row.removed_at is not None
             row.refused_reason = reason
+            row.removed_at = None
             row.last_seen_at = now
+            return news
 
     def known_paths(self, *, include_removed: bool = False) -> dict[str, ModelPath]:
         """The watched tree's paths (relative ones; `dqd process`'s absolute paths are not the daemon's)."""

@@ -108,6 +108,7 @@ def path_from_row(row: ModelPathRow) -> ModelPath:
         last_seen_at=_utc(row.last_seen_at),
         size_bytes=row.size_bytes,
         mtime_ns=row.mtime_ns,
+        refused_reason=row.refused_reason,
     )
 
 

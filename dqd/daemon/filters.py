@@ -5,14 +5,19 @@ ignored (dqd must never process what it wrote); a path with an excluded
 component (dot-files and dot-folders, temporary download suffixes) is
 ignored; a file matching an include glob is a model, unless it resolves
 outside the root through a symlink, which is refused (and recorded by the
-caller: a link out of the tree could expose any file on the host). Other
+caller: a link out of the tree could expose any file on the host), or is not
+a regular file: a FIFO (opening one would block until someone writes), a
+socket or device, a dangling symlink or a symlink loop, refused the same way
+with the reason. Other
 files are *companions*: external-data files, ``config.pbtxt`` and the like,
 whose writes delay the model they sit beside.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -106,4 +111,30 @@ class PathFilter:
             real = Path(os.path.realpath(path))
             if self._relative(real, real=True) is None:
                 return Verdict(Kind.REFUSED, str(rel), f"symlink resolves outside the watched root: {real}")
+            unusable = not_a_regular_file(path)
+            if unusable is not None:
+                return Verdict(Kind.REFUSED, str(rel), unusable)
         return Verdict(Kind.MODEL, str(rel))
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a model file without hanging or failing, or None.
+
+    Only ``stat`` is used: never ``open``, which blocks on a FIFO. A path that
+    is simply gone is None: whoever reads it next finds it missing.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"dangling symlink: its target {os.readlink(path)} does not exist"
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop: following the link never reaches a file"
+        return None  # e.g. a permission problem: the reader reports it
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+    kind = next((name for test, name in kinds.items() if test(st.st_mode)), "a device")
+    return f"not a regular file ({kind}): dqd reads models from regular files only"

@@ -42,7 +42,7 @@ class FileBusy(Exception):
 class SkipReason(StrEnum):
     """Why registering a file recorded no model version."""
 
-    REFUSED = "refused"  # a symlink out of the tree: recorded as refused, counted in the scan summary
+    REFUSED = "refused"  # not taken (a link out of the tree, a FIFO, unreadable...): recorded with why
     NOT_A_MODEL = "not a model"  # ignored or a companion file
 
 
@@ -102,34 +102,38 @@ class Reconciler:
         return sorted(classes)
 
     def register(self, rel_path: str, expected: Stat | None = None) -> Registration:
-        """Hash, record and queue one complete model (raises FileBusy, OSError, ModelError, CatalogError).
+        """Hash, record and queue one complete model (raises FileBusy, FileNotFoundError, CatalogError).
 
         ``expected``: the file's (size, mtime_ns) when it was found complete; if it changed since,
-        it is being written again (FileBusy). ModelError: an external-data file the graph
-        references is missing (maybe not copied yet).
+        it is being written again (FileBusy). A file that cannot be taken (a link out of the tree,
+        not a regular file, unreadable, an external-data file missing) is recorded as refused
+        with the reason; every scan looks at it again.
         """
         result = Registration(rel_path)
         absolute = self.root / rel_path
         verdict = self.filter.classify(absolute)
         if verdict.kind is Kind.REFUSED:
-            self.catalog.mark_refused(rel_path, verdict.reason)
-            logger.warning(
-                "refused %s: %s", rel_path, verdict.reason, extra={"action": "refused", "path": rel_path}
-            )
-            result.skip, result.skipped = SkipReason.REFUSED, verdict.reason
-            return result
+            return self._refuse(result, verdict.reason)
         if verdict.kind is not Kind.MODEL:
             result.skip, result.skipped = SkipReason.NOT_A_MODEL, verdict.reason or "not a model"
             return result
-        # The unit's stat (data files included) is what the scan compares later.
-        files = model_files(absolute)
-        if expected is not None:
-            st = os.stat(absolute)
-            if (st.st_size, st.st_mtime_ns) != expected:
-                raise FileBusy(rel_path)
-        before = files_stat(files)
-        sha = content_sha256(absolute)
-        size, mtime_ns = files_stat(files)
+        try:
+            # The unit's stat (data files included) is what the scan compares later.
+            files = model_files(absolute)
+            if expected is not None:
+                st = os.stat(absolute)
+                if (st.st_size, st.st_mtime_ns) != expected:
+                    raise FileBusy(rel_path)
+            before = files_stat(files)
+            sha = content_sha256(absolute)
+            size, mtime_ns = files_stat(files)
+        except FileNotFoundError:
+            raise  # gone again: the caller lets it go
+        except ModelError as exc:  # an external-data file is missing (maybe not copied yet)
+            return self._refuse(result, f"{exc}; checked again at each scan")
+        except OSError as exc:
+            reason = f"cannot read {exc.filename or rel_path}: {exc.strerror or exc}"
+            return self._refuse(result, f"{reason}; checked again at each scan")
         if before != (size, mtime_ns):
             raise FileBusy(rel_path)
         observation = self.catalog.observe_file(rel_path, sha, size, mtime_ns)
@@ -321,6 +325,10 @@ class Reconciler:
         *,
         refused: bool,
     ) -> None:
+        if refused:  # never stat'ed nor read (a FIFO, a link out of the tree...): register records why
+            if self.register(rel).skip is SkipReason.REFUSED:
+                summary.refused += 1
+            return
         st = os.stat(absolute)
         record = known.get(rel)
         seen = None if record is None or record.sha256 is None else (record.size_bytes, record.mtime_ns)
@@ -328,12 +336,13 @@ class Reconciler:
             # Recorded as this very file alone: it had no external data, and since its bytes
             # are unchanged it has none now either, so no need to parse it.
             return
-        mtime_ns = st.st_mtime_ns
-        if not refused:  # a link out of the tree is never read: register records the refusal
+        try:
             size_mtime = unit_stat(absolute)
-            if seen == size_mtime:
-                return  # unchanged since the catalog last saw it, data files included
-            mtime_ns = size_mtime[1]
+        except ModelError:  # an external-data file is missing: register records the refusal
+            size_mtime = (st.st_size, st.st_mtime_ns)
+        if seen == size_mtime:
+            return  # unchanged since the catalog last saw it, data files included
+        mtime_ns = size_mtime[1]
         if now - mtime_ns / 1e9 < self.settle_seconds:
             raise FileBusy(rel)  # still being written, probably: let the settle tracker decide
         if self.held_open is not None and self.held_open(absolute):
@@ -344,6 +353,21 @@ class Reconciler:
             summary.queued += len(registration.queued_classes)
         elif registration.skip is SkipReason.REFUSED:
             summary.refused += 1
+
+    def _refuse(self, result: Registration, reason: str) -> Registration:
+        """Record why ``result``'s path is not taken: listed as refused with ``reason``, never pending.
+
+        A refused path is looked at again by every scan, and registered once its cause is gone.
+        """
+        if self.catalog.mark_refused(result.rel_path, reason):  # said once, not at every scan
+            logger.warning(
+                "refused %s: %s",
+                result.rel_path,
+                reason,
+                extra={"action": "refused", "path": result.rel_path},
+            )
+        result.skip, result.skipped = SkipReason.REFUSED, reason
+        return result
 
     def queue_unprocessed(self) -> int:
         """Queue content our class never had a job for (a new host class joining an old tree)."""

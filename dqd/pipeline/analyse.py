@@ -12,8 +12,10 @@ The source is never written; every file goes into the model's variant folder.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,7 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
 
     Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
     """
+    _quiet_onnxruntime_logging()
     try:
         scratch_parent = variant_dir(request.output_dir, request.relative_path, request.sha256)
         with readable_path(request.path, scratch_parent) as readable:
@@ -81,6 +84,21 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
     except (ModelError, DqdError) as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else False
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
+
+
+def _quiet_onnxruntime_logging() -> None:
+    """Keep onnxruntime's Python tools from writing to the caller's log stream.
+
+    Importing ``matmul_nbits_quantizer`` (the fork server preloads it) runs
+    ``logging.basicConfig(level=INFO)``, so the quantizer's per-tensor INFO lines
+    reached the daemon's stderr unformatted, and ``quant_pre_process`` logs a
+    traceback at ERROR when its optimization fails, which dqd handles by
+    pre-processing less (dqd.pipeline.prepare records it).
+    """
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.CRITICAL)
+    # NaN or infinite weights make its scale arithmetic warn; the accuracy gate judges the result.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnxruntime")
 
 
 def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> EngineResult:

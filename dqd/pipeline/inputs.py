@@ -8,6 +8,7 @@ masks of ones, state inputs zeroed, a fixed seed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from dqd.domain import InputSource
 from dqd.errors import ModelError
+from dqd.pathtext import fits
 from dqd.records import GraphSummary, TensorInfo
 from dqd.settings import AccuracySettings
 
@@ -28,6 +30,8 @@ UNKNOWN_INT_HIGH = 256
 # Spatial dims of image-like inputs: a multiple of 32 so strided CNNs with
 # skip connections (detectors, U-Nets) line up, and large enough to be representative.
 IMAGE_SIDE = 224
+# One feed of synthetic inputs at most: real models' inputs at the default shapes take megabytes.
+SYNTHETIC_BYTES_MAX = 1 << 30
 _MASK = re.compile(r"mask", re.IGNORECASE)
 _STATE = re.compile(r"(^|[_./])(state|h0|c0)$|past_key|past_value|cache", re.IGNORECASE)
 _POSITION = re.compile(r"position", re.IGNORECASE)
@@ -43,7 +47,7 @@ class InputSet:
 def samples_location(model_path: Path) -> Path | None:
     stem = model_path.with_suffix("")
     for candidate in (stem.with_name(stem.name + ".samples.npz"), stem.with_name(stem.name + ".samples")):
-        if candidate.exists():
+        if fits(candidate) and candidate.exists():
             return candidate
     return None
 
@@ -98,6 +102,7 @@ def synthesize_inputs(
     shapes = resolve_shapes(
         summary.inputs, batch=batch, default_dim=default_dim, overrides=input_shapes or {}
     )
+    _check_size(summary, shapes)
     output_names = [o.name for o in summary.outputs]
     feed: Feed = {}
     for info in summary.inputs:
@@ -116,6 +121,32 @@ def synthesize_inputs(
         )
     notes = ", ".join(f"{name}{list(shape)}" for name, shape in shapes.items())
     return InputSet(InputSource.SYNTHETIC, (feed,), f"synthetic seed={seed} {distribution}: {notes}")
+
+
+def _check_size(summary: GraphSummary, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """A :class:`ModelError` before allocating inputs larger than ``SYNTHETIC_BYTES_MAX``: a shape
+    declared huge (``[1000000000, 8]``) would otherwise end in a MemoryError or the memory limit."""
+    sizes = {
+        info.name: math.prod(shapes[info.name]) * _itemsize(info.dtype)
+        for info in summary.inputs
+        if info.is_tensor and info.name in shapes
+    }
+    total = sum(sizes.values())
+    if total > SYNTHETIC_BYTES_MAX:
+        declared = ", ".join(f"{name}{list(shapes[name])}" for name in sizes)
+        raise ModelError(
+            f"the inputs' declared shapes need {total / 2**30:.1f} GiB of synthetic data ({declared}), "
+            f"more than dqd synthesizes ({SYNTHETIC_BYTES_MAX / 2**30:.0f} GiB): set accuracy.input_shapes "
+            "in a <stem>.dqd.toml, or provide a <stem>.samples.npz",
+            path=summary.path,
+        )
+
+
+def _itemsize(dtype: str) -> int:
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:  # not a numpy type (string tensors...): synthesis says so itself
+        return 0
 
 
 def resolve_shapes(

@@ -158,10 +158,9 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
 def _quantize_blockwise(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> None:
     """MatMul weights to 4 or 8 bits per block (MatMulNBits, symmetric); every other op stays FP32."""
     assert spec.weight_type is not None and spec.block_size is not None  # VariantSpec's invariant
-    # Imported here: it needs onnx_ir, and it logs a line per node at INFO.
+    # Imported here: it needs onnx_ir (its INFO lines are silenced, dqd.pipeline.analyse).
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     quantizer = MatMulNBitsQuantizer(
         str(prepared),
         bits=BLOCKWISE_BITS[spec.weight_type],

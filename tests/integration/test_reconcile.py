@@ -107,12 +107,16 @@ def test_a_model_whose_data_file_is_missing_waits_for_it(catalog: Catalog, tmp_p
     aside = data.rename(tmp_path / "aside.data")
     age(model)
     summary = reconciler(catalog, root).scan()
-    assert (summary.registered, summary.errors) == (0, 1)
+    assert (summary.registered, summary.refused) == (0, 1)
     assert catalog.list_jobs() == []
+    # Listed with the reason meanwhile, not invisible (it was before) nor pending.
+    reason = catalog.known_paths()["m.onnx"].refused_reason
+    assert reason is not None and "'m.onnx.data'" in reason and "missing" in reason
     aside.rename(data)  # copied in last: the next scan registers the model
     age(data)
     assert reconciler(catalog, root).scan().registered == 1
     assert catalog.known_paths()["m.onnx"].sha256 == content_sha256(model)
+    assert catalog.known_paths()["m.onnx"].refused_reason is None
 
 
 def test_a_link_out_of_the_tree_is_refused_without_being_read(catalog: Catalog, tmp_path: Path) -> None:
@@ -127,6 +131,27 @@ def test_a_link_out_of_the_tree_is_refused_without_being_read(catalog: Catalog, 
     scan.join(30)
     assert outcome == [1], "the scan read a file outside the watched folder"
     assert catalog.known_paths()["zero.onnx"].sha256 is None
+
+
+def test_a_fifo_and_broken_links_are_refused_with_their_reason_and_registered_once_fixed(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    os.mkfifo(root / "fifo.onnx")  # a scan that opened it would hang here
+    (root / "dangling.onnx").symlink_to(root / "later.bin")
+    outcome: list[int] = []
+    scan = threading.Thread(
+        target=lambda: outcome.append(reconciler(catalog, root).scan().refused), daemon=True
+    )
+    scan.start()
+    scan.join(30)
+    assert outcome == [2], "the scan blocked on the FIFO"
+    reasons = {rel: p.refused_reason or "" for rel, p in catalog.known_paths().items()}
+    assert "FIFO" in reasons["fifo.onnx"] and reasons["dangling.onnx"].startswith("dangling symlink")
+    old(root / "later.bin", b"now it points at a file")
+    assert reconciler(catalog, root).scan().registered == 1
+    assert catalog.known_paths()["dangling.onnx"].refused_reason is None
 
 
 def test_files_still_being_written_are_handed_to_the_settle_tracker(catalog: Catalog, tmp_path: Path) -> None:

@@ -115,3 +115,23 @@ def test_custom_globs(tree: Path) -> None:
 )
 def test_dqds_own_scratch_and_partial_files_are_ignored_by_default(tree: Path, rel: str) -> None:
     assert make_filter(tree).classify(tree / rel, check_links=False).kind is Kind.IGNORED
+
+
+def test_what_is_not_a_regular_file_is_refused_with_what_it_is_and_never_opened(tree: Path) -> None:
+    os.mkfifo(tree / "fifo.onnx")  # opening it would block until someone writes
+    (tree / "loop-a.onnx").symlink_to(tree / "loop-b.onnx")
+    (tree / "loop-b.onnx").symlink_to(tree / "loop-a.onnx")
+    (tree / "dangling.onnx").symlink_to(tree / "nowhere.onnx")
+    (tree / "real.onnx").write_bytes(b"x")
+    (tree / "link.onnx").symlink_to(tree / "real.onnx")
+    verdicts = {p.name: make_filter(tree).classify(p) for p in tree.iterdir()}
+    reasons = {name: v.reason for name, v in verdicts.items() if v.kind is Kind.REFUSED}
+    assert reasons.keys() == {"fifo.onnx", "loop-a.onnx", "loop-b.onnx", "dangling.onnx"}
+    assert "not a regular file (a FIFO)" in reasons["fifo.onnx"]
+    assert reasons["loop-a.onnx"].startswith("symlink loop")
+    assert (
+        reasons["dangling.onnx"].startswith("dangling symlink") and "nowhere.onnx" in reasons["dangling.onnx"]
+    )
+    assert verdicts["link.onnx"].kind is Kind.MODEL and verdicts["real.onnx"].kind is Kind.MODEL
+    # The watcher's classification touches no file: what is not there yet is a model name.
+    assert make_filter(tree).classify(tree / "fifo.onnx", check_links=False).kind is Kind.MODEL

@@ -156,3 +156,12 @@ def test_samples_missing_an_input_is_an_actionable_error(tmp_path: Path) -> None
     np.savez(tmp_path / "enc.samples.npz", input_ids=np.ones((1, 3), dtype=np.int64))
     with pytest.raises(ModelError, match="lacks input"):
         load_samples(tmp_path / "enc.onnx", TRANSFORMER)
+
+
+def test_inputs_declared_too_large_to_synthesize_are_a_model_error_that_says_what_to_set() -> None:
+    huge = summary([TensorInfo("x", "float32", (1_000_000_000, 8)), TensorInfo("s", "string", ("batch",))])
+    with pytest.raises(ModelError, match=r"29\.8 GiB .*x\[1000000000, 8\].*accuracy\.input_shapes"):
+        synthesize_inputs(huge, batch=1, default_dim=8)
+    # At the limit's side of the line: a large but reasonable feed is synthesized.
+    fine = summary([TensorInfo("x", "float32", ("batch", 1024, 1024))])
+    assert synthesize_inputs(fine, batch=2, default_dim=8).feeds[0]["x"].nbytes == 8 * 2**20
