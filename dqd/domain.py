@@ -228,6 +228,7 @@ class Job:
     finished_at: datetime | None
     stage: str | None = None  # what the running attempt is doing now
     stage_started_at: datetime | None = None
+    lost_leases: int = 0  # times the dqd process running it died or hung (not counted as attempts)
 
 
 @dataclass(frozen=True)

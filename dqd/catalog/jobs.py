@@ -24,6 +24,10 @@ from dqd.errors import NotFound
 from dqd.retry import retry_decision
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+# A job whose dqd process was lost this often (kill -9, OOM kill of the daemon, a hang past the
+# lease) ends failed: a model that somehow takes its daemon down must not loop forever, while
+# restarts for other reasons (deploys, a crash loop fixed later) cost nobody an attempt.
+LOST_LEASES_MAX = 10
 STAGE_LENGTH = 128  # jobs.stage is VARCHAR(128): Postgres refuses longer (a ladder rung's long name)
 
 
@@ -93,18 +97,21 @@ class JobStore:
                 row = session.scalars(self._claimable(session, host_class, now)).first()
                 if row is None:
                     return None
-                if row.state == JobState.RUNNING.value and self._lost_for_good(row, now):
-                    # Its worker died on every attempt: likely this model kills workers.
-                    row.state = JobState.FAILED.value
-                    row.last_error = (
-                        f"worker lost (lease expired) on all {row.attempts} attempts; "
-                        f"last error: {row.last_error or 'none recorded'}"
-                    )
-                    row.finished_at = row.updated_at = now
-                    _end_attempt(row)
-                    session.flush()
-                    continue
                 if row.state == JobState.RUNNING.value:
+                    # Its dqd process died or hung: not the model's failure (a model's crash is its
+                    # engine child's, recorded as an error), so the attempt is given back.
+                    row.lost_leases = (row.lost_leases or 0) + 1
+                    row.attempts = max(0, row.attempts - 1)
+                    if row.lost_leases >= LOST_LEASES_MAX:
+                        row.state = JobState.FAILED.value
+                        row.last_error = (
+                            f"the dqd process running it was lost {row.lost_leases} times (lease expired: "
+                            f"killed or hung); last error: {row.last_error or 'none recorded'}"
+                        )
+                        row.finished_at = row.updated_at = now
+                        _end_attempt(row)
+                        session.flush()
+                        continue
                     row.last_error = f"lease of {row.lease_owner} expired; job returned to the queue"
                 row.state = JobState.RUNNING.value
                 row.attempts += 1
@@ -115,12 +122,6 @@ class JobStore:
                 row.stage = row.stage_started_at = None  # a dead worker's last stage is not this attempt's
                 session.flush()
                 return job_from_row(row)
-
-    @staticmethod
-    def _lost_for_good(row: JobRow, now: datetime) -> bool:
-        """A lease expired: that attempt failed (not permanently); was it the last one allowed?"""
-        decision = retry_decision(row.attempts, row.max_attempts, permanent=False, backoff_seconds=0, now=now)
-        return decision.final
 
     def _claimable(self, session: Session, host_class: str, now: datetime):  # type: ignore[no-untyped-def]
         stmt = (

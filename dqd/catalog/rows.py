@@ -79,6 +79,7 @@ def job_from_row(row: JobRow) -> Job:
         finished_at=as_utc(row.finished_at),
         stage=row.stage,
         stage_started_at=as_utc(row.stage_started_at),
+        lost_leases=row.lost_leases or 0,
     )
 
 

@@ -158,6 +158,8 @@ class JobRow(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # Leases that expired on this job (its dqd process died or hung): not attempts, see catalog.jobs.
+    lost_leases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     priority: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     source_path: Mapped[str | None] = mapped_column(NameString(1024))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dqd.fileperms import make_shared
 from dqd.modelfile import model_files
+from dqd.scratch import publish_scratch_prefix
 from dqd.scratchnames import PARTIAL_SUFFIXES, TMP_SUFFIX
 from dqd.sidecar import SIDECAR_SUFFIX
 
@@ -109,21 +110,12 @@ def apply_plan(plan: list[Copy]) -> int:
     return copied
 
 
-# A file name is at most 255 bytes on Linux filesystems: the scratch name adds a dot, mkstemp's eight
-# random characters and the suffix, so a long name is cut (its bytes, not its characters) to fit.
-_NAME_MAX = 255
-_SCRATCH_EXTRA = len(".") + len(".") + 8 + len(TMP_SUFFIX)
-
-
-def _scratch_prefix(name: str) -> str:
-    raw = os.fsencode(name)[: _NAME_MAX - _SCRATCH_EXTRA]
-    return f".{raw.decode('utf-8', 'ignore') or 'dqd'}."
-
-
 def copy_atomic(source: Path, target: Path) -> None:
     """Copy under a temporary name, readable as the umask allows (dqd.fileperms), then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(target.name), suffix=TMP_SUFFIX, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=publish_scratch_prefix(target.name), suffix=TMP_SUFFIX, dir=target.parent
+    )
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)

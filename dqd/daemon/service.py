@@ -41,6 +41,7 @@ from dqd.errors import CatalogError, EnvironmentFailure, ModelError
 from dqd.hostinfo import detect_host
 from dqd.hostlock import check_lock, fallback_warning
 from dqd.pipeline.plan import plan_for
+from dqd.scratch import sweep
 from dqd.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class Daemon:
         catalog.upsert_host(self.host)
         self.root.mkdir(parents=True, exist_ok=True)
         check_host_lock(settings.host_lock)
+        # What a killed dqd process of this host left half-written (dqd.scratch): before any new work.
+        sweep([Path(settings.output_dir), *([Path(settings.publish_dir)] if settings.publish_dir else [])])
         if settings.publish_dir is not None:
             self.publisher = Publisher(
                 catalog,

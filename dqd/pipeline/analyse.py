@@ -41,6 +41,7 @@ from dqd.pipeline.search import search
 from dqd.pipeline.workbench import CandidateRun, Outputs, Workbench
 from dqd.quantops import QUANTIZABLE_WEIGHT_INPUTS
 from dqd.records import DecisionDetails, GraphSummary, InputRecord, PrepareRecord
+from dqd.scratch import writer_tag
 from dqd.scratchnames import WORK_PREFIX
 from dqd.settings import AccuracySettings, BenchmarkSettings, LadderSettings
 from dqd.text import first_line
@@ -291,7 +292,7 @@ def _scratch(directory: Path) -> Path:
     """A private work folder inside the model's variant folder (on the output volume)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=directory))
+        return Path(tempfile.mkdtemp(prefix=WORK_PREFIX + writer_tag(), dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
 

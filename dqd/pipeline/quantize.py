@@ -26,6 +26,7 @@ from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, model_files, unit_stat
 from dqd.pathtext import for_display, for_tools
 from dqd.pipeline.prepare import save_model
+from dqd.scratch import writer_tag
 from dqd.scratchnames import BUILD_PREFIX
 from dqd.text import first_line
 
@@ -84,7 +85,7 @@ def build_variant(
         return _result(spec, ort_version, target, 0.0, reused=True)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=directory))
+        scratch = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX + writer_tag(), dir=directory))
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
     started = time.perf_counter()

@@ -23,6 +23,7 @@ from pathlib import Path
 from dqd.modelfile import external_data_locations
 from dqd.pathtext import for_tools
 from dqd.pipeline.quantize import OutputDirError
+from dqd.scratch import writer_tag
 from dqd.scratchnames import WORK_PREFIX
 
 
@@ -46,7 +47,7 @@ def readable_path(path: Path, scratch_parent: Path) -> Iterator[Path]:
         return
     try:
         scratch_parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=scratch_parent))
+        folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX + writer_tag(), dir=scratch_parent))
     except OSError as exc:
         raise OutputDirError(scratch_parent, exc) from exc
     try:
