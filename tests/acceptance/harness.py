@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,13 @@ def one_shot_env(workdir: Path, **extra: str) -> dict[str, str]:
         DQD_HOST_LOCK=str(workdir / "host.lock"),
     )
     return env | extra
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a daemon's API, so parallel runs never share one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
@@ -100,6 +108,21 @@ class Daemon:
         wait_for("the daemon to start", lambda: self.has_logged("daemon_running") or self._died(), 30)
         assert self.process.poll() is None, f"daemon exited early:\n{self.log_text()}"
         return self
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A one-shot ``dqd`` command on this daemon's catalog and folders (its output as UTF-8 text)."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+        return subprocess.run(
+            [*DQD, *args],
+            cwd=self.workdir,
+            env={**clean, **self.env},
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None

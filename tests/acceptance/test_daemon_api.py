@@ -11,16 +11,10 @@ from pathlib import Path
 import pytest
 
 from dqd.catalog import Catalog
-from tests.acceptance.harness import Daemon, done_count, wait_for
+from tests.acceptance.harness import Daemon, done_count, free_port, wait_for
 from tests.acceptance.tiny import write_model
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

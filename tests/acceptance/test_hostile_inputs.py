@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,7 @@ import pytest
 from dqd.catalog import Catalog
 from dqd.domain import DecisionRecord, Job, JobState, Outcome
 from dqd.pathtext import for_display
-from tests.acceptance.harness import DQD, SLOW_ENGINE, Daemon, wait_for
-from tests.acceptance.test_undecodable_names import free_port
+from tests.acceptance.harness import SLOW_ENGINE, Daemon, free_port, wait_for
 from tests.acceptance.tiny import write_model
 from tests.hostile import DECIDED, ERROR, REFUSED, UNLISTED, Case, build_cases, endless_loop_bytes
 
@@ -54,16 +52,8 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def listed(daemon: Daemon) -> dict[str, dict[str, Any]]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
-    shown = subprocess.run(
-        [*DQD, "models", "--json"],
-        cwd=daemon.workdir,
-        env={**clean, **daemon.env},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=True,
-    )
+    shown = daemon.cli("models", "--json")
+    assert shown.returncode == 0, shown.stderr
     return {model["path"]: model for model in json.loads(shown.stdout)}
 
 

@@ -9,9 +9,6 @@ so, and ``dqd prune --yes`` confirms the removals and makes the daemon ready.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,17 +18,11 @@ import pytest
 
 from dqd.catalog import Catalog
 from dqd.catalog.migrate import upgrade
-from tests.acceptance.harness import DQD, Daemon, wait_for
+from tests.acceptance.harness import Daemon, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 MODELS = [f"team/m{i}/model.onnx" for i in range(5)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def readyz(port: int) -> tuple[int, dict[str, object]]:
@@ -40,19 +31,6 @@ def readyz(port: int) -> tuple[int, dict[str, object]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def dqd(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
-    return subprocess.run(
-        [*DQD, *args],
-        cwd=daemon.workdir,
-        env={**clean, **daemon.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture
@@ -82,14 +60,14 @@ def test_an_emptied_folder_blocks_removals_until_pruned(daemon: Daemon) -> None:
         assert status == 503 and body["status"] == "removal_blocked"
         assert "empty" in str(body["detail"]) and "dqd prune --yes" in str(body["detail"])
 
-        shown = dqd(daemon, "status")
+        shown = daemon.cli("status")
         assert shown.returncode == 0 and "removals blocked" in shown.stdout
 
-        refused = dqd(daemon, "prune")  # no terminal to ask: nothing changes without --yes
+        refused = daemon.cli("prune")  # no terminal to ask: nothing changes without --yes
         assert refused.returncode == 2 and "--yes" in refused.stderr
         assert sorted(catalog.known_paths()) == MODELS
 
-        pruned = dqd(daemon, "prune", "--yes")
+        pruned = daemon.cli("prune", "--yes")
         assert pruned.returncode == 0, pruned.stderr
         assert "marked 5 removed" in pruned.stdout
         assert catalog.known_paths() == {}

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +16,13 @@ from pathlib import Path
 import pytest
 
 from dqd.catalog import Catalog
-from tests.acceptance.harness import DQD, Daemon, wait_for
+from tests.acceptance.harness import Daemon, free_port, wait_for
 from tests.acceptance.tiny import write_model
 
 pytestmark = pytest.mark.slow
 
 LATIN1 = os.fsdecode(b"caf\xe9.onnx")  # the name as Python gives it: a lone surrogate for the byte
 SHOWN = "caf\\xe9.onnx"  # as dqd prints it, and as a user types it back
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -45,19 +37,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     daemon.kill()
 
 
-def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
-    return subprocess.run(
-        [*DQD, *args],
-        cwd=daemon.workdir,
-        env={**clean, **daemon.env},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-    )
-
-
 def test_a_latin1_named_model_is_decided_published_and_listed(daemon: Daemon) -> None:
     port = free_port()
     daemon.start(DQD_API__PORT=str(port))
@@ -68,18 +47,18 @@ def test_a_latin1_named_model_is_decided_published_and_listed(daemon: Daemon) ->
     finally:
         catalog.close()
 
-    listed = cli(daemon, "models", "--json")
+    listed = daemon.cli("models", "--json")
     assert listed.returncode == 0, listed.stderr
     (model,) = json.loads(listed.stdout)
     assert model["path"] == SHOWN, model
     assert [d["outcome"] for d in model["decisions"]] in (["quantized"], ["kept_fp32"]), model
-    table = cli(daemon, "models")
+    table = daemon.cli("models")
     assert table.returncode == 0 and SHOWN in table.stdout, table.stderr
-    shown = cli(daemon, "show", SHOWN)  # the displayed form is what a user types back
+    shown = daemon.cli("show", SHOWN)  # the displayed form is what a user types back
     assert shown.returncode == 0 and SHOWN in shown.stdout, shown.stderr
-    best = cli(daemon, "best", SHOWN, "--json")
+    best = daemon.cli("best", SHOWN, "--json")
     assert best.returncode == 0, best.stderr
-    exported = cli(daemon, "report", "--out", str(daemon.workdir / "report"))
+    exported = daemon.cli("report", "--out", str(daemon.workdir / "report"))
     assert exported.returncode == 0, exported.stderr
     assert SHOWN in (daemon.workdir / "report" / "index.html").read_text(encoding="utf-8")
     published = daemon.workdir / "published"

@@ -242,3 +242,37 @@ def test_best_prefers_the_configured_thread_count_and_jobs_show_their_stage(cata
         (listed,) = client.get("/api/v1/jobs").json()["items"]
         assert listed["stage"] == "benchmark u8u8"
         assert listed["stage_started_at"].startswith("2026-12-01T22:00:00")
+
+
+def test_a_browser_opens_the_report_through_a_login_form_and_a_cookie_never_a_query_string(
+    filled: Catalog,
+) -> None:
+    with client_for(filled, token=TOKEN) as browser:
+        html = {"Accept": "text/html,application/xhtml+xml"}
+        sent = browser.get("/report/", headers=html, follow_redirects=False)
+        assert (sent.status_code, sent.headers["location"]) == (303, "/login")
+        form = browser.get("/login")
+        assert form.status_code == 200 and 'method="post"' in form.text and 'type="password"' in form.text
+        wrong = browser.post("/login", data={"token": "wrong"}, follow_redirects=False)
+        assert wrong.status_code == 401 and "dqd_session" not in wrong.headers.get("set-cookie", "")
+        right = browser.post("/login", data={"token": TOKEN}, follow_redirects=False)
+        assert (right.status_code, right.headers["location"]) == (303, "/report/")
+        cookie = right.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+        assert browser.get("/report/", headers=html).status_code == 200  # the cookie, kept by the client
+        assert browser.get("/report/models/1.html").status_code == 200
+        assert browser.get("/api/v1/models").status_code == 401  # programs use the bearer header
+        browser.cookies.clear()
+        assert browser.get("/report/").status_code == 401
+
+
+def test_requests_are_bounded_and_only_the_login_form_posts(filled: Catalog) -> None:
+    with client_for(filled, token=TOKEN) as client:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.get("/api/v1/models?" + "x=1&" * 2000, headers=bearer).status_code == 414
+        assert client.request("GET", "/api/v1/models", content=b"{}", headers=bearer).status_code == 413
+        assert client.post("/api/v1/models", headers=bearer).status_code == 405
+        assert client.post("/login", data={"token": "x" * 2000}).status_code == 413
+        assert client.get("/api/v1/models?limit=5", headers=bearer).status_code == 200
+    with client_for(filled) as open_api:  # no token: nothing to log in to
+        assert open_api.get("/login", follow_redirects=False).headers["location"] == "/report/"
