@@ -197,6 +197,11 @@ def _external(root: Path, outside: Path) -> list[Case]:
     (root / "ext" / "linked.data").symlink_to(secret)
     pointing_at("symlinked-data.onnx", "linked.data")
     cases.append(Case("ext/symlinked-data.onnx", ERROR, "outside"))
+    hard_target = outside / "hard-secret.data"
+    hard_target.write_bytes(np.ones(64, np.float32).tobytes())
+    os.link(hard_target, root / "ext" / "hard.data")  # same volume: reaches a file outside the tree
+    pointing_at("hardlinked-data.onnx", "hard.data")
+    cases.append(Case("ext/hardlinked-data.onnx", ERROR, "hard link"))
     pointing_at("missing-data.onnx", "missing.data")
     cases.append(Case("ext/missing-data.onnx", REFUSED, "missing.data"))
     (root / "ext" / "short.data").write_bytes(b"\0" * 100)  # 256 bytes promised

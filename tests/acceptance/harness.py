@@ -109,13 +109,13 @@ class Daemon:
         assert self.process.poll() is None, f"daemon exited early:\n{self.log_text()}"
         return self
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """A one-shot ``dqd`` command on this daemon's catalog and folders (its output as UTF-8 text)."""
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """A one-shot ``dqd`` command on this daemon's catalog and folders (``env`` on top; UTF-8 output)."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
         return subprocess.run(
             [*DQD, *args],
             cwd=self.workdir,
-            env={**clean, **self.env},
+            env={**clean, **self.env, **env},
             capture_output=True,
             text=True,
             encoding="utf-8",
