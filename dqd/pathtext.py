@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 import os
 import re
 from pathlib import PurePath
@@ -84,6 +85,12 @@ def for_tools(name: str) -> str:
         return shown
     suffix = shown[shown.rfind(".") :] if "." in shown[-16:] else ""
     return encoded[: NAME_MAX - len(suffix.encode("utf-8"))].decode("utf-8", "ignore") + suffix
+
+
+def displayable_json(value: Any) -> str:
+    """``value`` (JSON-shaped) as compact JSON text, names in their displayed form: the fallback of
+    the fast serializers (pydantic-core), which refuse the lone surrogates of such a name."""
+    return json.dumps(displayable(value), ensure_ascii=False, separators=(",", ":"))
 
 
 DISPLAY_ERRORS = "dqd-display"  # a codec error handler: a lone surrogate from a name's byte -> \xNN

@@ -71,7 +71,7 @@ def _abandoned(name: str, path: Path, host: str, now: float) -> bool:
     parts = tagged.rsplit("-", 2)  # "<host>-<pid>-<random>"; the host name may hold dashes
     if len(parts) != 3 or not parts[1].isdigit():
         return False  # named before scratch carried its writer: only its age removes it
-    return parts[0] == host and not _running(int(parts[1]))
+    return parts[0] == host and not process_running(int(parts[1]))
 
 
 def _tag(name: str) -> str | None:
@@ -84,7 +84,8 @@ def _tag(name: str) -> str | None:
     return None
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` names a live process of this host (a zombie nobody reaped is not)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -7,7 +7,6 @@ holds one must not become a 500. Every JSON and HTML body goes through here.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Response
@@ -15,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 
-from dqd.pathtext import displayable, for_display
+from dqd.pathtext import displayable, displayable_json, for_display
 
 
 class NameSafeJSON(JSONResponse):
@@ -33,6 +32,5 @@ def json_body(adapter: TypeAdapter[Any], value: Any) -> Response:
     try:
         body = adapter.dump_json(value)
     except PydanticSerializationError:
-        shown = displayable(adapter.dump_python(value, mode="json"))
-        body = json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode()
+        body = displayable_json(adapter.dump_python(value, mode="json")).encode()
     return Response(body, media_type="application/json")

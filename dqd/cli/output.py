@@ -20,7 +20,7 @@ from typing import IO, Any
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from dqd.errors import UsageError
-from dqd.pathtext import displayable, for_display
+from dqd.pathtext import displayable_json, for_display
 
 
 class Format(StrEnum):
@@ -124,7 +124,7 @@ def format_json(items: Iterable[Any]) -> str:
         # pydantic-core serializes dataclasses natively: 7x faster than json.dumps(jsonable(...)) here.
         return to_json(listed, inf_nan_mode="null").decode() + "\n"
     except PydanticSerializationError:  # a file name that is not UTF-8: shown as dqd.pathtext says
-        return json.dumps(displayable(jsonable(listed)), ensure_ascii=False, separators=(",", ":")) + "\n"
+        return displayable_json(jsonable(listed)) + "\n"
 
 
 def emit(items: Sequence[Any], columns: Sequence[Column], fmt: Format, stream: IO[str] | None = None) -> None:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import psutil
 
 from dqd.errors import EnvironmentFailure, ModelError
+from dqd.scratch import process_running
 
 T = TypeVar("T")
 POLL_SECONDS = 0.1
@@ -218,20 +219,13 @@ def die_with_parent(parent_pid: int) -> None:
         if pidfd is not None:
             threading.Thread(target=_exit_when_readable, args=(pidfd,), daemon=True).start()
     # The caller may have died before we could watch it.
-    if not _alive(parent_pid):
+    if not process_running(parent_pid):
         os._exit(ORPHANED_EXIT_CODE)
 
 
 def _exit_when_readable(pidfd: int) -> None:
     select.select([pidfd], [], [])  # a pidfd turns readable when its process exits
     os._exit(ORPHANED_EXIT_CODE)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _child_main(

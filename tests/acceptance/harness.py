@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from dqd.catalog import Catalog
 from dqd.domain import Job, JobState
 from tests.fast import FAST_BENCHMARK, as_env
@@ -123,6 +125,15 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             check=False,
         )
+
+    def engine_children(self) -> list[psutil.Process]:
+        """The engine children at work: forked by the daemon's fork server, so its grandchildren."""
+        assert self.process is not None
+        try:
+            top = psutil.Process(self.process.pid)
+            return [p for p in top.children(recursive=True) if p.ppid() != top.pid]
+        except psutil.Error:
+            return []
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None

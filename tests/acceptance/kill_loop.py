@@ -50,7 +50,7 @@ def run_kill_loop(
         for _ in range(kills):
             daemon.start()
             time.sleep(rng.uniform(0.3, 2.5))
-            mid_job += _engine_at_work(daemon)
+            mid_job += bool(daemon.engine_children())
             daemon.kill()
         daemon.start()
         with contextlib.suppress(AssertionError):  # what is still missing then is reported as lost
@@ -81,17 +81,6 @@ def _all_done(catalog: Catalog, models: int) -> bool:
     done = {job.sha256 for job in catalog.list_jobs(states=[JobState.DONE])}
     busy = catalog.list_jobs(states=[JobState.QUEUED, JobState.RUNNING])
     return len(done) >= models and not busy
-
-
-def _engine_at_work(daemon: Daemon) -> int:
-    import psutil
-
-    assert daemon.process is not None
-    try:
-        top = psutil.Process(daemon.process.pid)
-        return int(any(p.ppid() != top.pid for p in top.children(recursive=True)))
-    except psutil.Error:
-        return 0
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from dqd.catalog import Catalog
@@ -105,13 +104,6 @@ def shown(case: Case) -> str:
     return for_display(case.name)
 
 
-def engine_children(daemon: Daemon) -> list[psutil.Process]:
-    """The daemon's engine children: forked by its fork server, so its grandchildren."""
-    assert daemon.process is not None
-    top = psutil.Process(daemon.process.pid)
-    return [p for p in top.children(recursive=True) if p.ppid() != top.pid]
-
-
 def job_of(catalog: Catalog, path: str) -> Job | None:
     return next((job for job in catalog.list_jobs() if job.source_path == path), None)
 
@@ -124,7 +116,7 @@ def test_a_crashed_engine_and_files_deleted_or_replaced_while_queued(daemon: Dae
     write_model(daemon.watch / "crashes.onnx", seed=1)
     catalog = Catalog.from_url(daemon.database_url)
     try:
-        wait_for("the engine to be at work", lambda: engine_children(daemon), 30)
+        wait_for("the engine to be at work", daemon.engine_children, 30)
         write_model(daemon.watch / "deleted.onnx", seed=2)
         write_model(daemon.watch / "replaced.onnx", seed=3)
         queued = wait_for(
@@ -136,7 +128,7 @@ def test_a_crashed_engine_and_files_deleted_or_replaced_while_queued(daemon: Dae
         first_sha = catalog.known_paths()["replaced.onnx"].sha256
         (daemon.watch / "deleted.onnx").unlink()
         write_model(daemon.watch / "replaced.onnx", seed=4)
-        for child in engine_children(daemon):
+        for child in daemon.engine_children():
             child.send_signal(signal.SIGSEGV)
 
         def settled() -> list[Job] | None:
@@ -179,7 +171,7 @@ def test_a_model_that_runs_forever_is_stopped_at_the_timeout_and_recorded(daemon
         assert by_path["forever.onnx"].outcome is Outcome.ERROR
         assert "timed out for forever.onnx after 3 s" in (by_path["forever.onnx"].error or "")
         assert by_path["after.onnx"].outcome is not Outcome.ERROR
-        assert not engine_children(daemon), "the hung child was left running"
+        assert not daemon.engine_children(), "the hung child was left running"
     finally:
         catalog.close()
     assert daemon.stop() == 0
