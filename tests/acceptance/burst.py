@@ -1,8 +1,7 @@
 """A burst of files dropped at once in a real daemon's folder: mostly copies and junk, some real models.
 
-Run on demand by tests/perf/burst.py (500 files, 50 distinct valid models); the
-suite is at its time budget, so CI does not run a burst yet (tests/acceptance/
-test_hostile_inputs.py drops 48 hostile files at once).
+CI drops 80 files (tests/acceptance/test_burst.py); tests/perf/burst.py drops
+500 (50 distinct valid models) on demand.
 """
 
 from __future__ import annotations

@@ -102,22 +102,25 @@ class Daemon:
 
     def start(self, **env: str) -> Daemon:
         self.runs += 1
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [*DQD, "run"], cwd=self.workdir, env={**clean, **self.env, **env}, stderr=log, stdout=log
+                [*DQD, "run"], cwd=self.workdir, env=self.cli_env(**env), stderr=log, stdout=log
             )
         wait_for("the daemon to start", lambda: self.has_logged("daemon_running") or self._died(), 30)
         assert self.process.poll() is None, f"daemon exited early:\n{self.log_text()}"
         return self
 
+    def cli_env(self, **env: str) -> dict[str, str]:
+        """The environment of a ``dqd`` command on this daemon's catalog and folders (``env`` on top)."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+        return {**clean, **self.env, **env}
+
     def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """A one-shot ``dqd`` command on this daemon's catalog and folders (``env`` on top; UTF-8 output)."""
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
         return subprocess.run(
             [*DQD, *args],
             cwd=self.workdir,
-            env={**clean, **self.env, **env},
+            env=self.cli_env(**env),
             capture_output=True,
             text=True,
             encoding="utf-8",
