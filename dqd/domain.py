@@ -204,6 +204,7 @@ class HostInfo:
     ort_version: str
     onnx_version: str
     dqd_version: str
+    declared: bool = False  # host_id and host_class come from configuration (allow_host_override)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ import platform
 import socket
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from dqd import __version__
 from dqd.domain import HostInfo
 from dqd.errors import EnvironmentFailure
-from dqd.settings import usable_cores
+from dqd.settings import Settings, usable_cores
 
 # x86 flags (as /proc/cpuinfo names them) that matter for INT8 kernels, and
 # the arm64 equivalents ("asimddp" is the dot-product extension).
@@ -117,6 +118,23 @@ def detect_host() -> HostInfo:
     )
 
 
+def declared(detected: HostInfo, host_id: str | None, host_class: str | None) -> HostInfo:
+    """``detected`` under a declared id and/or class (settings allowed it); ISA flags stay the real ones."""
+    if host_id is None and host_class is None:
+        return detected
+    return replace(
+        detected,
+        host_id=host_id or detected.host_id,
+        host_class=host_class or detected.host_class,
+        declared=True,
+    )
+
+
+def host_identity(settings: Settings) -> HostInfo:
+    """This host as dqd records it: detected, or declared by ``host_id``/``host_class`` when allowed."""
+    return declared(detect_host(), settings.host_id, settings.host_class)
+
+
 def installed_ort_version() -> str:
     """The installed onnxruntime's version without importing it (an import takes about a second)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -127,8 +145,10 @@ def installed_ort_version() -> str:
         return "none"
 
 
-def this_host_class() -> str:
-    """This host's class from /proc/cpuinfo, without the onnx/onnxruntime imports of detect_host()."""
+def this_host_class(settings: Settings | None = None) -> str:
+    """This host's class (a declared one first), without the onnx/onnxruntime imports of detect_host()."""
+    if settings is not None and settings.host_class is not None:
+        return settings.host_class
     try:
         _, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:

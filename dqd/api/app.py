@@ -108,7 +108,10 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
             raise NotFound(f"no report page {page!r}")
         return HTMLResponse(render_model(catalog, int(stem)))
 
-    app.include_router(build_router(catalog, threads=settings.benchmark.threads), prefix="/api/v1")
+    app.include_router(
+        build_router(catalog, threads=settings.benchmark.threads, host_class=settings.host_class),
+        prefix="/api/v1",
+    )
     return app
 
 

@@ -61,8 +61,10 @@ def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
     return json_body(adapter, value)
 
 
-def build_router(catalog: Catalog, *, threads: int | None = None) -> APIRouter:
-    """``threads``: the configured ``benchmark.threads``, which ``/best`` prefers decisions timed at."""
+def build_router(catalog: Catalog, *, threads: int | None = None, host_class: str | None = None) -> APIRouter:
+    """``threads``: the configured ``benchmark.threads``, which ``/best`` prefers decisions timed at;
+    ``host_class``: this server's class for ``/best`` (default: detected)."""
+    server_class = host_class
     router = APIRouter(responses=ERRORS)
     configured_threads = threads
     models_out, detail_out = TypeAdapter(ModelPage), TypeAdapter(ModelDetail)
@@ -127,7 +129,7 @@ def build_router(catalog: Catalog, *, threads: int | None = None) -> APIRouter:
         """
         choice = catalog.best_choice(
             model,
-            host_class or this_host_class(),
+            host_class or server_class or this_host_class(),
             ort_version or installed_ort_version(),
             threads=threads or configured_threads,
         )

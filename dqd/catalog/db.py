@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -28,6 +28,21 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def database_now(session: Session) -> datetime:
+    """The catalog's clock, for times that hosts compare (leases, heartbeats, backoffs).
+
+    Several hosts share a Postgres catalog and their clocks drift: a host whose
+    clock runs ahead would steal live leases, one behind would keep dead ones.
+    Postgres's ``now()`` is one clock for all of them. A SQLite catalog is one
+    host's file, so that host's clock is the catalog's.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return utcnow()
+    value = session.scalar(select(func.now()))
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from dqd.catalog.db import Transactions, utcnow
+from dqd.catalog.db import Transactions, database_now, utcnow
 from dqd.catalog.rows import host_from_row, path_from_row
 from dqd.catalog.tables import DecisionRow, HostRow, ModelPathRow, ModelVersionRow, PathVersionRow
 from dqd.domain import HostInfo, ModelPath
@@ -39,7 +39,6 @@ class PathStore:
 
     def upsert_host(self, host: HostInfo, *, now: datetime | None = None) -> None:
         """Register this host or refresh its facts and heartbeat."""
-        now = now or utcnow()
         facts: dict[str, Any] = {
             "hostname": host.hostname,
             "host_class": host.host_class,
@@ -51,9 +50,11 @@ class PathStore:
             "ort_version": host.ort_version,
             "onnx_version": host.onnx_version,
             "dqd_version": host.dqd_version,
-            "last_heartbeat_at": now,
+            "declared": host.declared,
         }
         with self.tx.write() as session:
+            now = now or database_now(session)
+            facts["last_heartbeat_at"] = now
             row = session.get(HostRow, host.host_id)
             if row is None:
                 session.add(HostRow(id=host.host_id, first_seen_at=now, **facts))
@@ -65,11 +66,11 @@ class PathStore:
         with self.tx.write() as session:
             row = session.get(HostRow, host_id)
             if row is not None:
-                row.last_heartbeat_at = now or utcnow()
+                row.last_heartbeat_at = now or database_now(session)
 
     def live_host_classes(self, ttl_seconds: float, *, now: datetime | None = None) -> list[str]:
-        cutoff = (now or utcnow()) - timedelta(seconds=ttl_seconds)
         with self.tx.read() as session:
+            cutoff = (now or database_now(session)) - timedelta(seconds=ttl_seconds)
             stmt = select(HostRow.host_class).where(HostRow.last_heartbeat_at >= cutoff).distinct()
             return sorted(session.scalars(stmt))
 

@@ -96,6 +96,7 @@ def host_from_row(row: HostRow) -> HostInfo:
         ort_version=row.ort_version,
         onnx_version=row.onnx_version,
         dqd_version=row.dqd_version,
+        declared=bool(row.declared),
     )
 
 

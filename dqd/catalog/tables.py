@@ -28,6 +28,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    column,
+    desc,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,6 +102,8 @@ class HostRow(Base):
     ort_version: Mapped[str] = mapped_column(String(32))
     onnx_version: Mapped[str] = mapped_column(String(32))
     dqd_version: Mapped[str] = mapped_column(String(32))
+    # The id and class were declared by configuration (allow_host_override), not detected.
+    declared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     first_seen_at: Mapped[datetime]
     last_heartbeat_at: Mapped[datetime] = mapped_column(index=True)
 
@@ -144,11 +150,24 @@ class PathVersionRow(Base):
     superseded_at: Mapped[datetime | None]
 
 
+ACTIVE_JOB_STATES_SQL = "state IN ('queued', 'running')"
+
+
 class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_claim", "host_class", "state", "priority", "id"),
+        # The claim's order (dqd.catalog.jobs): priority descending, then oldest first.
+        Index("ix_jobs_claim", "host_class", "state", desc(column("priority")), "id"),
         Index("ix_jobs_sha_class", "sha256", "host_class"),
+        # One queued or running job per (model version, host class), whoever enqueues (migration 0008).
+        Index(
+            "uq_jobs_one_active",
+            "sha256",
+            "host_class",
+            unique=True,
+            postgresql_where=text(ACTIVE_JOB_STATES_SQL),
+            sqlite_where=text(ACTIVE_JOB_STATES_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

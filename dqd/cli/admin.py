@@ -76,10 +76,10 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 @app.command("doctor")
 def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Check this host: CPU class and ISA flags, onnxruntime, catalog, watch folder."""
-    from dqd.hostinfo import detect_host
+    from dqd.hostinfo import host_identity
 
     settings = state(ctx).settings()
-    host = detect_host()
+    host = host_identity(settings)
     checks: dict[str, Any] = {
         "host_class": host.host_class,
         "cpu_model": host.cpu_model,

@@ -75,14 +75,14 @@ def run(
 def _reconciler(catalog: Catalog, settings: Settings) -> Any:
     from dqd.daemon.filters import PathFilter
     from dqd.daemon.reconcile import Reconciler
-    from dqd.hostinfo import detect_host
+    from dqd.hostinfo import host_identity
 
     root = Path(os.path.abspath(settings.watch_dir))
     skip = [settings.output_dir, *([settings.publish_dir] if settings.publish_dir else [])]
     return Reconciler(
         catalog,
         PathFilter(root, settings.watch.include, settings.watch.exclude, skip),
-        host_class=detect_host().host_class,
+        host_class=host_identity(settings).host_class,
         host_ttl_seconds=settings.worker.host_ttl_seconds,
         max_attempts=settings.worker.max_attempts,
         settle_seconds=0.0,
@@ -194,14 +194,14 @@ def requantize(
     from functools import partial
 
     from dqd.daemon.scheduler import current_policy, enqueue_stale
-    from dqd.hostinfo import detect_host
+    from dqd.hostinfo import host_identity
     from dqd.pipeline.plan import plan_for
 
     if sum([bool(models), all_models, stale]) != 1:
         raise UsageError("give model paths, --all or --stale (exactly one)")
     settings = state(ctx).settings()
     root = Path(os.path.abspath(settings.watch_dir))
-    host = detect_host()
+    host = host_identity(settings)
     now = datetime.now(UTC)
     plan = partial(plan_for, settings, root, strict=False)
     with _catalog(settings) as catalog:

@@ -40,14 +40,14 @@ def process(
 ) -> None:
     """Quantize, check, benchmark and decide for each model; exit 1 if any ended in error."""
     from dqd.catalog import open_catalog
-    from dqd.hostinfo import detect_host
+    from dqd.hostinfo import host_identity
     from dqd.modelfile import unit_stat
 
     flags: dict[str, Any] = {"benchmark.threads": threads, "search": search.value if search else None}
     settings = state(ctx).settings(**flags)
     configure_logging(settings)
     models = expand_paths(paths, settings)
-    host = detect_host()
+    host = host_identity(settings)
     catalog = open_catalog(settings)
     any_error = False
     try:

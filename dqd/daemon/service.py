@@ -38,7 +38,7 @@ from dqd.daemon.worker import ProcessModel, Worker, default_process
 from dqd.daemon.writers import held_open_for_writing
 from dqd.domain import HostInfo
 from dqd.errors import CatalogError, EnvironmentFailure, ModelError
-from dqd.hostinfo import detect_host
+from dqd.hostinfo import detect_host, host_identity
 from dqd.hostlock import check_lock, fallback_warning
 from dqd.pipeline.plan import plan_for
 from dqd.scratch import sweep
@@ -154,6 +154,19 @@ class Daemon:
             observer,
             extra={"action": "daemon_starting", "host_class": self.host.host_class, "observer": observer},
         )
+        if self.host.declared:
+            logger.warning(
+                "host identity declared by configuration, not detected: id %s, class %s "
+                "(detected ISA flags: %s)",
+                self.host.host_id,
+                self.host.host_class,
+                " ".join(self.host.isa_flags) or "none",
+                extra={
+                    "action": "host_declared",
+                    "host_id": self.host.host_id,
+                    "host_class": self.host.host_class,
+                },
+            )
         scheduler = None  # built before anything starts: a bad cron is a config error
         if settings.schedule.enabled:
             scheduler = NightlyScheduler(
@@ -326,7 +339,7 @@ def run_daemon(
     install_signals: bool = True,
     on_started: Callable[[Daemon], None] | None = None,
 ) -> int:
-    daemon = Daemon(settings, process=process or default_process)
+    daemon = Daemon(settings, process=process or default_process, host=host_identity(settings))
     if install_signals:
         daemon.install_signal_handlers()
     if on_started is not None:

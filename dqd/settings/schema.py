@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dqd.domain import VariantSpec
@@ -218,6 +227,10 @@ class ModelOverrides(_Section):
         raise ValueError('"fp32" or a variant spec such as { weight_type = "U8S8", per_channel = true }')
 
 
+HostId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")]  # hosts.id is VARCHAR(32)
+HostClassName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+-[a-z0-9_+.]+$", max_length=64)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -236,6 +249,12 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = None  # default: on for SQLite, off for Postgres
     # Shared by every dqd process on the host (env DQD_HOST_LOCK); see dqd.hostlock.
     host_lock: Path = Field(default_factory=default_lock_path)
+    # A declared identity (tests on one machine, a fleet whose class detection an operator
+    # overrides): honoured only with allow_host_override, so a host never lies about its ISA by
+    # accident; logged at start and recorded (hosts.declared) beside the flags really detected.
+    host_id: HostId | None = None
+    host_class: HostClassName | None = None
+    allow_host_override: bool = False
 
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     accuracy: AccuracySettings = Field(default_factory=AccuracySettings)
@@ -246,6 +265,17 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
+
+    @field_validator("allow_host_override")
+    @classmethod
+    def _declared_identity_is_allowed(cls, value: bool, info: ValidationInfo) -> bool:
+        declared = [key for key in ("host_id", "host_class") if info.data.get(key) is not None]
+        if declared and not value:
+            raise ValueError(
+                f"true when {' and '.join(declared)} is set (DQD_ALLOW_HOST_OVERRIDE=true): a declared "
+                "identity replaces the detected one on purpose only; unset it to use the detected one"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

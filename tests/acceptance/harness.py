@@ -190,3 +190,15 @@ def decisions_per_sha(catalog: Catalog) -> dict[str, int]:
     for decision in catalog.recent_decisions(10_000):
         counts[decision.sha256] = counts.get(decision.sha256, 0) + 1
     return counts
+
+
+def age_decision(catalog: Catalog, decision_id: int, *, ort_version: str) -> None:
+    """Test set-up: pretend a decision was made by an older onnxruntime (it is then stale)."""
+    from sqlalchemy import update
+
+    from dqd.catalog.tables import DecisionRow
+
+    with catalog.tx.write() as session:
+        session.execute(
+            update(DecisionRow).where(DecisionRow.id == decision_id).values(ort_version=ort_version)
+        )

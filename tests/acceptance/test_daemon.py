@@ -17,6 +17,7 @@ from dqd.domain import JobKind, JobState, Outcome
 from tests.acceptance.harness import (
     SLOW_ENGINE,
     Daemon,
+    age_decision,
     decisions_per_sha,
     done_count,
     jobs_for,
@@ -32,20 +33,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'dqd.db'}"  # the daemon migrates it on start
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-
-
 def _open_catalog(url: str) -> Iterator[Catalog]:
     catalog = Catalog.from_url(url)
     yield catalog
     catalog.close()
-
-
-@pytest.fixture
-def catalog(database_url: str) -> Iterator[Catalog]:
-    yield from _open_catalog(database_url)
 
 
 @pytest.fixture
@@ -121,8 +112,10 @@ def check_slow_write_gives_one_job(catalog: Catalog, watch: Path, seed: int) -> 
 
 
 def test_slow_write_then_a_dozen_models_then_sigterm(
-    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+    tmp_path: Path, sqlite_url: str, sqlite_catalog: Catalog, daemons: list[Daemon]
 ) -> None:
+    # Postgres with several daemons, a kill and a tick: tests/acceptance/test_fleet.py.
+    database_url, catalog = sqlite_url, sqlite_catalog
     daemon = new_daemon(daemons, tmp_path, database_url, DQD_WORKER__CONCURRENCY="2").start()
     check_slow_write_gives_one_job(catalog, daemon.watch, seed=1000)
 
@@ -215,8 +208,10 @@ def test_forced_polling_observer(
 
 
 def test_nightly_tick_requeues_only_stale_models(
-    tmp_path: Path, database_url: str, catalog: Catalog, daemons: list[Daemon]
+    tmp_path: Path, sqlite_url: str, sqlite_catalog: Catalog, daemons: list[Daemon]
 ) -> None:
+    # On Postgres, three daemons' ticks at once: tests/acceptance/test_fleet.py.
+    database_url, catalog = sqlite_url, sqlite_catalog
     # First pass: decide three models, then age one decision's onnxruntime version.
     daemon = new_daemon(daemons, tmp_path, database_url).start()
     shas = [sha(write_model(daemon.watch / f"n/m{i}.onnx", seed=500 + i).read_bytes()) for i in range(3)]
@@ -225,7 +220,7 @@ def test_nightly_tick_requeues_only_stale_models(
     stale_sha = shas[0]
     old = catalog.latest_decision(stale_sha, jobs_for(catalog, stale_sha)[0].host_class)
     assert old is not None
-    _age_decision(catalog, old.id, ort_version="1.0.0")
+    age_decision(catalog, old.id, ort_version="1.0.0")
 
     # Two daemons of the same class fire the same tick: each stale model is queued once.
     fire = datetime.now(UTC) + timedelta(seconds=6)
@@ -247,18 +242,6 @@ def test_nightly_tick_requeues_only_stale_models(
     assert fresh is not None and fresh.id != old.id and fresh.ort_version != "1.0.0"
     for other in pair:
         assert other.stop() == 0
-
-
-def _age_decision(catalog: Catalog, decision_id: int, *, ort_version: str) -> None:
-    """Test set-up: pretend a decision was made by an older onnxruntime."""
-    from sqlalchemy import update
-
-    from dqd.catalog.tables import DecisionRow
-
-    with catalog.tx.write() as session:
-        session.execute(
-            update(DecisionRow).where(DecisionRow.id == decision_id).values(ort_version=ort_version)
-        )
 
 
 def test_postgres_stopped_mid_job_and_restarted_is_waited_out(tmp_path: Path, daemons: list[Daemon]) -> None:

@@ -63,10 +63,10 @@ def test_daemon_process_and_serve_share_one_sqlite_catalog_without_a_locked_erro
         for reader in readers:
             reader.start()
         dropped = {
-            _sha(write_model(daemon.watch / f"watched-{seed}.onnx", seed=seed)) for seed in range(700, 704)
+            _sha(write_model(daemon.watch / f"watched-{seed}.onnx", seed=seed)) for seed in range(700, 703)
         }
         outputs = []
-        for seed in range(800, 803):
+        for seed in range(800, 802):
             model = write_model(tmp_path / "elsewhere" / f"one-shot-{seed}.onnx", seed=seed)
             outputs.append(daemon.cli("process", str(model)))
             outputs.append(daemon.cli("models"))

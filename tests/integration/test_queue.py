@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -221,3 +222,66 @@ def test_the_running_stage_is_stored_for_the_lease_holder_and_cleared_at_the_end
     assert catalog.complete_job(job.id, "w1")
     done = catalog.get_job(job.id)
     assert done.stage is None and done.stage_started_at is None
+
+
+def test_concurrent_enqueues_with_different_keys_leave_one_active_job(catalog: Catalog) -> None:
+    """Each host's `dqd requantize --stale` keys its jobs by its own tick: still one active job per pair."""
+    digest = content(catalog, 1)
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def enqueue(index: int) -> None:
+        barrier.wait()
+        try:
+            results.append(
+                catalog.enqueue(digest, CLASS, kind=JobKind.REQUANTIZE, idempotency_key=f"tick:{index}")
+            )
+        except Exception as exc:  # the assertion below names it
+            results.append(exc)
+
+    threads = [threading.Thread(target=enqueue, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert sum(r is not None for r in results) == 1
+    assert len(catalog.list_jobs()) == 1
+
+
+def test_retrying_a_failed_job_while_another_is_active_for_the_pair_says_so(catalog: Catalog) -> None:
+    from dqd.errors import UsageError
+
+    digest = content(catalog, 1)
+    first = catalog.enqueue(digest, CLASS, now=T0)
+    assert first is not None
+    claimed = catalog.claim_next_job(CLASS, "w", 60, now=T0)
+    assert claimed is not None
+    catalog.fail_job(first.id, "w", "boom", permanent=True, now=T0)
+    second = catalog.enqueue(digest, CLASS, kind=JobKind.REQUANTIZE, idempotency_key="tick:2", now=T0)
+    assert second is not None
+    with pytest.raises(UsageError, match=f"job {second.id} is already queued"):
+        catalog.retry_job(first.id)
+
+
+@pytest.mark.postgres
+def test_a_host_whose_clock_runs_ahead_cannot_steal_a_live_lease(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases are compared on the database's clock, not the claiming host's."""
+    import dqd.catalog.db as db
+
+    catalog = Catalog.from_url(postgres_url)
+    try:
+        digest = content(catalog, 1)
+        catalog.enqueue(digest, CLASS)
+        assert catalog.claim_next_job(CLASS, "honest", 60) is not None
+        # This host's clock, wherever dqd reads it, runs an hour ahead.
+        host_clock = db.utcnow
+        for module in [m for name, m in sys.modules.items() if name.startswith("dqd.")]:
+            if getattr(module, "utcnow", None) is host_clock:
+                monkeypatch.setattr(module, "utcnow", lambda: datetime.now(UTC) + timedelta(hours=1))
+        assert catalog.claim_next_job(CLASS, "ahead", 60) is None
+        assert catalog.renew_lease(catalog.list_jobs()[0].id, "honest", 60)
+    finally:
+        catalog.close()

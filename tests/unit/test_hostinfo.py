@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dqd.hostinfo import host_class_for, normalize_arch, parse_cpuinfo
+from dqd.domain import HostInfo
+from dqd.hostinfo import declared, host_class_for, normalize_arch, parse_cpuinfo
 
 X86_CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14
@@ -47,3 +48,32 @@ def test_host_class(arch: str, flags: list[str], expected: str) -> None:
 def test_normalize_arch() -> None:
     assert normalize_arch("AMD64") == "x86_64"
     assert normalize_arch("arm64") == "aarch64"
+
+
+def _detected() -> HostInfo:
+    return HostInfo(
+        host_id="abc",
+        hostname="h",
+        host_class="x86_64-avx2",
+        arch="x86_64",
+        cpu_model="cpu",
+        isa_flags=("avx2",),
+        usable_cores=2,
+        os="Linux",
+        ort_version="1",
+        onnx_version="1",
+        dqd_version="1",
+    )
+
+
+def test_a_declared_identity_replaces_id_and_class_and_keeps_the_detected_flags() -> None:
+    host = declared(_detected(), "bench-01", "x86_64-amx")
+    assert (host.host_id, host.host_class, host.isa_flags, host.declared) == (
+        "bench-01",
+        "x86_64-amx",
+        ("avx2",),
+        True,
+    )
+    assert declared(_detected(), None, "x86_64-amx").host_id == "abc"
+    assert declared(_detected(), None, None) == _detected()
+    assert not _detected().declared

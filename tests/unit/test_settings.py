@@ -193,3 +193,28 @@ def test_an_invalid_schedule_fails_at_load(key: str, value: str, words: str) -> 
 def test_valid_schedules_load() -> None:
     assert load(overrides={"schedule.cron": "*/10 * * * * *"}).schedule.cron == "*/10 * * * * *"
     assert load(overrides={"schedule.timezone": "Europe/Paris"}).schedule.timezone == "Europe/Paris"
+
+
+def test_a_declared_host_identity_needs_the_allow_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DQD_HOST_CLASS", "x86_64-avx512vnni")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.key == "allow_host_override" and "host_class is set" in str(caught.value)
+    monkeypatch.setenv("DQD_ALLOW_HOST_OVERRIDE", "true")
+    monkeypatch.setenv("DQD_HOST_ID", "bench-01")
+    settings = load()
+    assert (settings.host_class, settings.host_id) == ("x86_64-avx512vnni", "bench-01")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("DQD_HOST_ID", "x" * 33), ("DQD_HOST_ID", "has space"), ("DQD_HOST_CLASS", "NoDash")],
+)
+def test_a_declared_identity_must_fit_the_catalog(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    monkeypatch.setenv("DQD_ALLOW_HOST_OVERRIDE", "true")
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.key == key.removeprefix("DQD_").lower()
