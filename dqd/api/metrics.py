@@ -28,6 +28,7 @@ class CatalogCollector(Collector):
         try:
             depth = self.catalog.queue_depth()
             outcomes = self.catalog.latest_outcome_counts()
+            queue_ages, heartbeat_ages = self.catalog.fleet_ages()
         except DqdError:
             # A scrape must still succeed when the catalog is down: say so instead of failing.
             up.add_metric([], 0)
@@ -47,3 +48,20 @@ class CatalogCollector(Collector):
         for (host_class, outcome), count in sorted(outcomes.items()):
             decisions.add_metric([host_class, outcome], count)
         yield decisions
+        oldest = GaugeMetricFamily(
+            "dqd_queue_oldest_age_seconds",
+            "Seconds since the oldest queued job of each host class was queued (database clock).",
+            labels=["host_class"],
+        )
+        for host_class, age in sorted(queue_ages.items()):
+            oldest.add_metric([host_class], age)
+        yield oldest
+        heartbeats = GaugeMetricFamily(
+            "dqd_host_heartbeat_age_seconds",
+            "Seconds since each host's last heartbeat (database clock); a class whose every host is "
+            "older than worker.host_ttl_seconds gets no new jobs.",
+            labels=["host_class", "host_id"],
+        )
+        for (host_class, host_id), age in sorted(heartbeat_ages.items()):
+            heartbeats.add_metric([host_class, host_id], age)
+        yield heartbeats

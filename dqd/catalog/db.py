@@ -59,6 +59,10 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def url_has_password(url: str) -> bool:
+    return make_url(normalize_url(url)).password is not None
+
+
 def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url``; ``create`` makes a SQLite file's folder (writers only)."""
     url = normalize_url(url)

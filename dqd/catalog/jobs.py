@@ -16,9 +16,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dqd.catalog.db import Transactions, database_now, is_sqlite
+from dqd.catalog.db import Transactions, as_utc, database_now, is_sqlite
 from dqd.catalog.rows import job_from_row
-from dqd.catalog.tables import JobRow
+from dqd.catalog.tables import HostRow, JobRow
 from dqd.domain import Job, JobKind, JobState
 from dqd.errors import NotFound, UsageError
 from dqd.retry import retry_decision
@@ -309,9 +309,29 @@ class JobStore:
                 counts[state] = count
         return counts
 
+    def fleet_ages(self) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+        """Seconds, on the database's clock: since the oldest queued job of each host class was
+        queued, and since each (host class, host id) last heartbeat (the alert rules' inputs)."""
+        with self.tx.read() as session:
+            now = database_now(session)
+            oldest = session.execute(
+                select(JobRow.host_class, func.min(JobRow.created_at))
+                .where(JobRow.state == JobState.QUEUED.value)
+                .group_by(JobRow.host_class)
+            ).all()
+            beats = session.execute(select(HostRow.host_class, HostRow.id, HostRow.last_heartbeat_at)).all()
+        return (
+            {host_class: _seconds_since(now, at) for host_class, at in oldest},
+            {(host_class, host_id): _seconds_since(now, at) for host_class, host_id, at in beats},
+        )
+
     @staticmethod
     def _owned(session: Session, job_id: int, owner: str) -> JobRow | None:
         return owned_job(session, job_id, owner)
+
+
+def _seconds_since(now: datetime, then: datetime) -> float:
+    return max(0.0, (now - (as_utc(then) or now)).total_seconds())
 
 
 def owned_job(session: Session, job_id: int, owner: str, *, lock: bool = False) -> JobRow | None:

@@ -30,7 +30,14 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 @db_app.command("current")
-def db_current(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+def db_current(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1 unless the schema is current (an init container's wait)."),
+    ] = False,
+) -> None:
     """Show the catalog's schema revision and whether it is current."""
     settings = state(ctx).settings()
     missing = missing_sqlite_file(settings.database_url_plain)
@@ -49,6 +56,8 @@ def db_current(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     else:
         note = "up to date" if current == head else "run `dqd db upgrade`"
         typer.echo(f"{current or '(empty)'} (head {head}: {note})")
+    if check and current != head:
+        raise typer.Exit(1)
 
 
 @config_app.command("show")
@@ -146,3 +155,55 @@ def _check_watch_dir(settings: Settings, problems: list[str]) -> dict[str, Any]:
     elif path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
         problems.append(f"watch_dir {path} is not readable by this user")
     return report
+
+
+@db_app.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="Catalog URL to copy from (no password: see below).")],
+    destination: Annotated[str, typer.Argument(help="Catalog URL to copy into (migrated, empty).")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Delete the destination's rows first instead of refusing.")
+    ] = False,
+) -> None:
+    """Copy a catalog, SQLite or Postgres, either way: every row, ids and history kept, counts checked.
+
+    Passwords never go on the command line (process lists, shell history): leave them
+    out of the URLs; Postgres takes them from PGPASSWORD or ~/.pgpass.
+    """
+    from dqd.catalog.copy import copy_catalog
+    from dqd.catalog.db import normalize_url, url_has_password
+    from dqd.errors import UsageError
+
+    settings = state(ctx).settings()
+    urls = {"source": normalize_url(source), "destination": normalize_url(destination)}
+    for role, url in urls.items():
+        if url_has_password(url):
+            raise UsageError(
+                f"the {role} URL holds a password, which the command line exposes (ps, shell history): "
+                "leave it out and set PGPASSWORD or put it in ~/.pgpass"
+            )
+    if urls["source"] == urls["destination"]:
+        raise UsageError("source and destination are the same catalog")
+    missing = missing_sqlite_file(urls["source"])
+    if missing is not None:
+        raise CatalogUnavailable(no_catalog_message(missing))
+    source_catalog = Catalog.from_url(urls["source"])
+    destination_catalog = Catalog.from_url(urls["destination"])
+    try:
+        counts = copy_catalog(
+            source_catalog,
+            destination_catalog,
+            live_seconds=3 * settings.worker.heartbeat_seconds,
+            replace=replace,
+            progress=lambda table, rows: typer.echo(f"copied {rows} rows of {table}", err=True),
+        )
+    finally:
+        source_catalog.close()
+        destination_catalog.close()
+    for count in counts:
+        mark = "ok" if count.complete else "MISMATCH"
+        typer.echo(f"{count.table}: {count.source_rows} -> {count.destination_rows} {mark}")
+    if not all(count.complete for count in counts):
+        raise typer.Exit(1)
+    typer.echo(f"copied {redact_url(urls['source'])} to {redact_url(urls['destination'])}")

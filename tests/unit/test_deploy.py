@@ -30,7 +30,7 @@ def test_k8s_host_lock_is_in_the_node_folder_and_that_folder_is_handed_to_the_po
     pod = _deployment()["spec"]["template"]["spec"]
     uid = pod["securityContext"]["runAsUser"]
     (volume,) = [v for v in pod["volumes"] if "hostPath" in v]
-    daemon = next(c for c in pod["containers"] if c["args"] == ["run"])
+    daemon = next(c for c in pod["containers"] if c["args"][0] == "run")
     mount = next(m for m in daemon["volumeMounts"] if m["name"] == volume["name"])
     lock = Path(_config()["host_lock"])
     assert lock.parent == Path(mount["mountPath"])
