@@ -91,6 +91,7 @@ def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     host = host_identity(settings)
     checks: dict[str, Any] = {
         "host_class": host.host_class,
+        "host_declared": host.declared,
         "cpu_model": host.cpu_model,
         "isa_flags": list(host.isa_flags),
         "usable_cores": host.usable_cores,
@@ -187,7 +188,7 @@ def db_copy(
         raise UsageError("source and destination are the same catalog")
     missing = missing_sqlite_file(urls["source"])
     if missing is not None:
-        raise CatalogUnavailable(no_catalog_message(missing))
+        raise CatalogUnavailable(f"no catalog at {missing}: check the source URL")
     source_catalog = Catalog.from_url(urls["source"])
     destination_catalog = Catalog.from_url(urls["destination"])
     try:
@@ -196,7 +197,10 @@ def db_copy(
             destination_catalog,
             live_seconds=3 * settings.worker.heartbeat_seconds,
             replace=replace,
-            progress=lambda table, rows: typer.echo(f"copied {rows} rows of {table}", err=True),
+            # Tables can be large: say where the copy is (stdout stays the final, checked table).
+            progress=lambda table, rows: (
+                typer.echo(f"copied {table} ({rows} rows)", err=True) if rows else None
+            ),
         )
     finally:
         source_catalog.close()

@@ -9,7 +9,6 @@ nothing again, and publishes what the committed decision says.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from tests.acceptance.harness import Daemon, decisions_per_sha, jobs_for, wait_f
 from tests.acceptance.tiny import write_model
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    catalog = Catalog.from_url(f"sqlite:///{tmp_path / 'dqd.db'}")
-    yield catalog
-    catalog.close()
 
 
 def test_kill_after_the_decision_commits_decides_once_and_publishes_on_restart(

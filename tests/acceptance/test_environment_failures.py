@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,6 @@ from tests.acceptance.harness import DQD, FAST_ENGINE, Daemon, decisions_per_sha
 from tests.acceptance.tiny import write_model
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'dqd.db'}"
-
-
-@pytest.fixture
-def catalog(url: str) -> Iterator[Catalog]:
-    catalog = Catalog.from_url(url)
-    yield catalog
-    catalog.close()
 
 
 @pytest.fixture

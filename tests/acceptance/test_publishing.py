@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,6 @@ from tests.acceptance.harness import Daemon, done_count, jobs_for, wait_for
 from tests.acceptance.tiny import write_model
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    catalog = Catalog.from_url(f"sqlite:///{tmp_path / 'dqd.db'}")
-    yield catalog
-    catalog.close()
 
 
 def digest(path: Path) -> str:

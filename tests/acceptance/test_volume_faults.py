@@ -24,18 +24,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'dqd.db'}"
-
-
-@pytest.fixture
-def catalog(url: str) -> Iterator[Catalog]:
-    catalog = Catalog.from_url(url)
-    yield catalog
-    catalog.close()
-
-
-@pytest.fixture
 def volume(tmp_path: Path) -> Iterator[Path]:
     with small_tmpfs(tmp_path / "volume", size_kib=1024) as path:
         yield path

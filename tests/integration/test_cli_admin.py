@@ -92,6 +92,16 @@ def test_doctor_reports_host_and_catalog(tmp_path: Path) -> None:
     assert data["host_class"] == detect_host().host_class
     assert data["catalog"]["schema_current"] is True
     assert data["problems"] == []
+    assert data["host_declared"] is False
+
+
+def test_a_declared_host_class_is_shown_as_declared_and_refused_without_the_flag(tmp_path: Path) -> None:
+    declared = {"DQD_HOST_CLASS": "x86_64-amx"}
+    refused = run_dqd("doctor", cwd=tmp_path, env=declared)
+    assert refused.returncode == 2 and "allow_host_override" in refused.stderr
+    shown = run_dqd("doctor", "--json", cwd=tmp_path, env={**declared, "DQD_ALLOW_HOST_OVERRIDE": "true"})
+    data = json.loads(shown.stdout)
+    assert (data["host_class"], data["host_declared"]) == ("x86_64-amx", True)
 
 
 def test_unreachable_catalog_exits_3(tmp_path: Path) -> None:

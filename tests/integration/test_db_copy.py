@@ -90,6 +90,9 @@ def test_a_catalog_goes_to_postgres_and_back_unchanged(tmp_path: Path, postgres_
 def test_copy_refuses_a_filled_destination_a_password_on_the_command_line_and_a_live_source(
     tmp_path: Path, postgres_url: str
 ) -> None:
+    missing = _dqd("db", "copy", f"sqlite:///{tmp_path / 'typo.db'}", postgres_url)
+    assert missing.returncode == 3 and "check the source URL" in missing.stderr
+    assert not (tmp_path / "typo.db").exists()
     source = _filled_sqlite(tmp_path / "source.db")
     assert _dqd("db", "copy", source, postgres_url).returncode == 0
     again = _dqd("db", "copy", source, postgres_url)
