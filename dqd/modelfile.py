@@ -37,6 +37,15 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of one file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def model_files(path: Path) -> list[Path]:
     """The model file, then the external-data files it references (sorted); ModelError if one is missing."""
     return [path, *(_data_file(path, rel) for rel in external_data_locations(path))]

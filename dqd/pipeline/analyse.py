@@ -34,7 +34,7 @@ from dqd.pipeline.inspect import FixableCause, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter
 from dqd.pipeline.policy import KEPT_FP32_HEADLINE, PREFLIGHT_VERSION, policy_version_for
 from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
-from dqd.pipeline.prepare import PreparedModel, prepare_model
+from dqd.pipeline.prepare import LARGE_MODEL_BYTES, PreparedModel, is_large, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
 from dqd.pipeline.readable import readable_path
 from dqd.pipeline.search import search
@@ -66,6 +66,7 @@ class EngineRequest:
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: kept in FP32 by every quantized candidate
     pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
     host_lock: Path | None = None  # settings.host_lock: the child has no settings of its own
+    external_data_bytes: int = LARGE_MODEL_BYTES  # limits.external_data_mb
 
 
 def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
@@ -128,7 +129,7 @@ def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> E
         prompts_only = (layout.input_ids,) if layout is not None else None
         gathered = gather_input_sets(request.path, checked.summary, request.accuracy, prompts_only)
         report("pre-processing")
-        prepared = _prepared(copy.path if copy else readable, scratch, directory)
+        prepared = _prepared(copy.path if copy else readable, scratch, directory, request.external_data_bytes)
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
             prepared = replace(prepared, preprocess=f"{copy.label}+{prepared.preprocess}")
         excluded, unknown = _excluded_nodes(request.nodes_to_exclude, readable, prepared)
@@ -297,9 +298,9 @@ def _scratch(directory: Path) -> Path:
         raise OutputDirError(directory, exc) from exc
 
 
-def _prepared(source: Path, scratch: Path, directory: Path) -> PreparedModel:
+def _prepared(source: Path, scratch: Path, directory: Path, external_data_bytes: int) -> PreparedModel:
     try:
-        return prepare_model(source, scratch)
+        return prepare_model(source, scratch, large=is_large(source, external_data_bytes))
     except OSError as exc:  # a full output volume is not the model's fault
         if exc.errno in DISK_FULL:
             raise OutputDirError(directory, exc) from exc

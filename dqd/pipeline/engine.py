@@ -111,6 +111,7 @@ def _request(
         nodes_to_exclude=plan.nodes_to_exclude,
         pin=plan.pin,
         host_lock=Path(settings.host_lock),
+        external_data_bytes=int(settings.limits.external_data_mb * 1024**2),
     )
 
 

@@ -129,6 +129,12 @@ class LadderSettings(_Section):
 class LimitSettings(_Section):
     timeout_seconds: float = Field(1800.0, gt=0)
     memory_mb: int = Field(8192, ge=64)
+    external_data_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="models larger than this are written with their tensors in a .data file "
+        "(protobuf refuses 2 GB); lowered only to exercise that path on small models",
+    )
 
 
 class WatchSettings(_Section):

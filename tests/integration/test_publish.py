@@ -6,6 +6,7 @@ these pin the file rules and :class:`Publisher` on their own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dqd.catalog import Catalog
@@ -138,3 +139,21 @@ def test_a_name_at_the_file_name_limit_publishes(tmp_path: Path) -> None:
     copy_atomic(source, target)  # its scratch name must fit too
     assert target.read_bytes() == source.read_bytes()
     assert [p.name for p in target.parent.iterdir()] == [name]  # no scratch file left behind
+
+
+def test_a_same_sized_file_made_moments_later_is_not_taken_for_the_published_copy(tmp_path: Path) -> None:
+    """Size and mtime alone said "current" for two versions of a small model decided within the
+    mtime slack; the bytes decide then."""
+    from dqd.daemon.publish import Copy, is_current
+
+    source, target = tmp_path / "new.onnx", tmp_path / "published.onnx"
+    target.write_bytes(b"version one")
+    source.write_bytes(b"version two")
+    stamp = target.stat().st_mtime_ns
+    os.utime(source, ns=(stamp + 500_000_000, stamp + 500_000_000))
+    assert not is_current(Copy(source, target))
+    source.write_bytes(b"version one")
+    os.utime(source, ns=(stamp + 500_000_000, stamp + 500_000_000))
+    assert is_current(Copy(source, target))  # a coarse-mtime copy of the same bytes
+    os.utime(source, ns=(stamp, stamp))
+    assert is_current(Copy(source, target))
