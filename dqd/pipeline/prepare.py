@@ -45,9 +45,9 @@ class PreparedModel:
     notes: tuple[str, ...]  # why earlier paths failed
 
 
-def is_large(path: Path, threshold_bytes: int = LARGE_MODEL_BYTES) -> bool:
+def is_large(path: Path, threshold_bytes: int | None = None) -> bool:
     data_files = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p != path)
-    return path.stat().st_size + data_files > threshold_bytes
+    return path.stat().st_size + data_files > (threshold_bytes or LARGE_MODEL_BYTES)
 
 
 def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) -> PreparedModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnx
 import pytest
 
 from dqd.domain import VariantSpec, WeightType
+from dqd.modelfile import model_files
 from dqd.pipeline import prepare
 from dqd.pipeline.prepare import PREPROCESS_RAW, fold_constant_weights, prepare_model
 from dqd.pipeline.quantize import OutputDirError, build_variant, variant_path
@@ -124,7 +126,8 @@ def test_large_models_use_external_data(tmp_path: Path, monkeypatch: pytest.Monk
     )
     assert variant.error is None
     output = Path(variant.output_path or "")
-    assert output.with_name(output.name + ".data").is_file()
+    (data,) = model_files(output)[1:]  # named by its content (issue 17): never another version's
+    assert re.fullmatch(rf"{re.escape(output.stem)}\.[0-9a-f]{{16}}\.data", data.name), data.name
     assert variant.size_bytes and variant.size_bytes > output.stat().st_size
     onnx.checker.check_model(str(output))
 
@@ -175,7 +178,8 @@ def test_a_large_blockwise_variant_keeps_its_weights_in_external_data(
     variant = build_variant(prepared.path, spec, tmp_path / "out", ort_version=ORT, provenance={}, large=True)
     assert variant.error is None, variant.error
     output = Path(variant.output_path or "")
-    assert output.with_name(output.name + ".data").is_file()
+    (data,) = model_files(output)[1:]  # named by its content (issue 17): never another version's
+    assert re.fullmatch(rf"{re.escape(output.stem)}\.[0-9a-f]{{16}}\.data", data.name), data.name
     x = np.ones((1, 64), np.float32)
     assert _run(output, x).shape == (1, 64)
 
