@@ -6,6 +6,7 @@ import pytest
 
 from dqd.domain import HostInfo
 from dqd.hostinfo import declared, host_class_for, normalize_arch, parse_cpuinfo
+from tests.query_factory import host
 
 X86_CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14
@@ -51,29 +52,17 @@ def test_normalize_arch() -> None:
 
 
 def _detected() -> HostInfo:
-    return HostInfo(
-        host_id="abc",
-        hostname="h",
-        host_class="x86_64-avx2",
-        arch="x86_64",
-        cpu_model="cpu",
-        isa_flags=("avx2",),
-        usable_cores=2,
-        os="Linux",
-        ort_version="1",
-        onnx_version="1",
-        dqd_version="1",
-    )
+    return host("x86_64-avx2", "h")
 
 
 def test_a_declared_identity_replaces_id_and_class_and_keeps_the_detected_flags() -> None:
-    host = declared(_detected(), "bench-01", "x86_64-amx")
-    assert (host.host_id, host.host_class, host.isa_flags, host.declared) == (
+    chosen = declared(_detected(), "bench-01", "x86_64-amx")
+    assert (chosen.host_id, chosen.host_class, chosen.isa_flags, chosen.declared) == (
         "bench-01",
         "x86_64-amx",
-        ("avx2",),
+        _detected().isa_flags,
         True,
     )
-    assert declared(_detected(), None, "x86_64-amx").host_id == "abc"
+    assert declared(_detected(), None, "x86_64-amx").host_id == _detected().host_id
     assert declared(_detected(), None, None) == _detected()
     assert not _detected().declared
