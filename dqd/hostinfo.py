@@ -135,14 +135,18 @@ def host_identity(settings: Settings) -> HostInfo:
     return declared(detect_host(), settings.host_id, settings.host_class)
 
 
-def installed_ort_version() -> str:
-    """The installed onnxruntime's version without importing it (an import takes about a second)."""
+def installed_version(package: str) -> str:
+    """An installed package's version without importing it (onnxruntime's import takes a second)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("onnxruntime")
+        return version(package)
     except PackageNotFoundError:
         return "none"
+
+
+def installed_ort_version() -> str:
+    return installed_version("onnxruntime")
 
 
 def this_host_class(settings: Settings | None = None) -> str:

@@ -121,6 +121,12 @@ class QueryStore(DetailQueries, ReportQueries):
                 stmt = stmt.where(or_(after, and_(p.last_seen_at == seen, tie)))
         return stmt.order_by(*order)
 
+    def latest_summary(self, sha256: str, host_class: str) -> LatestDecision | None:
+        """The newest decision of one model version on one host class, with its headline accuracy."""
+        with self.tx.read() as session:
+            found = self._latest_for(session, [sha256], host_class).get(sha256, [])
+        return found[0] if found else None
+
     def _latest_for(
         self, session: Session, shas: Sequence[str] | None, host_class: str | None
     ) -> dict[str, list[LatestDecision]]:

@@ -18,9 +18,11 @@ from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 from dqd.catalog import Catalog
+from dqd.daemon.provenance import provenance_path, provenance_record, write_provenance
 from dqd.daemon.publish import Copy, apply_plan, is_current, publish_plan
 from dqd.domain import DecisionRecord, Outcome
 from dqd.errors import ModelError
+from dqd.hostinfo import installed_version
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Publisher:
         if is_current(Copy(chosen, target)):
             # The model is copied last, so its being current means the rest is there; checking
             # first spares reading every model (data-file lookup) on every scan.
+            if not provenance_path(target).exists():
+                self._write_provenance(rel, target, decision)  # published before dqd wrote them
             return 0
         try:
             plan = publish_plan(
@@ -75,6 +79,7 @@ class Publisher:
                 include=self.include,
             )
             copied = apply_plan(plan)
+            self._write_provenance(rel, target, decision)
         except (OSError, ModelError) as exc:  # a full publish volume must not stop the daemon
             logger.error(
                 "could not publish %s: %s", rel, exc, extra={"action": "publish_failed", "path": rel}
@@ -93,6 +98,18 @@ class Publisher:
             },
         )
         return copied
+
+    def _write_provenance(self, rel: str, target: Path, decision: DecisionRecord) -> None:
+        variant = self.catalog.get_variant(decision.variant_id) if decision.variant_id is not None else None
+        record = provenance_record(
+            model=rel,
+            file_name=target.name,
+            decision=decision,
+            summary=self.catalog.latest_summary(decision.sha256, decision.host_class),
+            variant=variant,
+            onnx_version=installed_version("onnx"),
+        )
+        write_provenance(target, record)
 
     def _chosen(self, decision: DecisionRecord, source: Path) -> Path | None:
         """The file to serve: the selected variant's, else the original; None for errors."""

@@ -11,6 +11,7 @@ data file the older published model still reads.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def test_an_external_data_model_is_decided_published_and_republished_without_col
         assert new_data.name != old_data.name
         assert old_data.exists() and _sha(old_data) == old_bytes  # what the old model read is untouched
         _runs(new_model)
+        record = json.loads(new_model.with_name("m.onnx.dqd.json").read_text())
+        assert (record["source_sha256"], record["spec"]["weight_type"]) == (second, "U8S8")
+        assert record["variant_sha256"] == content_sha256(new_model)  # the published pair is the variant
 
         best = daemon.cli("best", "m.onnx")
         assert best.returncode == 0, best.stderr

@@ -9,6 +9,7 @@ decided content is published without a new job, and models decided before
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -67,9 +68,30 @@ def test_every_path_of_every_decided_model_is_published_with_its_own_files_only(
         assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
             "magika-v4.labels.txt",
             "magika-v4.onnx",
+            "magika-v4.onnx.dqd.json",
         ]
         assert (out / "a" / "config.pbtxt").read_text() == 'name: "a"\n'
-        assert sorted(p.name for p in (out / "a" / "1").iterdir()) == ["model.onnx", "vocab.txt"]
+        assert sorted(p.name for p in (out / "a" / "1").iterdir()) == [
+            "model.onnx",
+            "model.onnx.dqd.json",
+            "vocab.txt",
+        ]
+        # Provenance beside each published file, agreeing with the catalog.
+        for model, published in ((magika, out / "magika-v4.onnx"), (triton, out / "a/1/model.onnx")):
+            record = json.loads(published.with_name(published.name + ".dqd.json").read_text())
+            decision = catalog.latest_decision(digest(model), host_class)
+            assert decision is not None
+            assert (record["decision_id"], record["source_sha256"], record["host_class"]) == (
+                decision.id,
+                digest(model),
+                host_class,
+            )
+            assert record["outcome"] == decision.outcome.value and record["is_original"] is (
+                decision.variant_id is None
+            )
+            assert record["onnxruntime_version"] == decision.ort_version and record["frozen"] is False
+            if not record["is_original"]:
+                assert record["spec"]["weight_type"] and record["accuracy"]["passed"] is True
         assert not (out / "a" / "notes.md").exists()
         for published in (out / "magika-v4.onnx", out / "a" / "config.pbtxt", out / "a/1/model.onnx"):
             assert published.stat().st_mode & 0o777 == shared_file_mode(), published  # readable by a server

@@ -6,6 +6,7 @@ these pin the file rules and :class:`Publisher` on their own.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -100,14 +101,20 @@ def test_publisher_backfills_every_path_once_and_never_one_outside_the_root(
     assert (out / "a/1/model.onnx").read_bytes() == b"int8 bytes" == (out / "b/1/model.onnx").read_bytes()
     assert sorted(p.relative_to(publish).as_posix() for p in publish.rglob("*") if p.is_file()) == [
         f"{host.host_class}/a/1/model.onnx",
+        f"{host.host_class}/a/1/model.onnx.dqd.json",  # its provenance (dqd.daemon.provenance)
         f"{host.host_class}/b/1/model.onnx",
+        f"{host.host_class}/b/1/model.onnx.dqd.json",
     ]
+    record = json.loads((out / "a/1/model.onnx.dqd.json").read_text())
+    assert (record["model"], record["variant"], record["is_original"]) == ("a/1/model.onnx", "u8u8", False)
     assert publisher.publish_missing() == 0  # idempotent: nothing copied again
 
     # A newer decision (FP32 kept) replaces the published file; ERROR decisions publish nothing.
     catalog.record_engine_result(host, _result(sha, Outcome.KEPT_FP32, None, None))
     assert publisher.publish_missing({sha}) == 2
     assert (out / "a/1/model.onnx").read_bytes() == source.read_bytes()
+    record = json.loads((out / "a/1/model.onnx.dqd.json").read_text())
+    assert (record["outcome"], record["is_original"], record["spec"]) == ("kept_fp32", True, None)
     assert publisher.publish_missing({"0" * 64}) == 0
 
 

@@ -1,0 +1,93 @@
+"""``<published file>.dqd.json``: what a serving team loads, auditable without catalog access.
+
+Like Optimum's ``ort_config.json`` beside a quantized model: the variant's spec,
+the versions that made and timed it, the host class, the source's identity, the
+accuracy and speed the decision rests on, and the decision's id. Built by a pure
+function; written atomically, readable as the umask allows (dqd.fileperms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dqd import __version__
+from dqd.catalog.views import LatestDecision
+from dqd.domain import DecisionRecord, VariantRecord
+from dqd.fileperms import make_shared
+from dqd.scratch import publish_scratch_prefix
+from dqd.scratchnames import TMP_SUFFIX
+
+SUFFIX = ".dqd.json"
+FORMAT_VERSION = 1
+
+
+def provenance_path(published_model: Path) -> Path:
+    return published_model.with_name(published_model.name + SUFFIX)
+
+
+def provenance_record(
+    *,
+    model: str,
+    file_name: str,
+    decision: DecisionRecord,
+    summary: LatestDecision | None,
+    variant: VariantRecord | None,
+    onnx_version: str,
+) -> dict[str, Any]:
+    """The JSON object published beside ``file_name`` (the model's published copy)."""
+    accuracy = summary.accuracy if summary is not None else None
+    return {
+        "format": FORMAT_VERSION,
+        "model": model,
+        "file": file_name,
+        "source_sha256": decision.sha256,
+        "host_class": decision.host_class,
+        "decision_id": decision.id,
+        "decided_at": decision.created_at.isoformat(),
+        "outcome": decision.outcome.value,
+        "is_original": variant is None,
+        "variant": variant.spec.name if variant is not None else None,
+        "spec": variant.spec.to_dict() if variant is not None else None,
+        "variant_sha256": variant.output_sha256 if variant is not None else None,
+        "onnxruntime_version": decision.ort_version,
+        "onnx_version": onnx_version,
+        "dqd_version": __version__,
+        "search_mode": decision.search_mode.value,
+        "policy_version": decision.policy_version,
+        "speedup": decision.speedup,
+        "speedup_ci": list(decision.speedup_ci) if decision.speedup_ci else None,
+        "threads": decision.threads,
+        "accuracy": (
+            {
+                "metric": accuracy.metric,
+                "value": accuracy.value,
+                "passed": accuracy.passed,
+                "input_source": accuracy.input_source.value,
+            }
+            if accuracy is not None
+            else None
+        ),
+        "frozen": False,
+    }
+
+
+def write_provenance(published_model: Path, record: dict[str, Any]) -> Path:
+    """Write the record beside the published model, atomically; its path."""
+    target = provenance_path(published_model)
+    # The publish folder's scratch name: a kill mid-write leaves what the daemon's start-up sweep removes.
+    prefix = publish_scratch_prefix(target.name)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(record, out, indent=2, sort_keys=True)
+            out.write("\n")
+        make_shared(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
