@@ -10,8 +10,11 @@ a temporary name and renamed into place must be given this mode explicitly.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
+
+from dqd.scratchnames import TMP_SUFFIX
 
 _lock = threading.Lock()
 
@@ -31,3 +34,17 @@ def shared_file_mode() -> int:
 def make_shared(path: Path | str) -> None:
     """Give ``path`` the shared-file mode (call before renaming it into place)."""
     os.chmod(path, shared_file_mode())
+
+
+def write_text_shared(path: Path, text: str, *, prefix: str = ".") -> None:
+    """Write ``text`` beside ``path`` under a scratch name (``prefix``…``.tmp``), give it the shared
+    mode, and rename it into place: a reader sees the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        make_shared(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -9,17 +9,14 @@ function; written atomically, readable as the umask allows (dqd.fileperms).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from dqd import __version__
 from dqd.catalog.views import LatestDecision
 from dqd.domain import DecisionRecord, VariantRecord
-from dqd.fileperms import make_shared
+from dqd.fileperms import write_text_shared
 from dqd.scratch import publish_scratch_prefix
-from dqd.scratchnames import TMP_SUFFIX
 
 SUFFIX = ".dqd.json"
 FORMAT_VERSION = 1
@@ -79,15 +76,6 @@ def write_provenance(published_model: Path, record: dict[str, Any]) -> Path:
     """Write the record beside the published model, atomically; its path."""
     target = provenance_path(published_model)
     # The publish folder's scratch name: a kill mid-write leaves what the daemon's start-up sweep removes.
-    prefix = publish_scratch_prefix(target.name)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2, sort_keys=True)
-            out.write("\n")
-        make_shared(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    write_text_shared(target, text, prefix=publish_scratch_prefix(target.name))
     return target

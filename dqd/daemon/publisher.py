@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from dqd.catalog import Catalog
 from dqd.daemon.provenance import provenance_path, provenance_record, write_provenance
 from dqd.daemon.publish import Copy, apply_plan, is_current, publish_plan
-from dqd.domain import DecisionRecord, Outcome
+from dqd.domain import DecisionRecord, Outcome, VariantRecord
 from dqd.errors import ModelError
 from dqd.hostinfo import installed_version
 
@@ -59,7 +59,8 @@ class Publisher:
 
     def _publish_path(self, rel: str, decision: DecisionRecord) -> int:
         source = self.root / rel
-        chosen = self._chosen(decision, source)
+        variant = self.catalog.get_variant(decision.variant_id) if decision.variant_id is not None else None
+        chosen = self._chosen(decision, source, variant)
         if chosen is None or not source.is_file():
             return 0
         target = self.publish_dir / self.host_class / rel
@@ -67,7 +68,7 @@ class Publisher:
             # The model is copied last, so its being current means the rest is there; checking
             # first spares reading every model (data-file lookup) on every scan.
             if not provenance_path(target).exists():
-                self._write_provenance(rel, target, decision)  # published before dqd wrote them
+                self._write_provenance(rel, target, decision, variant)  # published before dqd wrote them
             return 0
         try:
             plan = publish_plan(
@@ -79,7 +80,7 @@ class Publisher:
                 include=self.include,
             )
             copied = apply_plan(plan)
-            self._write_provenance(rel, target, decision)
+            self._write_provenance(rel, target, decision, variant)
         except (OSError, ModelError) as exc:  # a full publish volume must not stop the daemon
             logger.error(
                 "could not publish %s: %s", rel, exc, extra={"action": "publish_failed", "path": rel}
@@ -99,8 +100,9 @@ class Publisher:
         )
         return copied
 
-    def _write_provenance(self, rel: str, target: Path, decision: DecisionRecord) -> None:
-        variant = self.catalog.get_variant(decision.variant_id) if decision.variant_id is not None else None
+    def _write_provenance(
+        self, rel: str, target: Path, decision: DecisionRecord, variant: VariantRecord | None
+    ) -> None:
         record = provenance_record(
             model=rel,
             file_name=target.name,
@@ -111,13 +113,12 @@ class Publisher:
         )
         write_provenance(target, record)
 
-    def _chosen(self, decision: DecisionRecord, source: Path) -> Path | None:
+    def _chosen(self, decision: DecisionRecord, source: Path, variant: VariantRecord | None) -> Path | None:
         """The file to serve: the selected variant's, else the original; None for errors."""
         if decision.outcome is Outcome.ERROR:
             return None
         if decision.variant_id is None:
             return source
-        variant = self.catalog.get_variant(decision.variant_id)
         if variant is None or not variant.output_path or not Path(variant.output_path).is_file():
             logger.warning(
                 "the selected variant of %s has no file: nothing published",

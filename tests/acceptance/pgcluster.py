@@ -11,12 +11,13 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.acceptance.harness import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -26,12 +27,6 @@ def _bin_dir() -> Path | None:
     installed = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
     newest = max(installed, key=lambda p: float(p.parent.name), default=None)  # Debian's layout
     return newest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateCluster:
@@ -45,7 +40,7 @@ class PrivateCluster:
             pytest.skip("PostgreSQL's initdb and pg_ctl are not installed")
         self.bin_dir = bin_dir
         self.folder = Path(tempfile.mkdtemp(prefix="dqd-test-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.folder, "postgres")

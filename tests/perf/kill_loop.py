@@ -13,28 +13,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-from dqd.catalog import Catalog
-from dqd.catalog.migrate import upgrade
 from tests.acceptance.kill_loop import run_kill_loop
-
-
-def fresh_postgres(url: str) -> str:
-    name = f"dqd_kill_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    fresh = make_url(url).set(database=name).render_as_string(hide_password=False)
-    catalog = Catalog.from_url(fresh)
-    upgrade(catalog.engine)  # dqd run migrates SQLite only; a team runs `dqd db upgrade` first
-    catalog.close()
-    return fresh
+from tests.perf.pgdb import fresh_postgres
 
 
 def main() -> None:
@@ -48,7 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dqd-kill-loop-") as folder:
         workdir = Path(folder)
-        url = fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{workdir / 'dqd.db'}"
+        sqlite = f"sqlite:///{workdir / 'dqd.db'}"
+        url = fresh_postgres(args.postgres, "dqd_kill") if args.postgres else sqlite
         report = run_kill_loop(workdir, url, models=args.models, kills=args.kills, seed=args.seed)
     columns = ["catalog", "models", "kills (mid-job)", "decided", "lost", "duplicates", "leftovers"]
     print("| " + " | ".join([*columns, "published", "seconds"]) + " |")

@@ -21,7 +21,6 @@ import multiprocessing
 import queue
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from dqd.catalog import Catalog
 from dqd.catalog.migrate import upgrade
 from dqd.catalog.tables import DecisionRow, JobRow, ModelVersionRow
 from dqd.domain import JobState, Outcome
+from tests.perf.pgdb import drop_postgres, fresh_postgres
 from tests.query_factory import engine_result, host
 
 HOST_CLASS = "x86_64-queueload"
@@ -137,27 +137,6 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
-def _fresh_postgres(server_url: str) -> tuple[str, str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"dqd_queue_load_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_postgres(server_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,11 +152,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for workers in args.workers:
         if args.database_url:
-            url, name = _fresh_postgres(args.database_url)
+            url = fresh_postgres(args.database_url, "dqd_queue_load")
             try:
                 result = run(url, "postgres", args.jobs, workers, args.work_ms)
             finally:
-                _drop_postgres(args.database_url, name)
+                drop_postgres(args.database_url, url)
         else:
             with tempfile.TemporaryDirectory(prefix="dqd-queue-load-") as folder:
                 url = f"sqlite:///{Path(folder) / 'dqd.db'}"
