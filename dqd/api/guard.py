@@ -44,11 +44,7 @@ class ReadOnlyGuard:
         self.app = app
         self.token = token.encode() if token else None
         # What the report's cookie holds: derived from the token, so the browser never stores the token.
-        self.session = (
-            hmac.new(self.token, b"dqd report session", hashlib.sha256).hexdigest().encode()
-            if self.token
-            else None
-        )
+        self.session = _session_value(self.token) if self.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
