@@ -47,6 +47,7 @@ class BestChoice:
     at_configured_threads: bool = True  # False: none at benchmark.threads, this is the latest at any
     note: str | None = None  # why this decision, when it is not at the configured thread count
     original_precision: str = "fp32"  # the model as given: with is_original, what the loaded file computes in
+    frozen: bool = False  # `dqd freeze`/`dqd rollback` holds this decision, whatever was decided later
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def choose_best(
     host_class: str,
     ort_version: str,
     threads: int | None = None,
+    frozen: RecordedDecision | None = None,
 ) -> BestChoice:
     """What to load, per the latest of ``candidates`` (all for one model, host class, onnxruntime).
 
@@ -79,10 +81,10 @@ def choose_best(
     that count (or that timed nothing: a skip or a model error holds at any count), so a
     one-shot run at another count does not replace the daemon's; failing that, the latest
     at any count, with a ``note`` saying so. The latest ending in error is an error
-    (:class:`ModelErrored`), not "load the original".
+    (:class:`ModelErrored`), not "load the original". A ``frozen`` decision wins over all.
     """
-    by_age = sorted(candidates, key=lambda c: c.decision_id, reverse=True)
-    at_count = [c for c in by_age if threads is None or c.threads in (threads, None)]
+    by_age = [frozen] if frozen else sorted(candidates, key=lambda c: c.decision_id, reverse=True)
+    at_count = [c for c in by_age if frozen or threads is None or c.threads in (threads, None)]
     if not by_age:
         raise NoDecision(
             f"no decision yet for {model_path or sha256} on {host_class} under onnxruntime {ort_version}"
@@ -108,10 +110,27 @@ def choose_best(
         threads=picked.threads,
         at_configured_threads=at_configured,
         original_precision=picked.source_precision,
-        note=None
-        if at_configured
-        else f"no decision for {name} on {host_class} timed at {threads} threads "
-        f"(benchmark.threads); this one was timed at {picked.threads}",
+        frozen=frozen is not None,
+        note=_note(name, host_class, threads, picked, frozen=frozen is not None, at_configured=at_configured),
+    )
+
+
+def _note(
+    name: str,
+    host_class: str,
+    threads: int | None,
+    picked: RecordedDecision,
+    *,
+    frozen: bool,
+    at_configured: bool,
+) -> str | None:
+    if frozen:
+        return f"frozen at decision {picked.decision_id} (`dqd unfreeze {name}` follows the latest again)"
+    if at_configured:
+        return None
+    return (
+        f"no decision for {name} on {host_class} timed at {threads} threads "
+        f"(benchmark.threads); this one was timed at {picked.threads}"
     )
 
 

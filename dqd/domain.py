@@ -282,6 +282,7 @@ class DecisionRecord:
     path: str | None = None  # the path the engine was given (relative to the watched folder, or absolute)
     preflight_version: str | None = None  # None: decided before pre-fixes (policy.PREFLIGHT_VERSION)
     source_precision: str = "fp32"  # the model as given: fp32, fp16, bf16 or fp64
+    plan_fingerprint: str | None = None  # the plan it was made under; None: before migration 0009
 
 
 # --- What the engine measured and decided for one model (recorded by the catalog) ---
@@ -357,3 +358,4 @@ class EngineResult:
     permanent_error: bool = True  # for the queue: retry only transient errors
     preflight_version: str | None = None  # policy.PREFLIGHT_VERSION: what preflight could repair
     source_precision: str | None = None  # the model as given (fp32, fp16, …); None: it could not be read
+    plan_fingerprint: str | None = None  # ModelPlan.fingerprint() it was decided under; None: no plan

@@ -24,3 +24,8 @@ BENCHMARK_SECONDS = Histogram(
     "dqd_benchmark_seconds", "Time to benchmark one model.", buckets=_DURATION_BUCKETS
 )
 JOB_SECONDS = Histogram("dqd_job_seconds", "Time from claim to decision.", buckets=_DURATION_BUCKETS)
+NOTIFICATIONS = Counter(
+    "dqd_notifications_total",
+    "Webhook calls made by this process: delivered, retry (will be tried again), failed (given up).",
+    ["result"],
+)

@@ -29,7 +29,7 @@ import io
 import json
 import os
 import re
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import Any, TextIO
 
 _SURROGATES = re.compile("[\udc80-\udcff\\\\]")
@@ -130,3 +130,9 @@ def _unescape(match: re.Match[str]) -> str:
         return "\\"
     byte = int(escape[1:], 16)
     return chr(0xDC00 + byte) if byte >= 0x80 else match.group(0)
+
+
+def is_inside_root(rel: str) -> bool:
+    """A path recorded relative to the watched folder (``dqd process`` records others absolute)."""
+    path = PurePosixPath(rel)
+    return not path.is_absolute() and ".." not in path.parts

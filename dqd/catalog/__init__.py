@@ -10,6 +10,7 @@ from dqd.catalog.db import make_engine, normalize_url
 from dqd.catalog.revision import is_current
 from dqd.catalog.store import Catalog
 from dqd.errors import CatalogUnavailable
+from dqd.notifications import Outbox
 from dqd.settings import Settings
 
 
@@ -28,7 +29,10 @@ def open_catalog(settings: Settings, *, migrate: bool | None = None, create: boo
         missing = missing_sqlite_file(url)
         if missing is not None:
             raise CatalogUnavailable(no_catalog_message(missing))
-    catalog = Catalog(make_engine(url, create=create))
+    publish_dir = str(settings.publish_dir.absolute()) if settings.publish_dir is not None else None
+    catalog = Catalog(
+        make_engine(url, create=create), Outbox(tuple(settings.notifications.webhooks), publish_dir)
+    )
     if migrate is None:
         migrate = settings.auto_migrate if settings.auto_migrate is not None else catalog.is_sqlite
     if is_current(catalog.engine):

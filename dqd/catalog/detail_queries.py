@@ -23,6 +23,7 @@ from dqd.catalog.tables import (
     AccuracyRow,
     BenchmarkRow,
     DecisionRow,
+    FreezeRow,
     ModelPathRow,
     ModelVersionRow,
     PathVersionRow,
@@ -38,7 +39,7 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
-from dqd.choice import BestChoice, choose_best
+from dqd.choice import BestChoice, RecordedDecision, choose_best
 from dqd.domain import ModelPath, Outcome
 from dqd.errors import NotFound, UsageError
 from dqd.pathtext import from_text
@@ -212,6 +213,7 @@ class DetailQueries:
                 )
                 for r in rows
             ]
+            frozen = self._frozen_choice(session, sha, host_class)
         return choose_best(
             candidates,
             model_path=path.path if path is not None else None,
@@ -219,7 +221,17 @@ class DetailQueries:
             host_class=host_class,
             ort_version=ort_version,
             threads=threads,
+            frozen=frozen,
         )
+
+    @staticmethod
+    def _frozen_choice(session: Session, sha: str, host_class: str) -> RecordedDecision | None:
+        freeze = session.get(FreezeRow, (sha, host_class))
+        row = session.get(DecisionRow, freeze.decision_id) if freeze is not None else None
+        if row is None:
+            return None
+        variant = session.get(VariantRow, row.variant_id) if row.variant_id is not None else None
+        return recorded_decision_from_row(row, variant)
 
     def decisions_page(
         self,

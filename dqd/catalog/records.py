@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dqd.catalog.db import Transactions, utcnow
 from dqd.catalog.jobs import finish_owned_job
+from dqd.catalog.outbox import add_events, serving_selection
 from dqd.catalog.rows import decision_from_row, variant_from_row
 from dqd.catalog.tables import (
     AccuracyRow,
@@ -28,11 +29,13 @@ from dqd.domain import (
     VariantResult,
     VariantSpec,
 )
+from dqd.notifications import Cause, Outbox
 from dqd.serialize import catalog_details_json, graph_summary_json, plain_json
 
 
 class RecordStore:
     tx: Transactions
+    outbox: Outbox
 
     @overload
     def record_engine_result(
@@ -68,7 +71,7 @@ class RecordStore:
         job_error: str | None = None,
         now: datetime | None = None,
     ) -> int | None:
-        """Store variants, accuracy, benchmarks and the decision in one transaction.
+        """Store variants, accuracy, benchmarks, the decision and its notifications in one transaction.
 
         Returns the decision id. ``complete_job=(job id, lease owner)`` finishes
         that job in the same transaction (``job_error``: as failed with it); if
@@ -82,6 +85,7 @@ class RecordStore:
                     return None
                 job_id = complete_job[0]
             self._ensure_content(session, result, now)
+            before = serving_selection(session, result.sha256, host.host_class)
             variant_ids = {
                 v.spec.key(v.ort_version): self._upsert_variant(session, result.sha256, v, now)
                 for v in result.variants
@@ -117,6 +121,7 @@ class RecordStore:
                 threads=max((b.threads for b in result.benchmarks), default=None),
                 preflight_version=result.preflight_version,
                 source_precision=result.source_precision,
+                plan_fingerprint=result.plan_fingerprint,
                 created_at=now,
             )
             session.add(decision)
@@ -160,6 +165,7 @@ class RecordStore:
                     )
                 )
             session.flush()
+            add_events(session, self.outbox, decision=decision, before=before, cause=Cause.DECISION, now=now)
             return decision.id
 
     @staticmethod

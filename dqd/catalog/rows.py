@@ -177,6 +177,7 @@ def decision_from_row(row: DecisionRow) -> DecisionRecord:
         path=row.path,
         preflight_version=row.preflight_version,
         source_precision=_precision(row.source_precision),
+        plan_fingerprint=row.plan_fingerprint,
     )
 
 

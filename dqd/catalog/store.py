@@ -6,16 +6,23 @@ from sqlalchemy import Engine, text
 
 from dqd.catalog.daemon_queries import DaemonQueries
 from dqd.catalog.db import Transactions, is_sqlite, make_engine
+from dqd.catalog.freezes import FreezeStore
 from dqd.catalog.jobs import JobStore
+from dqd.catalog.outbox import OutboxStore
 from dqd.catalog.paths import PathStore
 from dqd.catalog.queries import QueryStore
 from dqd.catalog.records import RecordStore
 from dqd.catalog.removals import RemovalStore
+from dqd.notifications import Outbox
 
 
-class Catalog(JobStore, PathStore, RecordStore, QueryStore, DaemonQueries, RemovalStore):
-    def __init__(self, engine: Engine) -> None:
+class Catalog(
+    JobStore, PathStore, RecordStore, QueryStore, DaemonQueries, RemovalStore, FreezeStore, OutboxStore
+):
+    def __init__(self, engine: Engine, outbox: Outbox | None = None) -> None:
         self.tx = Transactions(engine)
+        # Where the notifications this catalog writes go (settings' [notifications]); none by default.
+        self.outbox = outbox or Outbox()
 
     @classmethod
     def from_url(cls, url: str) -> Catalog:

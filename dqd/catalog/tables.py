@@ -248,6 +248,8 @@ class DecisionRow(Base):
     preflight_version: Mapped[str | None] = mapped_column(String(32))
     # The float precision of the model as given (fp32, fp16, bf16, fp64); None: fp32, before this column.
     source_precision: Mapped[str | None] = mapped_column(String(8))
+    # ModelPlan.fingerprint() of the plan it was made under; None: before migration 0009.
+    plan_fingerprint: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 
@@ -308,3 +310,50 @@ class RemovalBlockRow(Base):
     missing: Mapped[int] = mapped_column(Integer)
     host_id: Mapped[str | None] = mapped_column(String(32))
     blocked_at: Mapped[datetime]
+
+
+class FreezeRow(Base):
+    """A model version whose host class ships one chosen decision's file, whatever is decided later.
+
+    ``dqd freeze`` and ``dqd rollback`` write it, ``dqd unfreeze`` deletes it;
+    the nightly run still measures and records, but what is loaded and
+    published follows this row (catalog.freezes).
+    """
+
+    __tablename__ = "freezes"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_versions.sha256"), primary_key=True)
+    host_class: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # freeze | rollback
+    created_at: Mapped[datetime]
+
+
+class NotificationRow(Base):
+    """The outbox: one webhook call to make, written in the transaction of what it reports.
+
+    One row per (event, URL); every URL of one event gets the same ``event_id``
+    so a receiver de-duplicates redeliveries by it (catalog.outbox).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("event_id", "url", name="uq_notifications_event_url"),
+        Index("ix_notifications_due", "delivered_at", "failed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    event: Mapped[str] = mapped_column(String(32))  # selection_changed | error
+    url: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(SHA256)
+    host_class: Mapped[str] = mapped_column(String(64))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # given up (notifications.give_up_hours); `dqd notifications retry`

@@ -53,6 +53,7 @@ _COMMAND_MODULES = (
     "dqd.cli.daemon",
     "dqd.cli.status",
     "dqd.cli.query",
+    "dqd.cli.serving",
 )
 
 

@@ -193,7 +193,7 @@ def requantize(
     """Queue requantization for every live host class, as the nightly job does."""
     from functools import partial
 
-    from dqd.daemon.scheduler import current_policy, enqueue_stale
+    from dqd.daemon.scheduler import CurrentPolicy, current_policy, enqueue_stale
     from dqd.hostinfo import host_identity
     from dqd.pipeline.plan import plan_for
 
@@ -218,12 +218,16 @@ def requantize(
         # Explicit or --all: a zero max age makes every version stale; --stale uses the nightly rule.
         max_age = timedelta(days=settings.schedule.max_age_days) if stale else timedelta(seconds=-1)
 
+        def current_for(rel: str) -> CurrentPolicy:
+            model_plan = plan(rel)
+            return current_policy(host.ort_version, model_plan.search, max_age, model_plan.fingerprint())
+
         queued = 0
         for host_class in classes:
             jobs = enqueue_stale(
                 catalog,
                 host_class,
-                current_for=lambda rel: current_policy(host.ort_version, plan(rel).search, max_age),
+                current_for=current_for,
                 tick=now,
                 now=now,
                 max_attempts=settings.worker.max_attempts,

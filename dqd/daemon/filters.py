@@ -92,6 +92,17 @@ class PathFilter:
         text = str(rel)
         return any(fnmatchcase(rel.name, p) or ("/" in p and fnmatchcase(text, p)) for p in self.include)
 
+    def models_beside(self, companion_rel: str) -> list[str]:
+        """The models (relative paths) a companion file belongs to, as its folder holds them now."""
+        folder = PurePosixPath(companion_rel).parent
+        try:
+            names = sorted(e.name for e in os.scandir(self.root / folder) if e.is_file())
+        except OSError:
+            return []
+        models = [n for n in names if self.is_model_name(folder / n) and self.excluded(folder / n) is None]
+        owners = models_of_companion(PurePosixPath(companion_rel).name, models)
+        return [str(folder / name) for name in owners]
+
     def classify(self, path: str | os.PathLike[str], *, check_links: bool = True) -> Verdict:
         """Classify a file path (absolute, or relative to the current directory).
 
@@ -115,6 +126,20 @@ class PathFilter:
             if unusable is not None:
                 return Verdict(Kind.REFUSED, str(rel), unusable)
         return Verdict(Kind.MODEL, str(rel))
+
+
+def models_of_companion(companion: str, models_in_folder: list[str]) -> list[str]:
+    """Which models of its folder a companion file belongs to (file names; pure).
+
+    A sidecar ``x.dqd.toml`` is ``x.onnx``'s (whatever x.* is a model); another companion
+    (``x.onnx.data``, ``x_weights.bin``) is each model whose name or stem begins its name,
+    else the folder's only model (a Triton version folder's ``model.onnx`` and its weights).
+    """
+    if companion.endswith(SIDECAR_SUFFIX):
+        stem = companion[: -len(SIDECAR_SUFFIX)]
+        return [m for m in models_in_folder if PurePosixPath(m).stem == stem]
+    owners = [m for m in models_in_folder if companion.startswith((m, PurePosixPath(m).stem))]
+    return owners or (list(models_in_folder) if len(models_in_folder) == 1 else [])
 
 
 def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:

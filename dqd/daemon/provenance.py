@@ -34,6 +34,7 @@ def provenance_record(
     summary: LatestDecision | None,
     variant: VariantRecord | None,
     onnx_version: str,
+    frozen: bool = False,
 ) -> dict[str, Any]:
     """The JSON object published beside ``file_name`` (the model's published copy)."""
     accuracy = summary.accuracy if summary is not None else None
@@ -68,8 +69,21 @@ def provenance_record(
             if accuracy is not None
             else None
         ),
-        "frozen": False,
+        "frozen": frozen,
     }
+
+
+def provenance_matches(published_model: Path, decision_id: int, frozen: bool) -> bool:
+    """Whether the record beside ``published_model`` is this decision's, frozen or not as now."""
+    try:
+        record = json.loads(provenance_path(published_model).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("decision_id") == decision_id
+        and record.get("frozen") == frozen
+    )
 
 
 def write_provenance(published_model: Path, record: dict[str, Any]) -> Path:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dqd.catalog import Catalog
-from dqd.daemon.provenance import provenance_path, provenance_record, write_provenance
+from dqd.daemon.provenance import provenance_matches, provenance_record, write_provenance
 from dqd.daemon.publish import Copy, apply_plan, is_current, publish_plan
 from dqd.domain import DecisionRecord, Outcome, VariantRecord
 from dqd.errors import ModelError
 from dqd.hostinfo import installed_version
+from dqd.pathtext import is_inside_root
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +45,20 @@ class Publisher:
         Raises CatalogError; a path that cannot be published is logged and the others go on.
         """
         with self._lock:
-            decisions = self.catalog.latest_decisions_for_class(self.host_class)
+            decisions = self.catalog.serving_decisions_for_class(self.host_class)
             paths = self.catalog.known_paths()
             copied = 0
             for rel, known in sorted(paths.items()):
                 sha = known.sha256
                 if sha is None or (contents is not None and sha not in contents):
                     continue
-                decision = decisions.get(sha)
-                if decision is None or not is_inside_root(rel):
+                serving = decisions.get(sha)
+                if serving is None or not is_inside_root(rel):
                     continue
-                copied += self._publish_path(rel, decision)
+                copied += self._publish_path(rel, *serving)
             return copied
 
-    def _publish_path(self, rel: str, decision: DecisionRecord) -> int:
+    def _publish_path(self, rel: str, decision: DecisionRecord, frozen: bool) -> int:
         source = self.root / rel
         variant = self.catalog.get_variant(decision.variant_id) if decision.variant_id is not None else None
         chosen = self._chosen(decision, source, variant)
@@ -67,8 +68,9 @@ class Publisher:
         if is_current(Copy(chosen, target)):
             # The model is copied last, so its being current means the rest is there; checking
             # first spares reading every model (data-file lookup) on every scan.
-            if not provenance_path(target).exists():
-                self._write_provenance(rel, target, decision, variant)  # published before dqd wrote them
+            # Absent: published before dqd wrote them; stale: a later decision (or a freeze) of the same file.
+            if not provenance_matches(target, decision.id, frozen):
+                self._write_provenance(rel, target, decision, variant, frozen)
             return 0
         try:
             plan = publish_plan(
@@ -80,7 +82,7 @@ class Publisher:
                 include=self.include,
             )
             copied = apply_plan(plan)
-            self._write_provenance(rel, target, decision, variant)
+            self._write_provenance(rel, target, decision, variant, frozen)
         except (OSError, ModelError) as exc:  # a full publish volume must not stop the daemon
             logger.error(
                 "could not publish %s: %s", rel, exc, extra={"action": "publish_failed", "path": rel}
@@ -101,7 +103,7 @@ class Publisher:
         return copied
 
     def _write_provenance(
-        self, rel: str, target: Path, decision: DecisionRecord, variant: VariantRecord | None
+        self, rel: str, target: Path, decision: DecisionRecord, variant: VariantRecord | None, frozen: bool
     ) -> None:
         record = provenance_record(
             model=rel,
@@ -110,6 +112,7 @@ class Publisher:
             summary=self.catalog.latest_summary(decision.sha256, decision.host_class),
             variant=variant,
             onnx_version=installed_version("onnx"),
+            frozen=frozen,
         )
         write_provenance(target, record)
 
@@ -127,9 +130,3 @@ class Publisher:
             )
             return None
         return Path(variant.output_path)
-
-
-def is_inside_root(rel: str) -> bool:
-    """A path recorded relative to the watched folder (``dqd process`` records others absolute)."""
-    path = PurePosixPath(rel)
-    return not path.is_absolute() and ".." not in path.parts

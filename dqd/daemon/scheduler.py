@@ -37,15 +37,32 @@ class CurrentPolicy:
     search_mode: SearchMode
     max_age: timedelta
     preflight_version: str = PREFLIGHT_VERSION
+    plan_fingerprint: str | None = None  # the model's plan now (ModelPlan.fingerprint())
 
 
-def current_policy(ort_version: str, search_mode: SearchMode | str, max_age: timedelta) -> CurrentPolicy:
+def current_policy(
+    ort_version: str, search_mode: SearchMode | str, max_age: timedelta, plan_fingerprint: str | None = None
+) -> CurrentPolicy:
     """What a decision made now in ``search_mode`` would record: the one place that builds it.
 
     ``search_mode`` may be the setting's string: converted here, where settings meet the policy.
     """
     mode = SearchMode(search_mode)
-    return CurrentPolicy(ort_version, policy_version_for(mode), mode, max_age)
+    return CurrentPolicy(
+        ort_version, policy_version_for(mode), mode, max_age, plan_fingerprint=plan_fingerprint
+    )
+
+
+def plan_changed(decision: DecisionRecord | None, current: CurrentPolicy) -> str | None:
+    """Why the model's plan (sidecar, ``[models]`` settings) no longer is the decision's, or None.
+
+    Decisions recorded before plans were fingerprinted (migration 0009) have none: not stale for this.
+    """
+    if decision is None or decision.plan_fingerprint is None or current.plan_fingerprint is None:
+        return None
+    if decision.plan_fingerprint == current.plan_fingerprint:
+        return None
+    return "its per-model settings changed (sidecar or [models] section)"
 
 
 def _policy_parts(version: str) -> tuple[str, int | None]:
@@ -73,6 +90,9 @@ def staleness(decision: DecisionRecord | None, current: CurrentPolicy, now: date
     # comparable and "another search mode" is the reason a person can act on.
     if decision.search_mode != current.search_mode:
         return f"decided in {decision.search_mode} search, now {current.search_mode}"
+    replanned = plan_changed(decision, current)
+    if replanned is not None:
+        return replanned
     # Only outcomes the selection policy produced depend on its version: a preflight
     # ``skipped`` or an ``error`` is the same under any policy.
     if decision.outcome in POLICY_OUTCOMES and policy_is_older(
@@ -97,11 +117,17 @@ def stale_models(
     decisions: Mapping[str, DecisionRecord],
     current_for: Callable[[str], CurrentPolicy],
     now: datetime,
+    *,
+    plan_only: bool = False,
 ) -> list[tuple[str, str, str]]:
-    """(sha256, path, reason) for every content (sha256 → a path holding it) that is stale."""
+    """(sha256, path, reason) for every content (sha256 → a path holding it) that is stale.
+
+    ``plan_only``: only for a changed plan (the scans' and the watcher's check between nights).
+    """
     stale = []
     for sha, path in sorted(contents.items()):
-        reason = staleness(decisions.get(sha), current_for(path), now)
+        current, decision = current_for(path), decisions.get(sha)
+        reason = plan_changed(decision, current) if plan_only else staleness(decision, current, now)
         if reason is not None:
             stale.append((sha, path, reason))
     return stale
@@ -120,21 +146,29 @@ def enqueue_stale(
     now: datetime,
     max_attempts: int = 3,
     only: set[str] | None = None,
+    plan_only: bool = False,
 ) -> list[Job]:
-    """Queue requantization of this class's stale versions; ``only`` limits it to some contents."""
+    """Queue requantization of this class's stale versions; ``only`` limits it to some contents.
+
+    ``plan_only`` queues only those whose plan changed, once per new plan (its key names the
+    fingerprint), whatever the tick: a scan repeats the check every few minutes.
+    """
     contents: dict[str, str] = {}
     for path, record in sorted(catalog.known_paths().items()):
         if record.sha256 and record.sha256 not in contents and (only is None or record.sha256 in only):
             contents[record.sha256] = path
     decisions = catalog.latest_decisions_for_class(host_class)
     queued = []
-    for sha, path, reason in stale_models(contents, decisions, current_for, now):
+    for sha, path, reason in stale_models(contents, decisions, current_for, now, plan_only=plan_only):
+        key = tick_key(tick, sha, host_class)
+        if plan_only:
+            key = f"replan:{current_for(path).plan_fingerprint}:{sha}:{host_class}"
         job = catalog.enqueue(
             sha,
             host_class,
             kind=JobKind.REQUANTIZE,
             source_path=path,
-            idempotency_key=tick_key(tick, sha, host_class),
+            idempotency_key=key,
             max_attempts=max_attempts,
         )
         if job is not None:

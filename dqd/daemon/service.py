@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -29,9 +29,10 @@ from dqd.catalog import open_catalog, sqlite_file
 from dqd.daemon.api_thread import ApiThread
 from dqd.daemon.filters import PathFilter
 from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_network_fs
+from dqd.daemon.notifier import Notifier
 from dqd.daemon.publisher import Publisher
 from dqd.daemon.reconcile import FileBusy, Reconciler
-from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy
+from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy, enqueue_stale
 from dqd.daemon.settle import Ready, SettleTracker
 from dqd.daemon.watcher import ModelWatcher
 from dqd.daemon.worker import ProcessModel, Worker, default_process
@@ -99,7 +100,8 @@ class Daemon:
 
     def current_policy(self, rel_path: str) -> CurrentPolicy:
         max_age = timedelta(days=self.settings.schedule.max_age_days)
-        return current_policy(self.host.ort_version, self.plan_for(rel_path).search, max_age)
+        plan = self.plan_for(rel_path)
+        return current_policy(self.host.ort_version, plan.search, max_age, plan.fingerprint())
 
     def run(self) -> int:
         settings = self.settings
@@ -185,6 +187,9 @@ class Daemon:
         # Watch first, then scan: a file written during the scan is seen by one or the other.
         self.watcher.start()
         threads = [threading.Thread(target=self._reconcile_loop, name="dqd-reconcile", daemon=True)]
+        # Every daemon sends the outbox, whatever it configures: rows may come from any dqd process.
+        self.notifier = Notifier(catalog, settings.notifications, self.stop)
+        threading.Thread(target=self.notifier.run, name="dqd-notifier", daemon=True).start()
         owner = f"{self.host.hostname}:{os.getpid()}"
         for index in range(settings.worker.concurrency):
             worker = Worker(
@@ -199,6 +204,7 @@ class Daemon:
                 wake=self._wake_workers,
                 poll_seconds=settings.worker.poll_seconds,
                 publisher=self.publisher,
+                recorded=self.notifier.wake,
             )
             self.workers.append(worker)
             threads.append(threading.Thread(target=worker.run, name=f"dqd-worker-{index}", daemon=True))
@@ -233,11 +239,29 @@ class Daemon:
             metrics.OBSERVER_LAG.observe(max(0.0, time.monotonic() - ready.last_change))
             if self.host.host_class in registration.queued_classes:
                 self._wake_workers.set()
+        if registration.sha256 and not registration.queued_classes:
+            self._requeue_replanned({registration.sha256})  # its sidecar may be what changed
         if self.publisher and registration.sha256 and self.host.host_class not in registration.queued_classes:
             # Known content at a new path, decided already: publish it, off the watcher's thread
             # (a large copy must not hold up events); the publisher serializes its callers.
             contents = {registration.sha256}
             threading.Thread(target=self._publish_missing, args=(contents,), daemon=True).start()
+
+    def _requeue_replanned(self, contents: set[str] | None = None) -> None:
+        """Queue what this class decided under a plan that is not the model's plan any more."""
+        now = datetime.now(UTC)
+        queued = enqueue_stale(
+            self.catalog,
+            self.host.host_class,
+            current_for=self.current_policy,
+            tick=now,
+            now=now,
+            max_attempts=self.settings.worker.max_attempts,
+            only=contents,
+            plan_only=True,
+        )
+        if queued:
+            self._wake_workers.set()
 
     def _on_removed(self, rel_paths: list[str]) -> None:
         self.reconciler.remove_paths(rel_paths)
@@ -270,6 +294,7 @@ class Daemon:
                 summary = self.reconciler.scan()
                 if summary.queued:
                     self._wake_workers.set()
+                self._requeue_replanned()  # a [models] section changed across a restart
                 # The first scan's pass is the start-up back-fill (publish_dir set after decisions,
                 # a kill between a commit and its copy); later ones catch paths added since.
                 self._publish_missing()
@@ -294,6 +319,7 @@ class Daemon:
             extra={"action": "daemon_stopping", "running_jobs": running},
         )
         self.watcher.stop()
+        self.notifier.wake.set()  # its thread sees the stop event and ends
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.api is not None:

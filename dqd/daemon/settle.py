@@ -80,6 +80,9 @@ class SettleTracker:
     def pending(self) -> list[str]:
         return sorted(self._entries)
 
+    def companions(self) -> set[str]:
+        return {rel for rel, entry in self._entries.items() if entry.companion}
+
     def is_pending(self, rel_path: str) -> bool:
         """The tracker is waiting for this file: a scan must not register it behind its back."""
         return rel_path in self._entries

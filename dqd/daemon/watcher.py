@@ -100,6 +100,7 @@ class ModelWatcher:
         self._removed: deque[str] = deque()
         self._last_removal = 0.0
         self._retry: dict[str, float] = {}
+        self._companions_gone: set[str] = set()  # deleted companions (a removed sidecar changes the plan)
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +141,9 @@ class ModelWatcher:
                         self.tracker.forget(pending)
             else:
                 self.tracker.forget(rel)
+                if self.filter.classify(path, check_links=False).kind is Kind.COMPANION:
+                    self._companions_gone.add(rel)
+                    return
             self._removed.append(rel)
             self._last_removal = self.clock()
 
@@ -186,7 +190,13 @@ class ModelWatcher:
         # Writers on other hosts are invisible to /proc: under polling, quiet time is the rule.
         held_open = self._writer_check() if self.observer_kind != "polling" else None
         with self._lock:
+            companions = self.tracker.companions()
             ready = self.tracker.due(now, self._stat, held_open)
+            # Companions complete (or deleted) on their own: an edited sidecar or external-data file
+            # changes its model's plan or content, so the model is offered again (registering
+            # unchanged content only checks its plan).
+            companions = (companions - set(self.tracker.pending())) | self._companions_gone
+            self._companions_gone.clear()
             removed: list[str] = []
             if self._removed and now - self._last_removal >= REMOVAL_QUIET_SECONDS:
                 removed = list(self._removed)
@@ -195,6 +205,12 @@ class ModelWatcher:
             for rel in retry:
                 del self._retry[rel]
         ready += [Ready(rel, now, now) for rel in retry]
+        offered = {item.rel_path for item in ready}
+        for companion in sorted(companions):
+            for model in self.filter.models_beside(companion):
+                if model not in offered and not self.is_pending(model):
+                    offered.add(model)
+                    ready.append(Ready(model, now, now))
         if removed:
             self._hand_off(self.on_removed, removed, ", ".join(removed))
         for item in ready:

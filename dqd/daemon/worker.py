@@ -29,10 +29,11 @@ from typing import Protocol, TypeVar
 from dqd import metrics
 from dqd.catalog import Catalog
 from dqd.daemon.lease import LeaseKeeper
-from dqd.daemon.publisher import Publisher, is_inside_root
+from dqd.daemon.publisher import Publisher
 from dqd.daemon.stages import StageLog
 from dqd.domain import EngineResult, HostInfo, Job, Outcome
 from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
+from dqd.pathtext import is_inside_root
 from dqd.pipeline.plan import ModelPlan
 from dqd.retry import retry_decision
 from dqd.settings import Settings
@@ -88,6 +89,7 @@ class Worker:
         wake: threading.Event | None = None,
         poll_seconds: float = 1.0,
         publisher: Publisher | None = None,
+        recorded: threading.Event | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -108,6 +110,7 @@ class Worker:
                 include=settings.watch.include,
             )
         self.publisher = publisher
+        self.recorded = recorded  # set after each commit: the notifier sends what it wrote at once
         self.current: Job | None = None
         self._aborted = threading.Event()
         self._claimed_at = 0.0
@@ -302,6 +305,8 @@ class Worker:
             return None
         if os.environ.get(TEST_HOOK_KILL_AFTER_COMMIT):
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.recorded is not None:
+            self.recorded.set()
         # Counted at the commit, the moment the job reads as done, not after publishing.
         metrics.JOB_SECONDS.observe(time.monotonic() - self._claimed_at)
         self._timed = True

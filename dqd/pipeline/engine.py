@@ -50,7 +50,7 @@ def process_model(
     base = _identify(path, plan.search, host)
     settled = base if base.error is not None else _settled_by_plan(base, plan)
     if settled is not None:
-        return replace(settled, seconds=time.monotonic() - started)
+        return replace(settled, seconds=time.monotonic() - started, plan_fingerprint=plan.fingerprint())
     request = _request(base, settings, host, plan, threads, model_root)
     # Before the child: a broken host must not read as the model's error.
     check_environment(request.host_lock, request.output_dir)
@@ -74,7 +74,7 @@ def process_model(
             permanent_error=exc.permanent,
             details=DecisionDetails(failure=exc.kind.value),
         )
-    return replace(result, seconds=time.monotonic() - started)
+    return replace(result, seconds=time.monotonic() - started, plan_fingerprint=plan.fingerprint())
 
 
 def invalid_settings_result(

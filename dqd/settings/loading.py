@@ -100,7 +100,7 @@ def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
     value = error.get("input", _lookup(data, error["loc"]))
     if "database_url" in key and isinstance(value, str):
         value = redact_url(value)  # only the password: a wrong scheme must stay visible
-    elif "database_url" in key or "token" in key:
+    elif "database_url" in key or "token" in key or "secret" in key:
         value = "(redacted)"
     allowed = _allowed_text(error)
     return ConfigError(key, value, allowed)

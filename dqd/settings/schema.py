@@ -211,6 +211,36 @@ class ApiSettings(_Section):
     token_file: Path | None = None
 
 
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or len(url) < 10:
+        raise ValueError(f"an http:// or https:// URL, not {url!r}")
+    return url
+
+
+class NotificationSettings(_Section):
+    """Webhooks called when the file to load for a (model path, host class) changes, and on errors."""
+
+    webhooks: list[Annotated[str, AfterValidator(_http_url)]] = Field(default_factory=list)
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the X-Dqd-Signature header")
+    secret_file: Path | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    backoff_seconds: float = Field(5.0, gt=0, description="first retry delay; doubles up to max_backoff")
+    max_backoff_seconds: float = Field(3600.0, gt=0)
+    give_up_hours: float = Field(72.0, gt=0, description="a call failing this long ends failed")
+
+    def signing_secret(self) -> str | None:
+        if self.secret is not None:
+            return self.secret.get_secret_value()
+        if self.secret_file is not None:
+            try:
+                return self.secret_file.read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    "notifications.secret_file", str(self.secret_file), f"a readable file ({exc.strerror})"
+                ) from exc
+        return None
+
+
 class ModelOverrides(_Section):
     """Per-model settings: a ``[models."<glob>"]`` section or a ``<stem>.dqd.toml`` sidecar."""
 
@@ -270,6 +300,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
 
     @field_validator("allow_host_override")
@@ -325,6 +356,7 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["database_url"] = redact_url(self.database_url_plain)
         data["api"]["token"] = "********" if self.api.token else None
+        data["notifications"]["secret"] = "********" if self.notifications.secret else None
         return data
 
 

@@ -151,3 +151,15 @@ def test_bad_cron_is_a_config_error(expression: str) -> None:
     with pytest.raises(ConfigError) as info:
         cron_trigger(expression, "UTC")
     assert info.value.key == "schedule.cron"
+
+
+def test_a_changed_plan_is_stale_and_a_decision_from_before_fingerprints_is_not() -> None:
+    from dataclasses import replace
+
+    from dqd.daemon.scheduler import plan_changed
+
+    current = replace(CURRENT, plan_fingerprint="plan-b")
+    assert "per-model settings" in (staleness(decision(plan_fingerprint="plan-a"), current, NOW) or "")
+    assert plan_changed(decision(plan_fingerprint="plan-b"), current) is None
+    assert plan_changed(decision(plan_fingerprint=None), current) is None  # decided before migration 0009
+    assert plan_changed(decision(plan_fingerprint="plan-a"), CURRENT) is None  # no current plan given
