@@ -48,12 +48,7 @@ class Notification:
     delivered_at: datetime | None
     failed_at: datetime | None
     last_error: str | None
-
-    @property
-    def state(self) -> str:
-        if self.delivered_at is not None:
-            return "delivered"
-        return "failed" if self.failed_at is not None else "pending"
+    state: str  # pending, delivered or failed
 
 
 def _notification(row: NotificationRow) -> Notification:
@@ -72,6 +67,7 @@ def _notification(row: NotificationRow) -> Notification:
         delivered_at=as_utc(row.delivered_at),
         failed_at=as_utc(row.failed_at),
         last_error=row.last_error,
+        state="delivered" if row.delivered_at else "failed" if row.failed_at else "pending",
     )
 
 

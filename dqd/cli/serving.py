@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -62,6 +63,21 @@ def _say(change: FreezeChange, verb: str, as_json: bool) -> None:
     typer.echo(f"{change.model} on {change.host_class}: {verb} decision {change.decision_id}{was}{notified}")
 
 
+def _change(
+    ctx: typer.Context,
+    model: str,
+    host_class: str | None,
+    act: Callable[[Catalog, str, str], FreezeChange],
+    verb: str,
+    as_json: bool,
+) -> None:
+    settings = state(ctx).settings()
+    with _catalog(settings, create=False) as catalog:
+        change = act(catalog, model_ref(model, settings.watch_dir), host_class or this_host_class(settings))
+        _publish(catalog, settings, change)
+    _say(change, verb, as_json)
+
+
 @app.command("freeze")
 def freeze_cmd(
     ctx: typer.Context,
@@ -69,22 +85,20 @@ def freeze_cmd(
     decision: Annotated[
         int | None,
         typer.Option(
-            "--decision", help="Ship this decision's file (default: the one shipped now).", show_default=False
+            "--decision",
+            help="Ship this decision's file (default: the one shipped now).",
+            show_default=False,
         ),
     ] = None,
     host_class: HostClassOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Keep shipping one decision's file across requantizations, until `dqd unfreeze`."""
-    settings = state(ctx).settings()
-    with _catalog(settings, create=False) as catalog:
-        change = catalog.freeze(
-            model_ref(model, settings.watch_dir),
-            host_class or this_host_class(settings),
-            decision_id=decision,
-        )
-        _publish(catalog, settings, change)
-    _say(change, "frozen at", as_json)
+
+    def freeze_at(catalog: Catalog, ref: str, cls: str) -> FreezeChange:
+        return catalog.freeze(ref, cls, decision_id=decision)
+
+    _change(ctx, model, host_class, freeze_at, "frozen at", as_json)
 
 
 @app.command("unfreeze")
@@ -92,13 +106,7 @@ def unfreeze_cmd(
     ctx: typer.Context, model: ModelArg, host_class: HostClassOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Ship the latest decision's file again."""
-    settings = state(ctx).settings()
-    with _catalog(settings, create=False) as catalog:
-        change = catalog.unfreeze(
-            model_ref(model, settings.watch_dir), host_class or this_host_class(settings)
-        )
-        _publish(catalog, settings, change)
-    _say(change, "follows the latest,", as_json)
+    _change(ctx, model, host_class, Catalog.unfreeze, "follows the latest,", as_json)
 
 
 @app.command("rollback")
@@ -106,13 +114,7 @@ def rollback_cmd(
     ctx: typer.Context, model: ModelArg, host_class: HostClassOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Ship the previous decision's file (the newest earlier one that ships another file), frozen there."""
-    settings = state(ctx).settings()
-    with _catalog(settings, create=False) as catalog:
-        change = catalog.rollback(
-            model_ref(model, settings.watch_dir), host_class or this_host_class(settings)
-        )
-        _publish(catalog, settings, change)
-    _say(change, "rolled back to", as_json)
+    _change(ctx, model, host_class, Catalog.rollback, "rolled back to", as_json)
 
 
 _COLUMNS = [

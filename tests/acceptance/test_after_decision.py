@@ -117,6 +117,11 @@ def test_notified_once_through_an_outage_frozen_across_a_requeue_and_unfrozen(
             requeued.id,
         )
         assert Counter(receiver.ids()).most_common(1)[0][1] == 1  # each id exactly once
+        listed = json.loads(daemon.cli("notifications", "--json").stdout)
+        assert [(n["state"], n["event_id"]) for n in listed] == [
+            ("delivered", second["id"]),
+            ("delivered", body["id"]),
+        ]
     finally:
         daemon.stop()
         receiver.stop()
