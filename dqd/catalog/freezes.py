@@ -8,29 +8,19 @@ Each change notifies like a new decision (catalog.outbox), in its transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dqd.catalog.db import Transactions, as_utc, utcnow
+from dqd.catalog.db import Transactions, utcnow
 from dqd.catalog.outbox import add_events, selection_of, serving_row, serving_selection
 from dqd.catalog.rows import decision_from_row
 from dqd.catalog.tables import DecisionRow, FreezeRow, VariantRow
 from dqd.domain import DecisionRecord, ModelPath
 from dqd.errors import NotFound, UsageError
-from dqd.notifications import Cause, Outbox
-
-
-@dataclass(frozen=True)
-class Freeze:
-    sha256: str
-    host_class: str
-    decision_id: int
-    reason: str  # freeze | rollback
-    created_at: datetime
+from dqd.notifications import Cause, Outbox, Selection
 
 
 @dataclass(frozen=True)
@@ -38,16 +28,10 @@ class FreezeChange:
     model: str
     sha256: str
     host_class: str
-    decision_id: int | None  # what serves now (None: nothing decided)
+    decision_id: int  # what serves now
     frozen: bool
     previous_decision_id: int | None
     notified: int  # events written to the outbox
-
-
-def _freeze(row: FreezeRow) -> Freeze:
-    return Freeze(
-        row.sha256, row.host_class, row.decision_id, row.reason, as_utc(row.created_at) or row.created_at
-    )
 
 
 class FreezeStore:
@@ -60,10 +44,14 @@ class FreezeStore:
 
         def latest_decisions_for_class(self, host_class: str) -> dict[str, DecisionRecord]: ...
 
+    def _named(self, ref: str) -> tuple[str, str]:
+        """(the model's name for messages, its content)."""
+        path, sha = self.resolve_model(ref)
+        return (path.path if path is not None else sha), sha
+
     def freeze(self, ref: str, host_class: str, *, decision_id: int | None = None) -> FreezeChange:
         """Ship ``decision_id``'s file (default: what ships now) until :meth:`unfreeze`."""
-        path, sha = self.resolve_model(ref)
-        name = path.path if path is not None else sha
+        name, sha = self._named(ref)
         with self.tx.write() as session:
             if decision_id is None:
                 found = serving_row(session, sha, host_class)
@@ -74,8 +62,7 @@ class FreezeStore:
 
     def rollback(self, ref: str, host_class: str) -> FreezeChange:
         """Freeze the newest earlier decision that ships another file than the one shipped now."""
-        path, sha = self.resolve_model(ref)
-        name = path.path if path is not None else sha
+        name, sha = self._named(ref)
         with self.tx.write() as session:
             now_serving = serving_selection(session, sha, host_class)
             if now_serving is None:
@@ -101,8 +88,7 @@ class FreezeStore:
 
     def unfreeze(self, ref: str, host_class: str) -> FreezeChange:
         """Serve the latest decision again."""
-        path, sha = self.resolve_model(ref)
-        name = path.path if path is not None else sha
+        name, sha = self._named(ref)
         with self.tx.write() as session:
             row = session.get(FreezeRow, (sha, host_class))
             if row is None:
@@ -110,23 +96,13 @@ class FreezeStore:
             before = serving_selection(session, sha, host_class)
             session.delete(row)
             session.flush()
-            after = serving_row(session, sha, host_class)
-            notified = (
-                add_events(
-                    session, self.outbox, decision=after[0], before=before, cause=Cause.UNFREEZE, now=utcnow()
-                )
-                if after is not None
-                else []
+            serving = serving_row(session, sha, host_class)
+            assert serving is not None  # the frozen decision is one of this content's: a latest exists
+            latest = serving[0]
+            notified = add_events(
+                session, self.outbox, decision=latest, before=before, cause=Cause.UNFREEZE, now=utcnow()
             )
-            return FreezeChange(
-                name,
-                sha,
-                host_class,
-                after[0].id if after else None,
-                False,
-                before.decision_id if before else None,
-                len(notified) * len(self.outbox.urls),
-            )
+            return _change(name, sha, host_class, latest.id, before, notified, frozen=False)
 
     def _set(
         self, session: Session, name: str, sha: str, host_class: str, decision_id: int, cause: Cause
@@ -155,22 +131,7 @@ class FreezeStore:
             row.decision_id, row.reason, row.created_at = decision_id, cause.value, now
         session.flush()
         notified = add_events(session, self.outbox, decision=decision, before=before, cause=cause, now=now)
-        return FreezeChange(
-            name,
-            sha,
-            host_class,
-            decision_id,
-            True,
-            before.decision_id if before else None,
-            len(notified) * len(self.outbox.urls),
-        )
-
-    def freezes(self, host_class: str | None = None) -> list[Freeze]:
-        stmt = select(FreezeRow).order_by(FreezeRow.created_at.desc())
-        if host_class is not None:
-            stmt = stmt.where(FreezeRow.host_class == host_class)
-        with self.tx.read() as session:
-            return [_freeze(row) for row in session.scalars(stmt)]
+        return _change(name, sha, host_class, decision_id, before, notified, frozen=True)
 
     def serving_decisions_for_class(self, host_class: str) -> dict[str, tuple[DecisionRecord, bool]]:
         """Per model version, the decision whose file ships on ``host_class``, and whether it is frozen."""
@@ -182,6 +143,21 @@ class FreezeStore:
                 if row is not None:
                     serving[freeze.sha256] = (decision_from_row(row), True)
         return serving
+
+
+def _change(
+    name: str,
+    sha: str,
+    host_class: str,
+    decision_id: int,
+    before: Selection | None,
+    notified: int,
+    *,
+    frozen: bool,
+) -> FreezeChange:
+    return FreezeChange(
+        name, sha, host_class, decision_id, frozen, before.decision_id if before else None, notified
+    )
 
 
 def _file_exists(session: Session, row: DecisionRow) -> bool:

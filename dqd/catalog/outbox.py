@@ -112,22 +112,25 @@ def add_events(
     before: Selection | None,
     cause: Cause,
     now: datetime,
-) -> list[str]:
-    """Outbox rows for what ``decision`` (new, or frozen/unfrozen to) changed; their event ids.
+) -> int:
+    """Outbox rows for what ``decision`` (new, or frozen/unfrozen to) changed; how many were written.
 
     An ``error`` decision is always an event; otherwise only a change of the file
     that (sha256, host class) serves (``before`` → the serving selection now).
     """
     if not outbox.urls:
-        return []
+        return 0
     if cause is Cause.DECISION and decision.outcome == "error":
         event, selection = Event.ERROR, selection_of(session, decision)
     else:
-        after = serving_selection(session, decision.sha256, decision.host_class)
-        if after is None or not selection_changed(before, after):
-            return []
-        event, selection = Event.SELECTION_CHANGED, after
-        decision = session.get(DecisionRow, after.decision_id) or decision
+        serving = serving_row(session, decision.sha256, decision.host_class)
+        if serving is None:
+            return 0
+        decision, frozen = serving
+        selection = selection_of(session, decision, frozen=frozen)
+        if not selection_changed(before, selection):
+            return 0
+        event = Event.SELECTION_CHANGED
     accuracy = _headline(session, decision)
     paths = list(
         session.scalars(
@@ -136,7 +139,6 @@ def add_events(
             .order_by(ModelPathRow.path)
         )
     ) or [decision.path or decision.sha256]
-    ids = []
     for model in paths:
         event_id = str(uuid.uuid4())
         payload = body(
@@ -173,9 +175,8 @@ def add_events(
                     created_at=now,
                 )
             )
-        ids.append(event_id)
     session.flush()
-    return ids
+    return len(paths) * len(outbox.urls)
 
 
 def _headline(session: Session, decision: DecisionRow) -> tuple[str | None, float | None]:

@@ -54,61 +54,64 @@ def post(notification: Notification, *, secret: str | None, timeout: float) -> s
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
-def deliver_due(catalog: Catalog, settings: NotificationSettings, *, limit: int = 20) -> DeliveryPass:
-    """Claim and send what is due now; raises CatalogError."""
+def deliver_due(catalog: Catalog, settings: NotificationSettings) -> DeliveryPass:
+    """Claim and send what is due now, one row at a time; raises CatalogError.
+
+    One row per claim: its lease then covers the one call it guards, so a slow receiver never lets
+    a second sender take rows this one has yet to call.
+    """
     outcome = DeliveryPass()
     secret = settings.signing_secret()
     lease = settings.timeout_seconds * 2 + 5
-    while True:
-        batch = catalog.claim_notifications(lease_seconds=lease, limit=limit)
-        if not batch:
-            return outcome
-        for notification in batch:
-            error = post(notification, secret=secret, timeout=settings.timeout_seconds)
-            state = catalog.settle_notification(
-                notification.id,
-                error=error,
-                retry_in=next_attempt_delay(
-                    notification.attempts + 1,
-                    base_seconds=settings.backoff_seconds,
-                    cap_seconds=settings.max_backoff_seconds,
-                ),
-                give_up_after=timedelta(hours=settings.give_up_hours),
-            )
-            extra = {
-                "action": f"notification_{state}",
-                "notification_id": notification.id,
-                "event_id": notification.event_id,
-                "url": notification.url,
-                "path": notification.model,
-            }
-            if state == "delivered":
-                outcome.delivered += 1
-                metrics.NOTIFICATIONS.labels(result="delivered").inc()
-                logger.info(
-                    "notified %s of %s (%s)",
-                    notification.url,
-                    notification.model,
-                    notification.event,
-                    extra=extra,
-                )
-            else:
-                metrics.NOTIFICATIONS.labels(result="failed" if state == "failed" else "retry").inc()
-                if state == "failed":
-                    outcome.failed += 1
-                else:
-                    outcome.retrying += 1
-                log = logger.error if state == "failed" else logger.warning
-                log(
-                    "notifying %s of %s failed (%s)%s",
-                    notification.url,
-                    notification.model,
-                    error,
-                    ": given up (`dqd notifications retry`)" if state == "failed" else "; will retry",
-                    extra=extra | {"error": error},
-                )
-        if len(batch) < limit:
-            return outcome
+    while claimed := catalog.claim_notifications(lease_seconds=lease, limit=1):
+        notification = claimed[0]
+        error = post(notification, secret=secret, timeout=settings.timeout_seconds)
+        state = catalog.settle_notification(
+            notification.id,
+            error=error,
+            retry_in=next_attempt_delay(
+                notification.attempts + 1,
+                base_seconds=settings.backoff_seconds,
+                cap_seconds=settings.max_backoff_seconds,
+            ),
+            give_up_after=timedelta(hours=settings.give_up_hours),
+        )
+        _count(outcome, state)
+        _log(notification, state, error)
+    return outcome
+
+
+def _count(outcome: DeliveryPass, state: str) -> None:
+    if state == "delivered":
+        outcome.delivered += 1
+    elif state == "failed":
+        outcome.failed += 1
+    else:
+        outcome.retrying += 1
+    metrics.NOTIFICATIONS.labels(result="retry" if state == "pending" else state).inc()
+
+
+def _log(notification: Notification, state: str, error: str | None) -> None:
+    extra = {
+        "action": f"notification_{state}",
+        "notification_id": notification.id,
+        "event_id": notification.event_id,
+        "url": notification.url,
+        "path": notification.model,
+    }
+    if error is None:
+        logger.info(
+            "notified %s of %s (%s)", notification.url, notification.model, notification.event, extra=extra
+        )
+        return
+    (logger.error if state == "failed" else logger.warning)(
+        "notifying %s of %s failed (%s)%s",
+        notification.url,
+        notification.model,
+        error,
+        ": given up (`dqd notifications retry`)" if state == "failed" else "; will retry",
+        extra=extra | {"error": error},
+    )
 
 
 class Notifier:

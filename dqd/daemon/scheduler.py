@@ -153,16 +153,14 @@ def enqueue_stale(
     ``plan_only`` queues only those whose plan changed, once per new plan (its key names the
     fingerprint), whatever the tick: a scan repeats the check every few minutes.
     """
-    contents: dict[str, str] = {}
-    for path, record in sorted(catalog.known_paths().items()):
-        if record.sha256 and record.sha256 not in contents and (only is None or record.sha256 in only):
-            contents[record.sha256] = path
-    decisions = catalog.latest_decisions_for_class(host_class)
+    contents, decisions = _contents_and_decisions(catalog, host_class, only)
+    # One plan per path (a sidecar read): stale_models and the replan key both need it.
+    current = {path: current_for(path) for path in contents.values()}
     queued = []
-    for sha, path, reason in stale_models(contents, decisions, current_for, now, plan_only=plan_only):
+    for sha, path, reason in stale_models(contents, decisions, current.__getitem__, now, plan_only=plan_only):
         key = tick_key(tick, sha, host_class)
         if plan_only:
-            key = f"replan:{current_for(path).plan_fingerprint}:{sha}:{host_class}"
+            key = f"replan:{current[path].plan_fingerprint}:{sha}:{host_class}"
         job = catalog.enqueue(
             sha,
             host_class,
@@ -180,6 +178,25 @@ def enqueue_stale(
                 extra={"action": "requantize_queued", "job_id": job.id, "path": path, "reason": reason},
             )
     return queued
+
+
+def _contents_and_decisions(
+    catalog: Catalog, host_class: str, only: set[str] | None
+) -> tuple[dict[str, str], dict[str, DecisionRecord]]:
+    """(sha256 → the first live path holding it, sha256 → its latest decision on ``host_class``).
+
+    With ``only`` (the watcher's check of one content, `dqd requantize MODEL`), just those
+    contents are read, not every path and decision of the catalog.
+    """
+    if only is None:
+        contents: dict[str, str] = {}
+        for path, record in sorted(catalog.known_paths().items()):
+            if record.sha256 and record.sha256 not in contents:
+                contents[record.sha256] = path
+        return contents, catalog.latest_decisions_for_class(host_class)
+    contents = {sha: paths[0] for sha in sorted(only) if (paths := catalog.paths_for_content(sha))}
+    decisions = {sha: d for sha in contents if (d := catalog.latest_decision(sha, host_class)) is not None}
+    return contents, decisions
 
 
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:

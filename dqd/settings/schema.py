@@ -211,6 +211,18 @@ class ApiSettings(_Section):
     token_file: Path | None = None
 
 
+def read_secret(value: SecretStr | None, file: Path | None, file_key: str) -> str | None:
+    """A secret given inline, else read (stripped) from ``file``; None when neither is set."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is None:
+        return None
+    try:
+        return file.read_text().strip() or None
+    except OSError as exc:
+        raise ConfigError(file_key, str(file), f"a readable file ({exc.strerror})") from exc
+
+
 def _http_url(url: str) -> str:
     if not url.startswith(("http://", "https://")) or len(url) < 10:
         raise ValueError(f"an http:// or https:// URL, not {url!r}")
@@ -229,16 +241,7 @@ class NotificationSettings(_Section):
     give_up_hours: float = Field(72.0, gt=0, description="a call failing this long ends failed")
 
     def signing_secret(self) -> str | None:
-        if self.secret is not None:
-            return self.secret.get_secret_value()
-        if self.secret_file is not None:
-            try:
-                return self.secret_file.read_text().strip() or None
-            except OSError as exc:
-                raise ConfigError(
-                    "notifications.secret_file", str(self.secret_file), f"a readable file ({exc.strerror})"
-                ) from exc
-        return None
+        return read_secret(self.secret, self.secret_file, "notifications.secret_file")
 
 
 class ModelOverrides(_Section):
@@ -340,16 +343,7 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value()
 
     def api_token(self) -> str | None:
-        if self.api.token is not None:
-            return self.api.token.get_secret_value()
-        if self.api.token_file is not None:
-            try:
-                return self.api.token_file.read_text().strip() or None
-            except OSError as exc:
-                raise ConfigError(
-                    "api.token_file", str(self.api.token_file), f"a readable file ({exc.strerror})"
-                ) from exc
-        return None
+        return read_secret(self.api.token, self.api.token_file, "api.token_file")
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as JSON-able data, secrets replaced."""
