@@ -38,7 +38,8 @@ from onnx import ModelProto
 
 from dqd.errors import ModelError
 from dqd.pipeline.halfprecision import HALF_TYPES, half_types_in, widened
-from dqd.pipeline.inspect import AI_ONNX_DOMAINS, FixableCause, computed_weight_ops
+from dqd.pipeline.inspect import AI_ONNX_DOMAINS, FixableCause
+from dqd.pipeline.weights import computed_weight_ops
 from dqd.text import first_line, without_ort_noise
 
 OPSET_TARGETS = (13, 11, 10)  # newest first: 13 is what today's exporters and the quantizer know best

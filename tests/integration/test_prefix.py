@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from dqd.errors import ModelError
-from dqd.pipeline.inspect import FixableCause, computed_weight_ops, preflight
+from dqd.pipeline.inspect import FixableCause, preflight
 from dqd.pipeline.prefix import (
     WorkingCopy,
     ai_onnx_opset,
@@ -20,6 +20,7 @@ from dqd.pipeline.prefix import (
     fold_computed_weights,
     upgrade_opset,
 )
+from dqd.pipeline.weights import computed_weight_ops
 from tests import models
 
 ORT = ort.__version__

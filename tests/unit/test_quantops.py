@@ -30,10 +30,10 @@ def test_weightless_ops_are_still_in_the_registry() -> None:
 
 
 def test_one_definition() -> None:
-    from dqd.pipeline import inspect, ladder
+    from dqd.pipeline import ladder, weights
 
     assert ladder.DYNAMIC_OPS is DYNAMIC_OPS
-    assert inspect.QUANTIZABLE_WEIGHT_INPUTS is QUANTIZABLE_WEIGHT_INPUTS
+    assert weights.QUANTIZABLE_WEIGHT_INPUTS is QUANTIZABLE_WEIGHT_INPUTS
 
 
 def test_the_ladders_op_groups_are_quantizable_ops() -> None:
