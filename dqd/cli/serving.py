@@ -54,13 +54,21 @@ def _publish(catalog: Catalog, settings: Settings, change: FreezeChange) -> None
     ).publish_missing({change.sha256})
 
 
-def _say(change: FreezeChange, verb: str, as_json: bool) -> None:
+def _say(change: FreezeChange, verb: str, as_json: bool, *, webhooks: bool) -> None:
     if as_json:
         typer.echo(json.dumps(jsonable(change)))
         return
-    was = f" (was decision {change.previous_decision_id})" if change.previous_decision_id else ""
+    previous = change.previous_decision_id
+    was = f" (was decision {previous})" if previous not in (None, change.decision_id) else ""
     notified = f"; {change.notified} notification(s) queued" if change.notified else ""
     typer.echo(f"{change.model} on {change.host_class}: {verb} decision {change.decision_id}{was}{notified}")
+    if not webhooks and previous != change.decision_id:
+        # Rows are addressed by the configuration of the process that writes them: this one's has none.
+        typer.echo(
+            "dqd: note: no notifications written: notifications.webhooks is not set for this command "
+            "(give it the daemon's configuration: --config or DQD_NOTIFICATIONS__WEBHOOKS)",
+            err=True,
+        )
 
 
 def _change(
@@ -75,7 +83,7 @@ def _change(
     with _catalog(settings, create=False) as catalog:
         change = act(catalog, model_ref(model, settings.watch_dir), host_class or this_host_class(settings))
         _publish(catalog, settings, change)
-    _say(change, verb, as_json)
+    _say(change, verb, as_json, webhooks=bool(settings.notifications.webhooks))
 
 
 @app.command("freeze")

@@ -122,6 +122,11 @@ def test_notified_once_through_an_outage_frozen_across_a_requeue_and_unfrozen(
             ("delivered", second["id"]),
             ("delivered", body["id"]),
         ]
+        # A command run without the daemon's [notifications] writes none, and says so.
+        rolled = daemon.cli("rollback", "m.onnx", DQD_NOTIFICATIONS__WEBHOOKS="[]")
+        assert rolled.returncode == 0 and "rolled back to decision 1" in rolled.stdout, rolled.stderr
+        assert "no notifications written" in rolled.stderr
+        assert len(catalog.notifications()) == 2
     finally:
         daemon.stop()
         receiver.stop()
