@@ -29,3 +29,6 @@ NOTIFICATIONS = Counter(
     "Webhook calls made by this process: delivered, retry (will be tried again), failed (given up).",
     ["result"],
 )
+GC_BYTES_FREED = Counter(
+    "dqd_gc_bytes_freed_total", "Bytes of variant and published files removed by retention in this process."
+)

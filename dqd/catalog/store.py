@@ -13,11 +13,20 @@ from dqd.catalog.paths import PathStore
 from dqd.catalog.queries import QueryStore
 from dqd.catalog.records import RecordStore
 from dqd.catalog.removals import RemovalStore
+from dqd.catalog.retention import RetentionStore
 from dqd.notifications import Outbox
 
 
 class Catalog(
-    JobStore, PathStore, RecordStore, QueryStore, DaemonQueries, RemovalStore, FreezeStore, OutboxStore
+    JobStore,
+    PathStore,
+    RecordStore,
+    QueryStore,
+    DaemonQueries,
+    RemovalStore,
+    FreezeStore,
+    OutboxStore,
+    RetentionStore,
 ):
     def __init__(self, engine: Engine, outbox: Outbox | None = None) -> None:
         self.tx = Transactions(engine)

@@ -54,6 +54,7 @@ _COMMAND_MODULES = (
     "dqd.cli.status",
     "dqd.cli.query",
     "dqd.cli.serving",
+    "dqd.cli.retention",
 )
 
 

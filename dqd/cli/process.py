@@ -65,10 +65,12 @@ def process(
             if result.sha256 and stat is not None:
                 # Registered as the daemon would, so `dqd models` lists it and `dqd show NAME` finds it.
                 catalog.observe_file(catalog_path(model, settings.watch_dir), result.sha256, *stat)
-            catalog.record_engine_result(host, result)
+            decision_id = catalog.record_engine_result(host, result)
             any_error |= result.outcome is Outcome.ERROR
             if as_json:
-                typer.echo(json.dumps(displayable(process_result_json(result))))
+                # The catalog's id, for `dqd show`, `dqd freeze --decision` and the API.
+                line = {**process_result_json(result), "decision_id": decision_id}
+                typer.echo(json.dumps(displayable(line)))
                 sys.stdout.flush()
             else:
                 typer.echo(human_summary(result))

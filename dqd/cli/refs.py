@@ -27,8 +27,16 @@ def catalog_path(path: Path, watch_dir: Path) -> str:
 
 
 def model_ref(ref: str, watch_dir: Path) -> str:
-    """A model reference as the catalog knows it: an absolute path inside the watched folder becomes relative.
+    """A model reference as the catalog knows it: a path to a file inside the watched folder becomes relative.
 
-    Anything else (a relative path, a file name, a stem, a sha256 prefix) is passed on as given.
+    ``models/m.onnx`` typed in the folder above the watched ``models`` names the file
+    the catalog knows as ``m.onnx``. Anything else (a path relative to the watched
+    folder, a file name, a stem, a sha256 prefix) is passed on as given.
     """
-    return catalog_path(Path(ref), watch_dir) if os.path.isabs(ref) else ref
+    if os.path.isabs(ref):
+        return catalog_path(Path(ref), watch_dir)
+    if os.path.isfile(ref):
+        inside = catalog_path(Path(ref), watch_dir)
+        if not os.path.isabs(inside):
+            return inside
+    return ref

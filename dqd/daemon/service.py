@@ -32,6 +32,7 @@ from dqd.daemon.mounts import Mount, choose_observer, filesystem_type, is_networ
 from dqd.daemon.notifier import Notifier
 from dqd.daemon.publisher import Publisher
 from dqd.daemon.reconcile import FileBusy, Reconciler
+from dqd.daemon.retention import RetentionSweep
 from dqd.daemon.scheduler import CurrentPolicy, NightlyScheduler, current_policy, enqueue_stale
 from dqd.daemon.settle import Ready, SettleTracker
 from dqd.daemon.watcher import ModelWatcher
@@ -77,6 +78,7 @@ class Daemon:
         self._signals = 0
         self._wake_workers = threading.Event()
         self.api: ApiThread | None = None
+        self.sweep: RetentionSweep | None = None
         self.publisher: Publisher | None = None
         self.root = Path(os.path.abspath(self.settings.watch_dir))
         self.plan_for = partial(plan_for, self.settings, self.root, strict=False)
@@ -181,6 +183,7 @@ class Daemon:
                 on_queued=self._wake_workers.set,
             )
         self.scheduler = scheduler
+        self.sweep = RetentionSweep(catalog, settings) if settings.retention.sweep else None
         if settings.api.serve_in_daemon:
             self.api = ApiThread(catalog, settings)
             self.api.start()
@@ -212,6 +215,8 @@ class Daemon:
             thread.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        if self.sweep is not None:
+            self.sweep.start()
         logger.info("dqd daemon running", extra={"action": "daemon_running", "workers": len(self.workers)})
         self._heartbeat_until_stopped()
         self._shutdown(threads[1:])
@@ -322,6 +327,8 @@ class Daemon:
         self.notifier.wake.set()  # its thread sees the stop event and ends
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.sweep is not None:
+            self.sweep.shutdown()
         if self.api is not None:
             self.api.stop()
         deadline = time.monotonic() + grace

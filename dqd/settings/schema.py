@@ -229,6 +229,24 @@ def _http_url(url: str) -> str:
     return url
 
 
+class RetentionSettings(_Section):
+    """What `dqd gc` and the optional daily sweep remove (see dqd.retention)."""
+
+    keep_days: float = Field(7.0, ge=0, description="variant files written more recently are kept")
+    sweep: bool = Field(False, description="run `dqd gc` daily in the daemon, at sweep_cron")
+    sweep_cron: str = "30 3 * * *"
+    unpublish_removed: bool = Field(
+        False, description="also remove the published files of models deleted from the watched folder"
+    )
+
+    @field_validator("sweep_cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        if value != "30 3 * * *":
+            _cron_trigger(value, "UTC", "a valid cron expression")
+        return value
+
+
 class NotificationSettings(_Section):
     """Webhooks called when the file to load for a (model path, host class) changes, and on errors."""
 
@@ -304,6 +322,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
 
     @field_validator("allow_host_override")

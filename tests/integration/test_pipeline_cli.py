@@ -26,6 +26,7 @@ CONTRACT = {
     "error",
     "seconds",
     "source_precision",
+    "decision_id",
 }
 
 
