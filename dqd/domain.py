@@ -312,6 +312,8 @@ class BenchmarkResult:
     speedup_ci: tuple[float, float] | None
     peak_rss_bytes: int | None = None
     step: str = ""  # which comparison this belongs to, e.g. "u8u8" or "ladder"
+    foreign_load: float | None = None  # others' use of the CPU meanwhile (dqd.hostload); None: unknown
+    load_source: str | None = None
 
 
 @dataclass(frozen=True)

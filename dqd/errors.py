@@ -77,6 +77,19 @@ class EnvironmentFailure(EnvironmentUnavailable):
         super().__init__(message)
 
 
+class HostBusy(EnvironmentFailure):
+    """Other processes used the CPU while a benchmark ran: its timings are not trusted.
+
+    The daemon puts the job back to wait (the attempt is not counted); ``dqd
+    process`` waits and tries again; nothing is decided from the run.
+    """
+
+    def __init__(self, message: str, *, load: float, source: str) -> None:
+        self.load = load
+        self.source = source
+        super().__init__(message, setting="benchmark.max_foreign_load")
+
+
 class ModelError(DqdError):
     """A model could not be processed.
 

@@ -32,3 +32,6 @@ NOTIFICATIONS = Counter(
 GC_BYTES_FREED = Counter(
     "dqd_gc_bytes_freed_total", "Bytes of variant and published files removed by retention in this process."
 )
+JOBS_DEFERRED = Counter(
+    "dqd_jobs_deferred_total", "Jobs put back to wait because the host was busy during a benchmark."
+)

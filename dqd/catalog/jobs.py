@@ -233,6 +233,26 @@ class JobStore:
             row.updated_at = now
             return True
 
+    def defer_job(
+        self, job_id: int, owner: str, reason: str, *, delay_seconds: float, now: datetime | None = None
+    ) -> bool:
+        """Put a job back to wait ``delay_seconds`` for the host, not the model: the attempt does not count.
+
+        ``reason`` is its ``last_error`` (the NOTE of ``dqd jobs``) until it runs again.
+        """
+        with self.tx.write() as session:
+            now = now or database_now(session)
+            row = self._owned(session, job_id, owner)
+            if row is None:
+                return False
+            row.state = JobState.QUEUED.value
+            row.attempts = max(0, row.attempts - 1)
+            row.last_error = reason
+            row.not_before = now + timedelta(seconds=delay_seconds)
+            _end_attempt(row)
+            row.updated_at = now
+            return True
+
     def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
         """Put a failed or cancelled job back in the queue with fresh attempts."""
         with self.tx.write() as session:

@@ -145,6 +145,8 @@ class RecordStore:
                         speedup_ci_low=bench.speedup_ci[0] if bench.speedup_ci else None,
                         speedup_ci_high=bench.speedup_ci[1] if bench.speedup_ci else None,
                         peak_rss_bytes=bench.peak_rss_bytes,
+                        foreign_load=bench.foreign_load,
+                        load_source=bench.load_source,
                         samples_ms=list(bench.latency.samples_ms[:MAX_STORED_SAMPLES]),
                         created_at=now,
                     )

@@ -242,6 +242,8 @@ def benchmark_from_row(row: BenchmarkRow, names: Mapping[int, str]) -> Benchmark
         peak_rss_bytes=row.peak_rss_bytes,
         samples_ms=[float(s) for s in row.samples_ms or []],
         created_at=_utc(row.created_at),
+        foreign_load=row.foreign_load,
+        load_source=row.load_source,
     )
 
 

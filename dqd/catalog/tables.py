@@ -276,6 +276,9 @@ class BenchmarkRow(Base):
     speedup_ci_high: Mapped[float | None] = mapped_column(Float)
     peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
     samples_ms: Mapped[list[Any]]
+    # Others' use of the CPU while it ran (dqd.hostload: a fraction of its wall time); None before 0010.
+    foreign_load: Mapped[float | None] = mapped_column(Float)
+    load_source: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]
 
 

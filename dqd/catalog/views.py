@@ -82,6 +82,8 @@ class BenchmarkView:
     peak_rss_bytes: int | None
     samples_ms: list[float]
     created_at: datetime
+    foreign_load: float | None = None  # others' use of the CPU meanwhile (dqd.hostload)
+    load_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ BENCH_COLUMNS = (
     Column("SPEEDUP", lambda b: b.speedup, lambda v: f"{v:.2f}x" if v else "-"),
     Column("95% CI", lambda b: _ci(b.speedup_ci)),
     Column("PEAK RSS", lambda b: b.peak_rss_bytes, lambda s: human_size(s)),
+    Column("FOREIGN LOAD", lambda b: b.foreign_load, lambda v: "-" if v is None else f"{v:.2f}"),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ import typer
 from dqd.cli.app import EXIT_NO_RESULT, EXIT_OK, app, configure_logging, state
 from dqd.cli.refs import catalog_path
 from dqd.domain import EngineResult, HostInfo, Outcome, SearchMode
-from dqd.errors import ModelError, UsageError
+from dqd.errors import HostBusy, ModelError, UsageError
 from dqd.pathtext import displayable
 from dqd.serialize import process_result_json
 from dqd.settings import Settings
@@ -79,6 +80,9 @@ def process(
     raise typer.Exit(EXIT_NO_RESULT if any_error else EXIT_OK)
 
 
+BUSY_TRIES = 3  # a benchmark on a busy host is run again this many times in all, then exit 3
+
+
 def process_one(
     model: Path,
     root: Path | None,
@@ -107,9 +111,18 @@ def process_one(
         mode = resolve_plan(settings, None, rel, search_flag=search).search  # the sidecar's left out
         return invalid_settings_result(model, host, str(exc), search=mode)
     threads = settings.benchmark.threads
-    return process_model(
-        model, settings, host=host, plan=plan, threads=threads, model_root=root, progress=progress
-    )
+    for attempt in range(1, BUSY_TRIES + 1):
+        try:
+            return process_model(
+                model, settings, host=host, plan=plan, threads=threads, model_root=root, progress=progress
+            )
+        except HostBusy as exc:
+            if attempt == BUSY_TRIES:
+                raise
+            wait = settings.benchmark.busy_retry_seconds
+            progress(f"{exc}; trying again in {wait:g} s ({attempt}/{BUSY_TRIES - 1})")
+            time.sleep(wait)
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def _progress_printer(prefix: str) -> Callable[[str], None]:

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -32,7 +32,7 @@ from dqd.daemon.lease import LeaseKeeper
 from dqd.daemon.publisher import Publisher
 from dqd.daemon.stages import StageLog
 from dqd.domain import EngineResult, HostInfo, Job, Outcome
-from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure
+from dqd.errors import CatalogError, CatalogUnavailable, EnvironmentFailure, HostBusy
 from dqd.pathtext import is_inside_root
 from dqd.pipeline.plan import ModelPlan
 from dqd.retry import retry_decision
@@ -210,6 +210,10 @@ class Worker:
                 model_root=self.root,
                 progress=stages.report,
             )
+        except HostBusy as exc:
+            if not (self._aborted.is_set() or lease.lost.is_set()):
+                self._defer(job, exc)
+            return
         except EnvironmentFailure as exc:
             if not (self._aborted.is_set() or lease.lost.is_set()):
                 logger.error(
@@ -313,6 +317,21 @@ class Worker:
         if result.outcome is not Outcome.ERROR:
             metrics.JOBS_PROCESSED.labels(outcome=result.outcome.value).inc()
         return decision_id
+
+    def _defer(self, job: Job, busy: HostBusy) -> None:
+        """A benchmark met a busy host: wait and run again, without using an attempt."""
+        delay = self.settings.benchmark.busy_retry_seconds
+        when = (datetime.now(UTC) + timedelta(seconds=delay)).strftime("%H:%M:%S UTC")
+        reason = f"waiting for a quiet host until {when}: {busy}"
+        self._catalog_call(lambda: self.catalog.defer_job(job.id, self.owner, reason, delay_seconds=delay))
+        metrics.JOBS_DEFERRED.inc()
+        logger.warning(
+            "job %s deferred %.0f s: %s",
+            job.id,
+            delay,
+            busy,
+            extra={"action": "job_deferred", "job_id": job.id, "foreign_load": round(busy.load, 4)},
+        )
 
     def _supersede(self, job: Job, reason: str) -> None:
         """Nothing to do for content at no path any more: cancelled, not failed (no retry, no alert)."""

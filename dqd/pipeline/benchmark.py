@@ -5,6 +5,9 @@ drift (thermal, neighbours, frequency) hits both sides of each pair alike.
 Intra-op spinning is off: spinning threads of an idle session steal the CPU
 from the one being timed.  Timing stops when the paired-bootstrap interval of
 every candidate's speed-up clears ``1 + margin`` either way, or the budget ends.
+Other processes' use of the CPU over the timed rounds (:mod:`dqd.hostload`) is
+recorded with the timings; above ``max_foreign_load`` the run raises
+:class:`HostBusy` and no decision is taken from it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from dqd import hostload
 from dqd.domain import MAX_STORED_SAMPLES, BenchmarkResult, LatencyStats, VariantSpec
+from dqd.errors import HostBusy
 from dqd.settings import BenchmarkSettings
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -131,6 +136,7 @@ def benchmark_interleaved(
             if index < count:
                 run()
     samples: list[list[float]] = [[] for _ in contenders]
+    load_before = hostload.sample()
     is_settled = settled or (lambda timed: all_resolved(timed, settings.margin, settings.confidence))
     started = clock()
     next_check = settings.min_seconds if first_check is None else first_check
@@ -146,8 +152,21 @@ def benchmark_interleaved(
             if is_settled(samples):
                 break
             next_check = elapsed + max(0.25, 0.1 * elapsed)  # the bootstrap costs; check less often as we go
+    load = hostload.foreign_load(load_before, hostload.sample())
+    if load is not None and load.value > settings.max_foreign_load:
+        raise HostBusy(
+            f"the host was busy during the benchmark ({step or 'timing'}): foreign load {load.value:.2f} "
+            f"({load.source}) over benchmark.max_foreign_load {settings.max_foreign_load:g}; "
+            "its timings are not used",
+            load=load.value,
+            source=load.source,
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    results = [BenchmarkResult(None, threads, latency_stats(samples[0]), None, None, peak, step)]
+    foreign = None if load is None else round(load.value, 4)
+    source = None if load is None else load.source
+    results = [
+        BenchmarkResult(None, threads, latency_stats(samples[0]), None, None, peak, step, foreign, source)
+    ]
     for contender, bucket in zip(contenders[1:], samples[1:], strict=True):
         results.append(
             BenchmarkResult(
@@ -158,6 +177,8 @@ def benchmark_interleaved(
                 speedup_ci=speedup_ci(samples[0], bucket, confidence=settings.confidence),
                 peak_rss_bytes=peak,
                 step=step,
+                foreign_load=foreign,
+                load_source=source,
             )
         )
     return results

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from dqd.errors import EnvironmentFailure, ModelError
+from dqd.errors import EnvironmentFailure, HostBusy, ModelError
 from dqd.scratch import process_running
 
 T = TypeVar("T")
@@ -162,6 +162,9 @@ def _signal_name(number: int) -> str:
 def _unwrap(kind: str, payload: Any, label: str) -> Any:
     if kind == "result":
         return payload
+    if kind == "busy":
+        message, load, source = payload
+        raise HostBusy(message, load=load, source=source)
     if kind == "environment":  # the host's failure, whatever model ran: not an IsolationError
         message, setting = payload
         raise EnvironmentFailure(message, setting=setting)
@@ -235,6 +238,8 @@ def _child_main(
     try:
         result = function(ChildReporter(conn), *args)
         conn.send(("result", result))
+    except HostBusy as exc:
+        conn.send(("busy", (str(exc), exc.load, exc.source)))
     except EnvironmentFailure as exc:
         conn.send(("environment", (str(exc), exc.setting)))
     except BaseException as exc:

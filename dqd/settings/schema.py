@@ -72,6 +72,14 @@ class BenchmarkSettings(_Section):
     decoder_decides: Literal["decode", "prompt"] = Field(
         "decode", description="which decoder step's speed-up decides: one new token, or the prompt"
     )
+    max_foreign_load: float = Field(
+        0.25,
+        gt=0,
+        le=1.0,
+        description="a benchmark during which others used the CPU more than this (dqd.hostload: a fraction "
+        "of its time) is not trusted: the job waits busy_retry_seconds and runs again; 1 turns it off",
+    )
+    busy_retry_seconds: float = Field(120.0, gt=0, description="how long a job waits after a busy host")
 
 
 class AccuracySettings(_Section):
