@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from dqd.pipeline.fit_inputs import fit_inputs
 from dqd.pipeline.inputs import InputSet, gather_input_sets
 from dqd.pipeline.inspect import FixableCause, Preflight, node_names, preflight
 from dqd.pipeline.isolate import ChildReporter
+from dqd.pipeline.niced import run_niced
 from dqd.pipeline.policy import KEPT_FP32_HEADLINE, PREFLIGHT_VERSION, policy_version_for
 from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
 from dqd.pipeline.prepare import LARGE_MODEL_BYTES, PreparedModel, is_large, prepare_model
@@ -67,6 +69,7 @@ class EngineRequest:
     pin: VariantSpec | None = None  # per-model settings: build, gate, time and ship exactly this spec
     host_lock: Path | None = None  # settings.host_lock: the child has no settings of its own
     external_data_bytes: int = LARGE_MODEL_BYTES  # limits.external_data_mb
+    background_nice: int = 0  # limits.background_nice (dqd.pipeline.niced)
 
 
 def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult:
@@ -129,7 +132,9 @@ def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> E
         prompts_only = (layout.input_ids,) if layout is not None else None
         gathered = gather_input_sets(request.path, checked.summary, request.accuracy, prompts_only)
         report("pre-processing")
-        prepared = _prepared(copy.path if copy else readable, scratch, directory, request.external_data_bytes)
+        source = copy.path if copy else readable
+        prepare = partial(_prepared, source, scratch, directory, request.external_data_bytes)
+        prepared = run_niced(prepare, nice=request.background_nice)
         if copy is not None:  # the fix is part of how the variants were made, and of their file key
             prepared = replace(prepared, preprocess=f"{copy.label}+{prepared.preprocess}")
         excluded, unknown = _excluded_nodes(request.nodes_to_exclude, readable, prepared)
@@ -148,6 +153,7 @@ def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> E
             report=report,
             nodes_to_exclude=excluded,
             lock_path=request.host_lock,
+            background_nice=request.background_nice,
         )
         report("running FP32 on the inputs")
         # The synthetic sets made to run on the FP32 session the reference outputs come from.

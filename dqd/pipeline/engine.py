@@ -112,6 +112,7 @@ def _request(
         pin=plan.pin,
         host_lock=Path(settings.host_lock),
         external_data_bytes=int(settings.limits.external_data_mb * 1024**2),
+        background_nice=settings.limits.background_nice,
     )
 
 

@@ -258,6 +258,12 @@ def _tree_rss(pid: int | None) -> int:
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
+    if len(processes) > 1:
+        # A niced leaf (dqd.pipeline.niced) is forked from the child: their resident sets share the
+        # child's pages copy on write, so each process counts its proportional share instead.
+        shares = [_proportional_set(proc.pid) for proc in processes]
+        if all(share is not None for share in shares):
+            return sum(share or 0 for share in shares)
     total = 0
     for proc in processes:
         try:
@@ -265,6 +271,18 @@ def _tree_rss(pid: int | None) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def _proportional_set(pid: int) -> int | None:
+    """The process's PSS in bytes (``/proc/PID/smaps_rollup``, Linux 4.14+); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _kill(process: multiprocessing.process.BaseProcess) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dqd.pipeline.accuracy import GateThresholds, compare_outputs, gate
 from dqd.pipeline.benchmark import Contender, benchmark_interleaved, create_session
 from dqd.pipeline.decoder_run import DecoderEvaluation, judge_variant
 from dqd.pipeline.inputs import InputSet
+from dqd.pipeline.niced import run_niced
 from dqd.pipeline.policy import CandidateMeasurement
 from dqd.pipeline.prepare import PreparedModel
 from dqd.pipeline.quantize import build_variant
@@ -65,6 +67,7 @@ class Workbench:
     nodes_to_exclude: tuple[str, ...] = ()  # per-model settings: every quantized candidate keeps them FP32
     lock_path: Path | None = None  # settings.host_lock (None: DQD_HOST_LOCK or the default)
     decoder: DecoderEvaluation | None = None  # a KV-cache decoder: judged over a generation, timed per step
+    background_nice: int = 0  # > 0: building and gating in a niced leaf process (dqd.pipeline.niced)
     _references: dict[int, Outputs] = field(default_factory=dict)
     _fp32_session: Any = None
 
@@ -169,15 +172,17 @@ class Workbench:
 
         Shared: other dqd work may run beside this, but no benchmark (see dqd.hostlock).
         """
+        build = partial(
+            build_variant,
+            self.prepared.path,
+            spec,
+            self.variant_directory,
+            ort_version=self.ort_version,
+            provenance=self.provenance,
+            large=self.prepared.large,
+        )
         with self.locked(exclusive=False):
-            return build_variant(
-                self.prepared.path,
-                spec,
-                self.variant_directory,
-                ort_version=self.ort_version,
-                provenance=self.provenance,
-                large=self.prepared.large,
-            )
+            return run_niced(build, nice=self.background_nice)
 
     def measure(self, spec: VariantSpec, *, step: str) -> CandidateRun:
         """Build ``spec`` (tailored), gate it on every input set (the first decides), time it against FP32."""
@@ -226,9 +231,17 @@ class Workbench:
 
     def check_accuracy(self, spec: VariantSpec, path: Path, session: Any = None) -> list[AccuracyResult]:
         """Gate the variant at ``path`` on every input set (the first decides); ``session``: one already
-        open on it."""
-        references = self.reference_outputs()
+        open on it, used when the check runs here (a niced leaf opens its own: sessions do not fork)."""
+        references = self.reference_outputs()  # FP32's, here: cached for every later check
         names = self.output_names()
+        if self.background_nice > 0:
+            check = partial(self._gate_outputs, spec, path, None, references, names)
+            return run_niced(check, nice=self.background_nice)
+        return self._gate_outputs(spec, path, session, references, names)
+
+    def _gate_outputs(
+        self, spec: VariantSpec, path: Path, session: Any, references: list[Outputs], names: list[str]
+    ) -> list[AccuracyResult]:
         try:
             session = session if session is not None else create_session(path, self.threads)
         except Exception as exc:

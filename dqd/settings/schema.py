@@ -143,6 +143,13 @@ class LimitSettings(_Section):
         description="models larger than this are written with their tensors in a .data file "
         "(protobuf refuses 2 GB); lowered only to exercise that path on small models",
     )
+    background_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="nice increment of pre-processing, quantization and accuracy checks, run in a process of "
+        "their own at the lowest best-effort I/O priority; benchmarks keep the daemon's priority; 0: no leaf",
+    )
 
 
 class WatchSettings(_Section):
