@@ -142,14 +142,19 @@ def run_isolated(
     process.join(timeout=10)
     code = process.exitcode
     if code is not None and code < 0:
-        name = _signal_name(-code)
-        # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
-        transient = -code == signal.SIGKILL
-        cause = "killed (likely out of memory)" if transient else f"crashed with {name}"
+        cause, transient = death_by_signal(-code)
         raise IsolationError(f"worker {cause}{what}", kind=ChildFailure.CRASH, permanent=not transient)
     raise IsolationError(
         f"worker exited with code {code}{what} without a result", kind=ChildFailure.CRASH, permanent=True
     )
+
+
+def death_by_signal(number: int) -> tuple[str, bool]:
+    """How a process killed by signal ``number`` died, and whether trying again may succeed."""
+    # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
+    if number == signal.SIGKILL:
+        return "killed (likely out of memory)", True
+    return f"crashed with {_signal_name(number)}", False
 
 
 def _signal_name(number: int) -> str:

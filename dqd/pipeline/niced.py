@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dqd.errors import EnvironmentFailure, ModelError
+from dqd.pipeline.isolate import death_by_signal
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -104,12 +105,11 @@ def _lower_priority(nice: int) -> None:
 
 def _crashed(status: int) -> LeafCrashed:
     if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
-        # SIGKILL from outside is usually the kernel's OOM killer: memory elsewhere may free up.
-        transient = number == signal.SIGKILL
-        cause = "was killed (likely out of memory)" if transient else f"crashed with {name}"
-        return LeafCrashed(f"the low-priority step {cause}", permanent=not transient)
+        cause, transient = death_by_signal(os.WTERMSIG(status))
+        return LeafCrashed(
+            f"the low-priority step (pre-processing, quantization or accuracy): {cause}",
+            permanent=not transient,
+        )
     return LeafCrashed(
         f"the low-priority step exited with code {os.WEXITSTATUS(status)} without a result", permanent=True
     )

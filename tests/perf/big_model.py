@@ -1,0 +1,134 @@
+"""A model over 2 GB end to end: ``dqd process`` on a generated stack of large MatMuls (issue 17).
+
+Generates ``layers`` MatMuls of ``width`` x ``width`` float32 weights (35 x 4096 x 4096:
+2.24 GiB) saved with one external-data file, runs the real ``dqd process`` on it with the
+default limits, and prints the outcome, the wall time, the peak memory of the dqd process
+tree (sum of proportional set sizes, sampled every 0.2 s: a forked leaf's shared pages are
+not counted twice; also the largest single RSS), and the disk the outputs took.
+
+    .venv/bin/python -m tests.perf.big_model [--layers 35] [--width 4096] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import psutil
+from onnx import TensorProto, helper, numpy_helper
+
+DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
+
+
+def write_model(path: Path, layers: int, width: int) -> int:
+    """The model at ``path`` with its weights in ``<name>.data``; its total size in bytes."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+    previous = "x"
+    for index in range(layers):
+        weight = (rng.standard_normal((width, width), dtype=np.float32) / np.sqrt(width)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, f"w{index}"))
+        out = f"h{index}" if index < layers - 1 else "y"
+        nodes.append(helper.make_node("MatMul", [previous, f"w{index}"], [out], name=f"mm{index}"))
+        previous = out
+    graph = helper.make_graph(
+        nodes,
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="dqd-perf")
+    model.ir_version = 8
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
+    )
+    return sum(f.stat().st_size for f in path.parent.iterdir())
+
+
+def tree_memory(root: psutil.Process) -> tuple[int, int]:
+    """(sum of PSS, largest RSS) over ``root`` and its descendants (the fork server's children are
+    the fork server's: it is started by the dqd process, so it is a descendant too)."""
+    total, largest = 0, 0
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0, 0
+    for proc in processes:
+        try:
+            info = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        total += info.pss
+        largest = max(largest, info.rss)
+    return total, largest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=35)
+    parser.add_argument("--width", type=int, default=4096)
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary folder)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="dqd-big-"))
+    models = work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    model = models / "big.onnx"
+    size = write_model(model, args.layers, args.width)
+    print(f"model: {args.layers} MatMuls of {args.width}x{args.width}, {size / 2**30:.2f} GiB with its data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
+    env.update(
+        DQD_DATABASE_URL=f"sqlite:///{work / 'dqd.db'}",
+        DQD_WATCH_DIR=str(models),
+        DQD_OUTPUT_DIR=str(work / "out"),
+        DQD_HOST_LOCK=str(work / "host.lock"),
+    )
+    started = time.monotonic()
+    process = subprocess.Popen([*DQD, "process", str(model), "--json"], env=env, stdout=subprocess.PIPE)
+    peak_pss, peak_rss = 0, 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak_pss, peak_rss
+        root = psutil.Process(process.pid)
+        while not done.is_set():
+            pss, rss = tree_memory(root)
+            peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, _ = process.communicate()
+    done.set()
+    watcher.join()
+    wall = time.monotonic() - started
+    result = json.loads(stdout.decode().splitlines()[-1]) if stdout.strip() else {}
+    out_bytes = sum(f.stat().st_size for f in (work / "out").rglob("*") if f.is_file())
+    target = 2.5 * size + 300 * 2**20
+    print(
+        f"exit {process.returncode}; outcome {result.get('outcome')}; variant "
+        f"{(result.get('variant') or {}).get('name')}; speed-up {result.get('speedup')}"
+    )
+    if result.get("error"):
+        print(f"error: {result['error']}")
+    print(
+        f"wall {wall:.0f} s; peak tree PSS {peak_pss / 2**30:.2f} GiB "
+        f"(target 2.5 x S + 300 MB = {target / 2**30:.2f} GiB); largest single RSS {peak_rss / 2**30:.2f} GiB"
+    )
+    print(f"disk: outputs {out_bytes / 2**30:.2f} GiB under {work / 'out'}")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
