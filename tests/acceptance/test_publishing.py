@@ -60,9 +60,10 @@ def test_every_path_of_every_decided_model_is_published_with_its_own_files_only(
         # Scenario 8: each stage is logged with its duration (the job's stage column: test_worker.py).
         stages = {e["stage"] for e in daemon.events() if e.get("action") == "job_stage"}
         assert {"preflight", "pre-process", "quantize u8u8", "gate u8u8", "benchmark u8u8"} <= stages
+        # Published means the model and then its provenance (written once the copy is in place).
         wait_for(
             "both published",
-            lambda: (out / "magika-v4.onnx").exists() and (out / "a/1/model.onnx").exists(),
+            lambda: (out / "magika-v4.onnx.dqd.json").exists() and (out / "a/1/model.onnx.dqd.json").exists(),
             20,
         )
         assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
