@@ -91,6 +91,14 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
 
 
+class _PreprocessAdvice(logging.Filter):
+    """quantize_dynamic's advice to pre-process, logged on the root logger: dqd pre-processes itself
+    (or records why it could not, dqd.pipeline.prepare), so the line only reached the daemon's stderr raw."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing")
+
+
 def _quiet_onnxruntime_logging() -> None:
     """Keep onnxruntime's Python tools from writing to the caller's log stream.
 
@@ -100,7 +108,10 @@ def _quiet_onnxruntime_logging() -> None:
     traceback at ERROR when its optimization fails, which dqd handles by
     pre-processing less (dqd.pipeline.prepare records it).
     """
-    logging.getLogger().setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    if not any(isinstance(f, _PreprocessAdvice) for f in root.filters):
+        root.addFilter(_PreprocessAdvice())
     logging.getLogger("onnxruntime.quantization").setLevel(logging.CRITICAL)
     # NaN or infinite weights make its scale arithmetic warn; the accuracy gate judges the result.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnxruntime")
@@ -166,6 +177,7 @@ def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> E
                 gathered, checked.summary, request.accuracy, session, stateful=thorough
             )
         bench = replace(bench, input_sets=input_sets, decoder=decoder)
+        del session  # the workbench holds it while it is needed (see Workbench.build)
         references = bench.reference_outputs()
         if copy is not None:
             notes.append(stand_in_note(copy) if stands_in else _equivalent(copy, bench, references))

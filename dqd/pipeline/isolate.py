@@ -117,7 +117,7 @@ def run_isolated(
                 return _unwrap(kind, payload, label)
             if not process.is_alive() and not parent_conn.poll(0):
                 break
-            rss = _tree_rss(process.pid)
+            rss = _tree_rss(process.pid, limit)
             peak = max(peak, rss)
             if rss > limit:
                 _kill(process)
@@ -255,7 +255,8 @@ def _child_main(
         conn.close()
 
 
-def _tree_rss(pid: int | None) -> int:
+def _tree_rss(pid: int | None, limit: int) -> int:
+    """The memory of ``pid`` and its descendants (see below for a forked leaf); 0 when it is gone."""
     if pid is None:
         return 0
     try:
@@ -263,18 +264,19 @@ def _tree_rss(pid: int | None) -> int:
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
-    if len(processes) > 1:
-        # A niced leaf (dqd.pipeline.niced) is forked from the child: their resident sets share the
-        # child's pages copy on write, so each process counts its proportional share instead.
-        shares = [_proportional_set(proc.pid) for proc in processes]
-        if all(share is not None for share in shares):
-            return sum(share or 0 for share in shares)
     total = 0
     for proc in processes:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
             continue
+    if total > limit and len(processes) > 1:
+        # A niced leaf (dqd.pipeline.niced) is forked from the child: their resident sets share the
+        # child's pages copy on write, so over the limit each counts its proportional share instead
+        # (read only then: the kernel walks every page table to compute it).
+        shares = [_proportional_set(proc.pid) for proc in processes]
+        if all(share is not None for share in shares):
+            return sum(share or 0 for share in shares)
     return total
 
 

@@ -70,6 +70,7 @@ class Workbench:
     background_nice: int = 0  # > 0: building and gating in a niced leaf process (dqd.pipeline.niced)
     _references: dict[int, Outputs] = field(default_factory=dict)
     _fp32_session: Any = None
+    _output_names: list[str] | None = None
 
     @contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
@@ -154,7 +155,20 @@ class Workbench:
         return results
 
     def output_names(self) -> list[str]:
-        return [o.name for o in self.fp32_session().get_outputs()]
+        if self._output_names is None:
+            self._output_names = [o.name for o in self.fp32_session().get_outputs()]
+        return self._output_names
+
+    def release_fp32_session(self) -> None:
+        """Close FP32's session once what the checks need from it is kept (its outputs, their names).
+
+        A large model's quantization (onnxruntime's quantizer holds the FP32 weights and the
+        quantized ones at once) must not also sit beside an open FP32 session; a benchmark
+        opens its own, and a later caller reopens it on demand.
+        """
+        self.reference_outputs()
+        self.output_names()
+        self._fp32_session = None
 
     def tailor(self, spec: VariantSpec) -> VariantSpec:
         """``spec`` as built for this model: its pre-processing path and the per-model nodes_to_exclude.
@@ -181,6 +195,8 @@ class Workbench:
             provenance=self.provenance,
             large=self.prepared.large,
         )
+        if self.prepared.large:
+            self.release_fp32_session()
         with self.locked(exclusive=False):
             return run_niced(build, nice=self.background_nice)
 
