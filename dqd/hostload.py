@@ -6,6 +6,8 @@ Two sources, the first found wins:
   waited for a CPU (the ``some`` line's ``total``, in µs), from the cgroup's own
   ``cpu.pressure`` (cgroup v2: what a pod sees) or else ``/proc/pressure/cpu``.
   Work that competes with the benchmark for the CPU shows here whoever runs it.
+  A virtual machine's steal time (``/proc/stat``: its CPUs given to other guests,
+  which PSI does not see) is added, as a share of the CPUs' time.
 - **proc cpu time**: other processes' CPU time (``/proc/stat``'s busy time minus
   this process's and its parent's, dqd's own) over wall time times the CPUs.
 
@@ -35,6 +37,8 @@ class LoadSample:
     wall: float  # seconds, monotonic
     busy: float  # seconds: of stalled time (pressure) or of others' CPU time (proc), cumulative
     capacity: int = 1  # CPUs the proc source divides by
+    steal: float = 0.0  # pressure source: seconds of the host's CPUs stolen by the hypervisor, cumulative
+    cpus: int = 1  # what steal is shared over
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ def foreign_load(before: LoadSample | None, after: LoadSample | None) -> Foreign
     if wall <= 0:
         return None
     share = (after.busy - before.busy) / (wall * max(1, after.capacity))
+    share += (after.steal - before.steal) / (wall * max(1, after.cpus))
     return ForeignLoad(min(1.0, max(0.0, share)), after.source)
 
 
@@ -59,7 +64,8 @@ def sample() -> LoadSample | None:
     now = time.monotonic()
     stalled = _pressure_some_seconds()
     if stalled is not None:
-        return LoadSample(PRESSURE, now, stalled)
+        stolen = _stolen_seconds()
+        return LoadSample(PRESSURE, now, stalled, steal=stolen or 0.0, cpus=os.cpu_count() or 1)
     others = _others_cpu_seconds()
     if others is not None:
         return LoadSample(PROC, now, others, capacity=len(os.sched_getaffinity(0)))
@@ -92,6 +98,13 @@ def _pressure_some_seconds() -> float | None:
             fields = dict(part.split("=", 1) for part in line.split()[1:])
             return int(fields["total"]) / 1e6
     return None
+
+
+def _stolen_seconds() -> float | None:
+    try:
+        return int(Path("/proc/stat").read_text().split(maxsplit=9)[8]) / _CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _others_cpu_seconds() -> float | None:

@@ -227,10 +227,7 @@ class JobStore:
             row = self._owned(session, job_id, owner)
             if row is None:
                 return False
-            row.state = JobState.QUEUED.value
-            row.attempts = max(0, row.attempts - 1)
-            _end_attempt(row)
-            row.updated_at = now
+            _give_back(row, now)
             return True
 
     def defer_job(
@@ -245,12 +242,9 @@ class JobStore:
             row = self._owned(session, job_id, owner)
             if row is None:
                 return False
-            row.state = JobState.QUEUED.value
-            row.attempts = max(0, row.attempts - 1)
+            _give_back(row, now)
             row.last_error = reason
             row.not_before = now + timedelta(seconds=delay_seconds)
-            _end_attempt(row)
-            row.updated_at = now
             return True
 
     def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
@@ -380,6 +374,14 @@ def finish_owned_job(
     row.finished_at = row.updated_at = now
     _end_attempt(row)
     return True
+
+
+def _give_back(row: JobRow, now: datetime) -> None:
+    """Back to the queue, this attempt not counted (the process's or the host's doing, not the model's)."""
+    row.state = JobState.QUEUED.value
+    row.attempts = max(0, row.attempts - 1)
+    _end_attempt(row)
+    row.updated_at = now
 
 
 def _end_attempt(row: JobRow) -> None:

@@ -190,9 +190,7 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _cron_parses(cls, value: str) -> str:
-        if value != "0 2 * * *":
-            _cron_trigger(value, "UTC", "a valid cron expression")
-        return value
+        return _checked_cron(value, default="0 2 * * *")
 
     @field_validator("timezone")
     @classmethod
@@ -200,6 +198,13 @@ class ScheduleSettings(_Section):
         if value != "UTC":
             _cron_trigger("0 2 * * *", value, "a time zone name such as UTC or Europe/Paris")
         return value
+
+
+def _checked_cron(value: str, *, default: str) -> str:
+    """``value`` when APScheduler parses it (the default is known good: not imported for it)."""
+    if value != default:
+        _cron_trigger(value, "UTC", "a valid cron expression")
+    return value
 
 
 def _cron_trigger(expression: str, timezone: str, allowed: str) -> Any:
@@ -257,9 +262,7 @@ class RetentionSettings(_Section):
     @field_validator("sweep_cron")
     @classmethod
     def _cron_parses(cls, value: str) -> str:
-        if value != "30 3 * * *":
-            _cron_trigger(value, "UTC", "a valid cron expression")
-        return value
+        return _checked_cron(value, default="30 3 * * *")
 
 
 class NotificationSettings(_Section):

@@ -78,6 +78,9 @@ def test_a_cpu_hog_during_the_benchmark_defers_the_job_then_it_decides(
     finally:
         daemon.stop()
     assert done["outcome"] == "quantized"
+    print(
+        f"\ndeferred at foreign load {deferred['foreign_load']} (threshold {MAX_FOREIGN_LOAD}, {cores} hogs)"
+    )
     shown = daemon.cli("show", "m.onnx", "--json")
     assert shown.returncode == 0, shown.stderr
     benchmarks = json.loads(shown.stdout)["benchmarks"]

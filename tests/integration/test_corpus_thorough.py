@@ -2,23 +2,31 @@
 
 minilm-l6 and silero-vad carry the acceptance criteria; ppocr-cls checks the
 Conv rules and the advice.  Skips cleanly when ../shared/corpus is absent.
+minilm's pick between two close rungs is a timing: it is decided as the daemon
+decides, with the busy-host check on (a run timed while something else used
+the CPU is run again, as ``dqd process`` does).
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dqd.domain import AccuracyResult, EngineResult, InputSource, Outcome, WeightType
+from dqd.domain import AccuracyResult, EngineResult, HostInfo, InputSource, Outcome, WeightType
+from dqd.errors import HostBusy
 from dqd.hostinfo import detect_host
 from dqd.pipeline.engine import process_model
 from dqd.pipeline.ladder_rules import RULES_VERSION
 from dqd.serialize import catalog_details_json
+from dqd.settings import Settings
 from tests.conftest import CORPUS_DIR, corpus_path
 from tests.fast import fast_settings
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+BUSY_LIMIT, BUSY_TRIES, BUSY_WAIT_SECONDS = 0.25, 5, 5
 MODELS = ("minilm-l6", "silero-vad", "ppocr-cls")
 
 
@@ -27,13 +35,26 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EngineResult]
     corpus_path("minilm-l6.onnx")  # skips the module when the corpus is absent
     settings = fast_settings(
         tmp_path_factory.mktemp("thorough"),
-        **{"search": "thorough", "benchmark.min_seconds": 0.5, "benchmark.max_seconds": 3.0},
+        **{
+            "search": "thorough",
+            # Long enough that two rungs 15 % apart are not read as tied by a noisy playoff.
+            "benchmark.min_seconds": 1.0,
+            "benchmark.max_seconds": 4.0,
+            "benchmark.max_foreign_load": BUSY_LIMIT,
+        },
     )
     host = detect_host()
-    return {
-        name: process_model(CORPUS_DIR / f"{name}.onnx", settings, host=host, model_root=CORPUS_DIR)
-        for name in MODELS
-    }
+    return {name: on_a_quiet_host(CORPUS_DIR / f"{name}.onnx", settings, host) for name in MODELS}
+
+
+def on_a_quiet_host(path: Path, settings: Settings, host: HostInfo) -> EngineResult:
+    for _ in range(BUSY_TRIES):
+        try:
+            return process_model(path, settings, host=host, model_root=CORPUS_DIR)
+        except HostBusy as busy:
+            print(f"{path.name}: {busy}; again in {BUSY_WAIT_SECONDS} s")
+            time.sleep(BUSY_WAIT_SECONDS)
+    raise AssertionError(f"the host stayed busy through {BUSY_TRIES} runs of {path.name}")
 
 
 def decisive(result: EngineResult, name: str) -> AccuracyResult:
@@ -51,7 +72,8 @@ def test_minilm_selects_per_channel_u8s8_at_least_as_accurate_as_u8u8(
     result = results["minilm-l6"]
     assert result.outcome is Outcome.QUANTIZED, result.reasons
     selected = result.selected
-    assert selected is not None and selected.weight_type is WeightType.U8S8 and selected.per_channel
+    picked = selected is not None and selected.weight_type is WeightType.U8S8 and selected.per_channel
+    assert picked, result.reasons[0]
     # Shipped as significantly faster than FP32 (how much faster is the host's, measured in tests/perf).
     margin = record(result)["margin"]
     assert result.speedup_ci is not None and result.speedup_ci[0] >= 1.0 + margin

@@ -22,37 +22,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
 import psutil
-from onnx import TensorProto, helper, numpy_helper
+
+from tests.models import matmul_heavy, save_with_external_data
 
 DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
 
 
 def write_model(path: Path, layers: int, width: int) -> int:
     """The model at ``path`` with its weights in ``<name>.data``; its total size in bytes."""
-    rng = np.random.default_rng(0)
-    inits, nodes = [], []
-    previous = "x"
-    for index in range(layers):
-        weight = (rng.standard_normal((width, width), dtype=np.float32) / np.sqrt(width)).astype(np.float32)
-        inits.append(numpy_helper.from_array(weight, f"w{index}"))
-        out = f"h{index}" if index < layers - 1 else "y"
-        nodes.append(helper.make_node("MatMul", [previous, f"w{index}"], [out], name=f"mm{index}"))
-        previous = out
-    graph = helper.make_graph(
-        nodes,
-        "big",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="dqd-perf")
-    model.ir_version = 8
-    onnx.save_model(
-        model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
-    )
+    save_with_external_data(matmul_heavy(hidden=width, layers=layers), path)
     return sum(f.stat().st_size for f in path.parent.iterdir())
 
 

@@ -35,3 +35,11 @@ def test_this_host_gives_a_sample_from_one_of_the_sources() -> None:
     sampled = hostload.sample()
     assert sampled is not None
     assert sampled.source == (PRESSURE if hostload.pressure_file() is not None else PROC)
+
+
+def test_a_virtual_machines_stolen_time_adds_to_pressure() -> None:
+    # 0.5 s of stall and 2 s of steal over 4 CPUs in 2 s: 0.25 + 0.25 of the interval.
+    before = LoadSample(PRESSURE, 0.0, 1.0, steal=10.0, cpus=4)
+    after = LoadSample(PRESSURE, 2.0, 1.5, steal=12.0, cpus=4)
+    load = foreign_load(before, after)
+    assert load is not None and load.value == pytest.approx(0.5)
