@@ -12,10 +12,8 @@ The source is never written; every file goes into the model's variant folder.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -38,6 +36,7 @@ from dqd.pipeline.policy import KEPT_FP32_HEADLINE, PREFLIGHT_VERSION, policy_ve
 from dqd.pipeline.prefix import WorkingCopy, check_equivalent, repair, stand_in_note
 from dqd.pipeline.prepare import LARGE_MODEL_BYTES, PreparedModel, is_large, prepare_model
 from dqd.pipeline.quantize import DISK_FULL, OutputDirError, provenance_for, variant_dir
+from dqd.pipeline.quiet import quiet_onnxruntime_logging
 from dqd.pipeline.readable import readable_path
 from dqd.pipeline.search import search
 from dqd.pipeline.workbench import CandidateRun, Outputs, Workbench
@@ -77,7 +76,7 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
 
     Environment failures are raised, and reach the parent as themselves (see dqd.pipeline.isolate).
     """
-    _quiet_onnxruntime_logging()
+    quiet_onnxruntime_logging()
     try:
         scratch_parent = variant_dir(request.output_dir, request.relative_path, request.sha256)
         with readable_path(request.path, scratch_parent) as readable:
@@ -89,32 +88,6 @@ def analyse_model(report: ChildReporter, request: EngineRequest) -> EngineResult
     except (ModelError, DqdError) as exc:
         permanent = exc.permanent if isinstance(exc, ModelError) else False
         return _finished(request, Outcome.ERROR, reasons=(str(exc),), error=str(exc), permanent=permanent)
-
-
-class _PreprocessAdvice(logging.Filter):
-    """quantize_dynamic's advice to pre-process, logged on the root logger: dqd pre-processes itself
-    (or records why it could not, dqd.pipeline.prepare), so the line only reached the daemon's stderr raw."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Please consider to run pre-processing")
-
-
-def _quiet_onnxruntime_logging() -> None:
-    """Keep onnxruntime's Python tools from writing to the caller's log stream.
-
-    Importing ``matmul_nbits_quantizer`` (the fork server preloads it) runs
-    ``logging.basicConfig(level=INFO)``, so the quantizer's per-tensor INFO lines
-    reached the daemon's stderr unformatted, and ``quant_pre_process`` logs a
-    traceback at ERROR when its optimization fails, which dqd handles by
-    pre-processing less (dqd.pipeline.prepare records it).
-    """
-    root = logging.getLogger()
-    root.setLevel(logging.WARNING)
-    if not any(isinstance(f, _PreprocessAdvice) for f in root.filters):
-        root.addFilter(_PreprocessAdvice())
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.CRITICAL)
-    # NaN or infinite weights make its scale arithmetic warn; the accuracy gate judges the result.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnxruntime")
 
 
 def _analyse(report: ChildReporter, request: EngineRequest, readable: Path) -> EngineResult:
