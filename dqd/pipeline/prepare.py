@@ -18,8 +18,9 @@ from pathlib import Path
 import onnx
 from onnx import GraphProto, ModelProto
 
-from dqd.modelfile import own_data_file
 from dqd.onnxgraph import walk_graphs
+from dqd.pipeline.external import save_streaming
+from dqd.pipeline.ondisk import pre_process_on_disk
 from dqd.scratchnames import PREPARE_PREFIX
 from dqd.text import first_line
 
@@ -66,11 +67,15 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
         except Exception as exc:  # the pre-processor raises anything from AssertionError to KeyError
             notes.append(f"{name} failed: {first_line(exc, with_type=True)}")
             logger.debug("pre-processing path %s failed for %s", name, source, exc_info=True)
-    model = onnx.load(str(target if label != PREPROCESS_RAW else source))
+    read = target if label != PREPROCESS_RAW else source
+    model = onnx.load(str(read), load_external_data=not large)
     folded = fold_constant_weights(model)
     if folded:
         label += FOLD_SUFFIX
-    save_model(model, target, large=large)
+    if not large:
+        onnx.save_model(model, str(target))
+    elif folded or read != target:  # the pre-processed file is already what the quantizer reads
+        save_streaming(model, target, [read.parent])
     return PreparedModel(target, label, large, folded, tuple(notes))
 
 
@@ -86,17 +91,17 @@ def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large
         tempfile.TemporaryDirectory(prefix=PREPARE_PREFIX, dir=target.parent) as scratch,
         contextlib.chdir(scratch),
     ):
+        if large:  # the weights stay on disk (dqd.pipeline.ondisk)
+            pre_process_on_disk(source, target, Path(scratch), skip_symbolic_shape=skip_symbolic_shape)
+            return
         out = Path(scratch) / target.name
         quant_pre_process(
             str(source),
             str(out),
             skip_symbolic_shape=skip_symbolic_shape,
-            save_as_external_data=large,
-            all_tensors_to_one_file=True,
-            external_data_location=own_data_file(target).name if large else None,
         )
         model = onnx.load(str(out))
-        save_model(model, target, large=large)
+        onnx.save_model(model, str(target))
 
 
 def fold_constant_weights(model: ModelProto) -> int:
@@ -125,20 +130,3 @@ def _fold_graph(graph: GraphProto) -> int:
         del graph.node[:]
         graph.node.extend(kept)
     return folded
-
-
-def save_model(model: ModelProto, path: Path, *, large: bool) -> None:
-    """Save ``model`` at ``path``; large models put all tensors into ``<name>.data`` beside it."""
-    if large:
-        data = own_data_file(path)
-        data.unlink(missing_ok=True)  # onnx appends to an existing data file
-        onnx.save_model(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data.name,
-            size_threshold=1024,
-        )
-    else:
-        onnx.save_model(model, str(path))

@@ -7,6 +7,7 @@ model is only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -26,7 +27,8 @@ from dqd.fileperms import make_shared
 from dqd.modelfile import content_sha256, file_sha256, model_files, own_data_file, unit_stat
 from dqd.onnxgraph import all_tensors
 from dqd.pathtext import for_display, for_tools
-from dqd.pipeline.prepare import save_model
+from dqd.pipeline.external import save_streaming
+from dqd.pipeline.ondisk import weights_on_disk
 from dqd.scratch import writer_tag
 from dqd.scratchnames import BUILD_PREFIX
 from dqd.text import first_line
@@ -108,12 +110,14 @@ def build_variant(
                 time.perf_counter() - started,
                 error=first_line(exc, with_type=True),
             )
-        model = onnx.load(str(raw))
+        model = onnx.load(str(raw), load_external_data=not large)
         stamp_provenance(model, spec, provenance)
         staged = scratch / target.name
-        save_model(model, staged, large=large)
-        if large:
+        if large:  # its tensors are in the quantizer's data file or, left FP32, in the prepared model's
+            save_streaming(model, staged, [scratch, prepared.parent])
             _name_data_by_content(staged)
+        else:
+            onnx.save_model(model, str(staged))
         _publish(staged, target)
     except OSError as exc:
         raise OutputDirError(directory, exc) from exc
@@ -123,8 +127,8 @@ def build_variant(
 
 
 def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> list[str]:
-    if spec.weight_type is None:
-        onnx.save_model(onnx.load(str(prepared)), str(out))  # re-saved below with provenance
+    if spec.weight_type is None:  # re-saved with provenance by the caller, which reads a large one's data
+        onnx.save_model(onnx.load(str(prepared), load_external_data=not large), str(out))
         return []
     if spec.weight_type.blockwise:
         _quantize_blockwise(prepared, out, spec, large=large)
@@ -147,13 +151,15 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
         )
 
     try:
-        run(dict(spec.extra_options))
+        with weights_on_disk(prepared.parent) if large else contextlib.nullcontext():
+            run(dict(spec.extra_options))
         return []
     except Exception as exc:
         if _MISSING_TYPE not in str(exc) or "DefaultTensorType" in spec.extra_options:
             raise
     # Shape inference left some weight untyped; onnxruntime's documented workaround.
-    run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    with weights_on_disk(prepared.parent) if large else contextlib.nullcontext():
+        run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
     return [
         "retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"
     ]

@@ -4,7 +4,8 @@ Generates ``layers`` MatMuls of ``width`` x ``width`` float32 weights (35 x 4096
 2.24 GiB) saved with one external-data file, runs the real ``dqd process`` on it with the
 default limits, and prints the outcome, the wall time, the peak memory of the dqd process
 tree (sum of proportional set sizes, sampled every second: a forked leaf's shared pages are
-not counted twice; also the largest single RSS), and the disk the outputs took.
+not counted twice; also the largest single RSS), the peak of each step ``dqd process`` reports
+on stderr (so a regression names the step that grew), and the disk the outputs took.
 
     .venv/bin/python -m tests.perf.big_model [--layers 35] [--width 4096] [--keep DIR]
 """
@@ -84,8 +85,16 @@ def main() -> None:
         DQD_HOST_LOCK=str(work / "host.lock"),
     )
     started = time.monotonic()
-    process = subprocess.Popen([*DQD, "process", str(model), "--json"], env=env, stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*DQD, "process", str(model), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak_pss, peak_rss = 0, 0
+    step = "start"
+    steps: dict[str, tuple[int, int]] = {}  # step -> (peak tree PSS, largest RSS) while it ran
     done = threading.Event()
 
     def watch() -> None:
@@ -94,15 +103,28 @@ def main() -> None:
         while not done.is_set():
             pss, rss = tree_memory(root)
             peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+            seen = steps.get(step, (0, 0))
+            steps[step] = (max(seen[0], pss), max(seen[1], rss))
             time.sleep(1.0)  # the kernel walks every page table per sample: not too often
 
+    def follow() -> None:
+        nonlocal step
+        assert process.stderr is not None
+        for line in process.stderr:
+            step = line.split(": ", 1)[-1].strip()[:60] or step
+            print(f"  {time.monotonic() - started:6.0f} s  {line.rstrip()}", file=sys.stderr)
+
     watcher = threading.Thread(target=watch, daemon=True)
+    follower = threading.Thread(target=follow, daemon=True)
     watcher.start()
-    stdout, _ = process.communicate()
+    follower.start()
+    stdout = process.stdout.read() if process.stdout else ""
+    process.wait()
     done.set()
     watcher.join()
+    follower.join()
     wall = time.monotonic() - started
-    result = json.loads(stdout.decode().splitlines()[-1]) if stdout.strip() else {}
+    result = json.loads(stdout.splitlines()[-1]) if stdout.strip() else {}
     out_bytes = sum(f.stat().st_size for f in (work / "out").rglob("*") if f.is_file())
     target = 2.5 * size + 300 * 2**20
     print(
@@ -115,6 +137,9 @@ def main() -> None:
         f"wall {wall:.0f} s; peak tree PSS {peak_pss / 2**30:.2f} GiB "
         f"(target 2.5 x S + 300 MB = {target / 2**30:.2f} GiB); largest single RSS {peak_rss / 2**30:.2f} GiB"
     )
+    print("peak per step (tree PSS / largest RSS, GiB):")
+    for name, (pss, rss) in steps.items():
+        print(f"  {pss / 2**30:5.2f} / {rss / 2**30:5.2f}  {name}")
     print(f"disk: outputs {out_bytes / 2**30:.2f} GiB under {work / 'out'}")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,151 @@
+"""onnxruntime's pre-processing and dynamic quantization of a large model, its weights left on disk.
+
+Measured on a 2.19 GiB model (tests/perf/big_model.py): ``quant_pre_process``
+loads every weight and symbolic shape inference copies the model, and
+``quantize_dynamic`` loads every weight while its quantizer saves and reloads
+a whole copy to infer shapes; each step peaked near three times the model.
+Neither needs the weights in memory: shape inference reads tensors' types and
+dims (and the small shape-carrying constants, loaded into the graph here:
+onnxruntime refuses a model whose Reshape target is external),
+onnxruntime's optimizer reads the weights from their folder, and the quantizer
+reads each weight when it quantizes it (onnx's ``to_array`` reads an external
+tensor without keeping its bytes), holding only the quantized copies.
+
+The graphs are the ones onnxruntime's own functions make, but for attributes at
+their defaults, which onnxruntime writes out when it saves external initializers
+(tests/integration/test_ondisk.py compares them on every run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+from onnx import ModelProto
+
+from dqd.pipeline.external import inline_small_tensors, save_streaming
+
+logger = logging.getLogger(__name__)
+
+# Where quantize_dynamic loads its model and where its quantizer reloads it (onnxruntime 1.17 to 1.32).
+_QUANTIZER_LOADERS = (
+    ("onnxruntime.quantization.quantize", "load_model_with_shape_infer"),
+    ("onnxruntime.quantization.onnx_quantizer", "save_and_reload_model_with_shape_infer"),
+    ("onnxruntime.quantization.base_quantizer", "save_and_reload_model_with_shape_infer"),
+)
+
+
+def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic_shape: bool) -> None:
+    """What ``quant_pre_process`` makes of ``source`` (symbolic shape inference unless skipped,
+    onnxruntime's basic optimizations, onnx shape inference, the pre-processed mark), written
+    to ``target`` with its data beside it. ``work``: an empty scratch folder."""
+    from onnxruntime.quantization.quant_utils import add_pre_process_metadata
+
+    model = onnx.load(str(source), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset <= 10:  # quant_pre_process would rewrite Upsample and convert the whole model
+        raise ValueError(f"a large model at opset {opset} (<= 10) is not pre-processed on disk")
+    # Shape inference reads shape-carrying constants by value (onnxruntime's refuses a Reshape
+    # whose target is external): bring the small tensors into the graph, leave the weights.
+    inline_small_tensors(model, source.parent)
+    if not skip_symbolic_shape:
+        model = _symbolic_shapes(model, work)
+    optimized = work / "optimized.onnx"
+    _optimize(model, source.parent, optimized)
+    inferred = work / "inferred.onnx"
+    onnx.shape_inference.infer_shapes_path(str(optimized), str(inferred))
+    model = onnx.load(str(inferred), load_external_data=False)
+    add_pre_process_metadata(model)
+    save_streaming(model, target, [work])
+
+
+def _symbolic_shapes(model: ModelProto, work: Path) -> ModelProto:
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    # It saves "sym_shape_infer_temp.onnx" into the cwd when it gives up, and reads any
+    # weight it needs by value relative to the cwd: there is none in `work`, so such a
+    # model fails here and is pre-processed without symbolic shapes.
+    with contextlib.chdir(work):
+        inferred = SymbolicShapeInference.infer_shapes(model)
+    if inferred is None:
+        raise ValueError("symbolic shape inference supports opset 7 and above")
+    return inferred
+
+
+def _optimize(model: ModelProto, folder: Path, optimized: Path) -> None:
+    """onnxruntime's basic graph optimizations, as quant_pre_process runs them, saved to ``optimized``
+    with every initializer in ``<name>.data``; the weights are read from ``folder``."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(optimized)
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", optimized.name + ".data"
+    )
+    onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def weights_on_disk(folder: Path) -> Iterator[bool]:
+    """Within: ``quantize_dynamic`` on a model in ``folder`` reads each weight as it quantizes it.
+
+    Yields False (and changes nothing) when this onnxruntime has moved the
+    loaders replaced here: quantization then loads the weights as it always did.
+    The quantizer's output names its FP32 tensors' data by their place in
+    ``folder``: :func:`dqd.pipeline.external.save_streaming` resolves them.
+    """
+    import importlib
+
+    hooks = []
+    for module_name, name in _QUANTIZER_LOADERS:
+        module = importlib.import_module(module_name)
+        if not hasattr(module, name):
+            logger.warning(
+                "onnxruntime's quantizer has no %s.%s: a large model is quantized with its weights in memory",
+                module_name,
+                name,
+            )
+            yield False
+            return
+        hooks.append((module, name, getattr(module, name)))
+    replacements = {
+        "load_model_with_shape_infer": _load_without_weights,
+        "save_and_reload_model_with_shape_infer": _infer_in_memory,
+    }
+    try:
+        for module, name, _original in hooks:
+            setattr(module, name, replacements[name])
+        with contextlib.chdir(folder):  # onnx reads an external tensor relative to the cwd
+            yield True
+    finally:
+        for module, name, original in hooks:
+            setattr(module, name, original)
+
+
+def _load_without_weights(model_path: Path) -> ModelProto:
+    """onnxruntime's ``load_model_with_shape_infer`` without loading the external data."""
+    from onnxruntime.quantization.quant_utils import add_infer_metadata
+
+    inferred = model_path.with_name(model_path.stem + "-inferred" + model_path.suffix)
+    onnx.shape_inference.infer_shapes_path(str(model_path), str(inferred))
+    try:
+        model = onnx.load(str(inferred), load_external_data=False)
+    finally:
+        inferred.unlink(missing_ok=True)
+    add_infer_metadata(model)
+    return model
+
+
+def _infer_in_memory(model: ModelProto) -> ModelProto:
+    """onnxruntime's ``save_and_reload_model_with_shape_infer`` for a graph whose weights are on disk:
+    it saves to a file only because a loaded model may pass protobuf's 2 GB."""
+    from onnxruntime.quantization.quant_utils import add_infer_metadata
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    add_infer_metadata(inferred)
+    return inferred

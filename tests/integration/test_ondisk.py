@@ -1,0 +1,323 @@
+"""A large model's pre-processing and quantization with its weights on disk (dqd.pipeline.ondisk):
+the same graphs and tensors as onnxruntime's own functions make with the weights in memory, and
+only the quantized weights held while quantizing.
+
+Small models stand in for large ones (``large=True``: the path a model over
+``limits.external_data_mb`` takes); the memory test uses a 256 MiB model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from dqd.domain import VariantSpec, WeightType
+from dqd.modelfile import file_sha256, model_files
+from dqd.pipeline import prepare
+from dqd.pipeline.external import INLINE_LIMIT
+from dqd.pipeline.ondisk import pre_process_on_disk, weights_on_disk
+from dqd.pipeline.prepare import PREPROCESS_FULL, PREPROCESS_RAW, prepare_model
+from dqd.pipeline.quantize import build_variant
+from tests import models
+
+ORT = "1.32.0"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+SPECS = [
+    VariantSpec(WeightType.U8U8),
+    VariantSpec(WeightType.U8S8, per_channel=True),
+    VariantSpec(WeightType.U8S8, reduce_range=True, op_types=("MatMul",)),
+]
+
+
+def reshaping_mlp(hidden: int = 64, seed: int = 7) -> onnx.ModelProto:
+    """Shapes symbolic inference must read by value (a Reshape target), a Gemm with transB (the
+    quantizer transposes it into a new tensor), a Constant-node weight, a bias left in FP32."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32), name
+        )
+
+    constant = weight("w_const", (hidden, hidden))
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["h0"], name="MatMul_0"),
+        helper.make_node("Add", ["h0", "b0"], ["h1"]),
+        helper.make_node("Reshape", ["h1", "flat"], ["h2"]),
+        helper.make_node("Gemm", ["h2", "w1", "b1"], ["h3"], name="Gemm_1", transB=1),
+        helper.make_node("Relu", ["h3"], ["h4"]),
+        helper.make_node("Constant", [], ["w2"], value=constant),
+        helper.make_node("MatMul", ["h4", "w2"], ["y"], name="MatMul_2"),
+    ]
+    initializers = [
+        weight("w0", (hidden, hidden)),
+        weight("b0", (hidden,)),
+        numpy_helper.from_array(np.array([-1, hidden], dtype=np.int64), "flat"),
+        weight("w1", (hidden, hidden)),
+        weight("b1", (hidden,)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "reshaping_mlp",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "seq", hidden])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def fingerprint(model: onnx.ModelProto) -> dict[str, Any]:
+    """What two ways of making a model must agree on: nodes, inferred types, tensors' values."""
+    opsets = {o.domain: o.version for o in model.opset_import}
+    nodes = []
+    for node in model.graph.node:
+        defaults = _defaults(node, opsets)
+        attributes = [
+            (a.name, helper.get_attribute_value(a))
+            for a in node.attribute
+            if a.type != a.TENSOR and a.SerializeToString() != defaults.get(a.name)
+        ]
+        nodes.append((node.op_type, node.domain, list(node.input), list(node.output), repr(attributes)))
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {
+        "nodes": nodes,
+        "value_info": sorted(vi.SerializeToString() for vi in model.graph.value_info),
+        "tensors": tensors,
+        "opsets": sorted((o.domain, o.version) for o in model.opset_import),
+    }
+
+
+def _defaults(node: onnx.NodeProto, opsets: dict[str, int]) -> dict[str, bytes]:
+    """The node's attributes at their schema defaults, serialized (written out or left out alike)."""
+    domain = node.domain or ""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), domain)
+    except onnx.defs.SchemaError:
+        return {}
+    found = {}
+    for name, attribute in schema.attributes.items():
+        if attribute.default_value.type:
+            default = onnx.AttributeProto()
+            default.CopyFrom(attribute.default_value)
+            default.name = name
+            found[name] = default.SerializeToString()
+    return found
+
+
+def assert_same(left: onnx.ModelProto, right: onnx.ModelProto) -> None:
+    a, b = fingerprint(left), fingerprint(right)
+    assert a["nodes"] == b["nodes"]
+    assert a["value_info"] == b["value_info"]
+    assert a["opsets"] == b["opsets"]
+    assert a["tensors"].keys() == b["tensors"].keys()
+    for name, value in a["tensors"].items():
+        np.testing.assert_array_equal(value, b["tensors"][name], err_msg=name)
+
+
+def data_files_of(path: Path) -> set[str]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+
+
+@pytest.fixture(params=[1024, 0], ids=["small-inline", "all-external"])
+def source(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The model with its tensors in one external file: those over 1 KiB (as onnx and exporters
+    save by default), or all of them, shape targets included."""
+    path = tmp_path / "src" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save_model(
+        reshaping_mlp(),
+        str(path),
+        save_as_external_data=True,
+        location="m.onnx.data",
+        size_threshold=request.param,
+    )
+    return path
+
+
+def _quant_pre_process(source: Path, out: Path, *, skip_symbolic_shape: bool) -> onnx.ModelProto:
+    """onnxruntime's pre-processing of ``source`` loaded whole (saved again with every tensor inline)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    inline = models.save(onnx.load(str(source)), out.with_name("inline-" + out.name))
+    quant_pre_process(str(inline), str(out), skip_symbolic_shape=skip_symbolic_shape)
+    return onnx.load(str(out))
+
+
+@pytest.mark.parametrize("skip_symbolic_shape", [False, True])
+def test_pre_processing_on_disk_makes_what_quant_pre_process_makes(
+    source: Path, tmp_path: Path, skip_symbolic_shape: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # quant_pre_process may write into the cwd
+    expected = _quant_pre_process(source, tmp_path / "expected.onnx", skip_symbolic_shape=skip_symbolic_shape)
+    work, made = tmp_path / "work", tmp_path / "out" / "p.onnx"
+    work.mkdir()
+    made.parent.mkdir()
+    before = {f.name: file_sha256(f) for f in model_files(source)}
+    pre_process_on_disk(source, made, work, skip_symbolic_shape=skip_symbolic_shape)
+    assert data_files_of(made) == {"p.onnx.data"}  # one data file beside it, nothing read from work
+    shutil.rmtree(work)
+    assert_same(onnx.load(str(made)), expected)
+    assert {"onnx.quant.pre_process"} <= {p.key for p in onnx.load(str(made)).metadata_props}
+    assert {f.name: file_sha256(f) for f in model_files(source)} == before
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("skip_symbolic_shape", [False, True])
+def test_pre_processing_on_disk_matches_on_a_real_transformer(
+    tmp_path: Path, skip_symbolic_shape: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """minilm-l6, with its weights external: made alike, or refused alike (symbolic shape
+    inference gives up on it either way)."""
+    original = CORPUS / "minilm-l6.onnx"
+    if not original.is_file():
+        pytest.skip("../shared/corpus is absent")
+    monkeypatch.chdir(tmp_path)  # symbolic shape inference saves into the cwd when it gives up
+    source = models.save_with_external_data(onnx.load(str(original)), tmp_path / "src" / "minilm.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    outcomes = []
+    for make in (
+        lambda: _quant_pre_process(
+            source, tmp_path / "expected.onnx", skip_symbolic_shape=skip_symbolic_shape
+        ),
+        lambda: pre_process_on_disk(
+            source, tmp_path / "p.onnx", work, skip_symbolic_shape=skip_symbolic_shape
+        ),
+    ):
+        try:
+            make()
+            outcomes.append("made")
+        except Exception as exc:  # the pre-processor raises anything
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] == outcomes[1] and outcomes[0] in (
+        ("made",) if skip_symbolic_shape else ("made", "Exception")
+    )
+    if outcomes[0] == "made":
+        assert_same(onnx.load(str(tmp_path / "p.onnx")), onnx.load(str(tmp_path / "expected.onnx")))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_quantizing_on_disk_makes_what_quantize_dynamic_makes(
+    source: Path, tmp_path: Path, spec: VariantSpec
+) -> None:
+    prepared = prepare_model(source, tmp_path / "prepared", large=True)
+    assert prepared.large and prepared.preprocess.startswith(PREPROCESS_FULL)
+    assert data_files_of(prepared.path) == {"prepared.onnx.data"}
+    in_memory = prepare_model(source, tmp_path / "in_memory")
+    assert_same(onnx.load(str(prepared.path)), onnx.load(str(in_memory.path)))
+
+    streamed = build_variant(
+        prepared.path, spec, tmp_path / "large", ort_version=ORT, provenance={"k": "v"}, large=True
+    )
+    loaded = build_variant(in_memory.path, spec, tmp_path / "small", ort_version=ORT, provenance={"k": "v"})
+    assert streamed.error is None and streamed.output_path is not None and loaded.output_path is not None
+    variant = Path(streamed.output_path)
+    (data_file,) = data_files_of(variant)  # one content-named file beside the model
+    assert data_file.startswith(variant.stem + ".") and (variant.parent / data_file).is_file()
+    assert_same(onnx.load(str(variant)), onnx.load(loaded.output_path))
+    assert {p.key: p.value for p in onnx.load(str(variant)).metadata_props}["dqd.k"] == "v"
+
+
+def test_the_prepared_fp32_of_a_large_model_is_a_variant_too(source: Path, tmp_path: Path) -> None:
+    prepared = prepare_model(source, tmp_path / "prepared", large=True)
+    fp32 = build_variant(
+        prepared.path, VariantSpec(None), tmp_path / "out", ort_version=ORT, provenance={}, large=True
+    )
+    assert fp32.error is None and fp32.output_path is not None
+    assert_same(onnx.load(fp32.output_path), onnx.load(str(prepared.path)))
+
+
+def test_a_large_model_taken_raw_is_folded_with_its_data_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pre-processing failed: the source itself is folded and saved, its weights copied, not loaded."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("symbolic shape inference failed")
+
+    monkeypatch.setattr(prepare, "_pre_process", broken)
+    source = models.save_with_external_data(
+        models.constant_node_weights(hidden=64), tmp_path / "s" / "c.onnx"
+    )
+    before = {f.name: file_sha256(f) for f in model_files(source)}
+    prepared = prepare_model(source, tmp_path / "prepared", large=True)
+    assert prepared.preprocess == PREPROCESS_RAW + prepare.FOLD_SUFFIX and prepared.folded_constants == 2
+    model = onnx.load(str(prepared.path), load_external_data=False)
+    big = [t for t in model.graph.initializer if np.prod(t.dims) * 4 >= INLINE_LIMIT]
+    assert len(big) == 2 and all(t.data_location == onnx.TensorProto.EXTERNAL for t in big)
+    assert data_files_of(prepared.path) == {"prepared.onnx.data"}
+    folded = onnx.load(str(prepared.path))
+    weights = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}
+    for node in models.constant_node_weights(hidden=64).graph.node[:2]:
+        np.testing.assert_array_equal(weights[node.output[0]], numpy_helper.to_array(node.attribute[0].t))
+    assert {f.name: file_sha256(f) for f in model_files(source)} == before
+
+
+def test_this_onnxruntime_has_the_loaders_replaced() -> None:
+    """An onnxruntime that moved them would quietly quantize large models in memory again."""
+    with weights_on_disk(Path.cwd()) as replaced:
+        assert replaced
+
+
+PEAK_SCRIPT = """
+import json, sys
+from pathlib import Path
+from dqd.domain import VariantSpec, WeightType
+from dqd.pipeline.quantize import build_variant
+import onnx, onnxruntime.quantization  # imported before the baseline is read
+
+
+def status(key):  # this process's own figures (ru_maxrss would carry the forking parent's peak over exec)
+    line = next(line for line in open("/proc/self/status") if line.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+
+
+open("/proc/self/clear_refs", "w").write("5")  # the peak so far is now the current size
+before = status("VmRSS")
+prepared, out, large = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+spec = VariantSpec(WeightType.U8U8)
+result = build_variant(prepared, spec, out, ort_version="x", provenance={}, large=large)
+print(json.dumps({"error": result.error, "growth": status("VmHWM") - before}))
+"""
+
+
+@pytest.mark.slow
+def test_quantizing_on_disk_holds_the_quantized_weights_not_the_model(tmp_path: Path) -> None:
+    """The peak grows by about the int8 weights (S/4) on disk, by over the model's size in memory."""
+    source = models.save_with_external_data(
+        models.matmul_heavy(hidden=2048, layers=16), tmp_path / "s" / "m.onnx"
+    )
+    size = sum(f.stat().st_size for f in model_files(source))
+    prepared = prepare_model(source, tmp_path / "prepared", large=True)
+
+    def growth(large: bool) -> int:
+        out = tmp_path / ("large" if large else "small")
+        run = subprocess.run(
+            [sys.executable, "-c", PEAK_SCRIPT, str(prepared.path), str(out), "1" if large else "0"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = json.loads(run.stdout.splitlines()[-1])
+        assert found["error"] is None
+        return int(found["growth"])
+
+    on_disk, in_memory = growth(large=True), growth(large=False)
+    print(
+        f"model {size / 2**20:.0f} MiB: peak growth on disk {on_disk / 2**20:.0f} MiB, "
+        f"in memory {in_memory / 2**20:.0f} MiB"
+    )
+    assert on_disk < 0.7 * size  # the int8 weights (S/4), one weight in float, the quantizer's copies of it
+    assert in_memory > 2 * size  # what the test would see if the weights were loaded
