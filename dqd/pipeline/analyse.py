@@ -252,7 +252,8 @@ def _repaired(
         applied.add(cause)
         report(f"pre-fix: {cause.value.replace('_', ' ')}")
         source = copy.path if copy is not None else readable
-        step = repair(cause, source, scratch, ort_version=request.ort_version)
+        large = is_large(source, request.external_data_bytes)
+        step = repair(cause, source, scratch, ort_version=request.ort_version, large=large)
         copy = step if copy is None else copy.then(step)
         checked = preflight(copy.path, reach_subgraphs=reach)
     return copy, checked

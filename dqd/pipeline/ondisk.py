@@ -54,7 +54,7 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     if not skip_symbolic_shape:
         model = _symbolic_shapes(model, work)
     optimized = work / "optimized.onnx"
-    _optimize(model, source.parent, optimized)
+    optimize_on_disk(model, source.parent, optimized)
     inferred = work / "inferred.onnx"
     onnx.shape_inference.infer_shapes_path(str(optimized), str(inferred))
     model = onnx.load(str(inferred), load_external_data=False)
@@ -75,9 +75,10 @@ def _symbolic_shapes(model: ModelProto, work: Path) -> ModelProto:
     return inferred
 
 
-def _optimize(model: ModelProto, folder: Path, optimized: Path) -> None:
-    """onnxruntime's basic graph optimizations, as quant_pre_process runs them, saved to ``optimized``
-    with every initializer in ``<name>.data``; the weights are read from ``folder``."""
+def optimize_on_disk(model: ModelProto, folder: Path, optimized: Path) -> None:
+    """onnxruntime's basic graph optimizations (as quant_pre_process runs them) of a graph whose
+    weights are in ``folder``, saved to ``optimized`` with every initializer in ``<name>.data``.
+    onnxruntime refuses a Reshape whose target is external: see :func:`inline_small_tensors`."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

@@ -28,6 +28,7 @@ The pre-fixes, in the order preflight finds their causes (:func:`repair`):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ import onnx
 from onnx import ModelProto
 
 from dqd.errors import ModelError
+from dqd.pipeline.external import inline_small_tensors, save_streaming
 from dqd.pipeline.halfprecision import HALF_TYPES, half_types_in, widened
 from dqd.pipeline.inspect import AI_ONNX_DOMAINS, FixableCause
+from dqd.pipeline.ondisk import optimize_on_disk
 from dqd.pipeline.weights import computed_weight_ops
 from dqd.text import first_line, without_ort_noise
 
@@ -73,16 +76,24 @@ class WorkingCopy:
         )
 
 
-def repair(cause: FixableCause, source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
-    """The working copy that repairs ``cause`` in ``source`` (the original, or an earlier copy)."""
+def repair(
+    cause: FixableCause, source: Path, work_dir: Path, *, ort_version: str, large: bool = False
+) -> WorkingCopy:
+    """The working copy that repairs ``cause`` in ``source`` (the original, or an earlier copy).
+
+    ``large``: the copy keeps its weights in ``<name>.data`` (protobuf refuses a model over 2 GB),
+    and they are read from disk, not loaded with the graph (dqd.pipeline.external).
+    """
     if cause is FixableCause.OLD_OPSET:
-        return upgrade_opset(source, work_dir, ort_version=ort_version)
+        return upgrade_opset(source, work_dir, ort_version=ort_version, large=large)
     if cause is FixableCause.COMPUTED_WEIGHTS:
-        return fold_computed_weights(source, work_dir, ort_version=ort_version)
-    return widen_precision(source, work_dir, ort_version=ort_version)
+        return fold_computed_weights(source, work_dir, ort_version=ort_version, large=large)
+    return widen_precision(source, work_dir, ort_version=ort_version, large=large)
 
 
-def fold_computed_weights(source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+def fold_computed_weights(
+    source: Path, work_dir: Path, *, ort_version: str, large: bool = False
+) -> WorkingCopy:
     """A copy of ``source`` with its computed weights folded (onnxruntime, basic level, offline).
 
     :class:`ModelError` (permanent) when onnxruntime cannot load the model to optimize it.
@@ -96,7 +107,12 @@ def fold_computed_weights(source: Path, work_dir: Path, *, ort_version: str) -> 
     options.optimized_model_filepath = str(target_path)
     options.log_severity_level = 3
     try:
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        if large:  # the graph alone is loaded; onnxruntime reads the weights from the source's folder
+            graph = onnx.load(str(source), load_external_data=False)
+            inline_small_tensors(graph, source.parent)
+            optimize_on_disk(graph, source.parent, target_path)
+        else:
+            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         why = without_ort_noise(first_line(exc))
         raise ModelError(
@@ -117,22 +133,21 @@ def ai_onnx_opset(model: ModelProto) -> int | None:
     return max(versions) if versions else None
 
 
-def upgrade_opset(source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+def upgrade_opset(source: Path, work_dir: Path, *, ort_version: str, large: bool = False) -> WorkingCopy:
     """A copy of ``source`` at the first of :data:`OPSET_TARGETS` that converts, checks and loads.
 
     :class:`ModelError` (permanent) when no target works, naming what blocked
     each, or when onnxruntime cannot run the original itself: a copy could be
     made, but never checked against it.
     """
-    original = onnx.load(str(source))
+    original = onnx.load(str(source), load_external_data=not large)
     opset = ai_onnx_opset(original)
     target_path = work_dir / UPGRADED_NAME
     tried: list[str] = []
     for target in OPSET_TARGETS:
         try:
             upgraded = _converted(original, target)
-            onnx.checker.check_model(upgraded)
-            onnx.save_model(upgraded, str(target_path))
+            _checked_save(upgraded, target_path, source, large=large)
             _load(target_path)
         except Exception as exc:  # the converter raises anything from RuntimeError to ValidationError
             tried.append(f"opset {target}: {first_line(exc, with_type=True)}")
@@ -158,19 +173,21 @@ def upgrade_opset(source: Path, work_dir: Path, *, ort_version: str) -> WorkingC
     return WorkingCopy(target_path, fix, f"opset{target}")
 
 
-def widen_precision(source: Path, work_dir: Path, *, ort_version: str) -> WorkingCopy:
+def widen_precision(source: Path, work_dir: Path, *, ort_version: str, large: bool = False) -> WorkingCopy:
     """A copy of ``source`` computing in FP32 (:func:`dqd.pipeline.halfprecision.widened`).
 
     :class:`ModelError` (permanent) when the copy does not pass the checker or load.
     """
-    original = onnx.load(str(source))
+    original = onnx.load(str(source), load_external_data=not large)
     halves = sorted(HALF_TYPES[t] for t in half_types_in(original))
     named = "/".join(name.upper() for name in halves)
     target_path = work_dir / WIDENED_NAME
     try:
-        copy = widened(original)
-        onnx.checker.check_model(copy)
-        onnx.save_model(copy, str(target_path))
+        # A large model's half tensors are read from disk one by one (onnx reads an external
+        # tensor relative to the cwd); their FP32 copies are held until saved.
+        with contextlib.chdir(source.parent) if large else contextlib.nullcontext():
+            copy = widened(original)
+        _checked_save(copy, target_path, source, large=large)
         _load(target_path)
     except Exception as exc:
         raise ModelError(
@@ -221,6 +238,18 @@ def _initializers_listed(model: ModelProto) -> ModelProto:
             onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
         )
     return fixed
+
+
+def _checked_save(model: ModelProto, path: Path, source: Path, *, large: bool) -> None:
+    """``model`` through onnx's checker and saved at ``path``. A large copy's tensors go to
+    ``<name>.data`` (those it shares with ``source`` copied from its folder), and the checker
+    reads the saved file: in memory it would look for the data in the cwd."""
+    if large:
+        save_streaming(model, path, [source.parent])
+        onnx.checker.check_model(str(path))
+    else:
+        onnx.checker.check_model(model)
+        onnx.save_model(model, str(path))
 
 
 def _load(path: Path) -> Any:

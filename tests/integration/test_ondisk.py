@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
@@ -24,7 +25,9 @@ from dqd.domain import VariantSpec, WeightType
 from dqd.modelfile import file_sha256, model_files
 from dqd.pipeline import prepare
 from dqd.pipeline.external import INLINE_LIMIT
+from dqd.pipeline.inspect import FixableCause
 from dqd.pipeline.ondisk import pre_process_on_disk, weights_on_disk
+from dqd.pipeline.prefix import repair
 from dqd.pipeline.prepare import PREPROCESS_FULL, PREPROCESS_RAW, prepare_model
 from dqd.pipeline.quantize import build_variant
 from tests import models
@@ -321,3 +324,41 @@ def test_quantizing_on_disk_holds_the_quantized_weights_not_the_model(tmp_path: 
     )
     assert on_disk < 0.7 * size  # the int8 weights (S/4), one weight in float, the quantizer's copies of it
     assert in_memory > 2 * size  # what the test would see if the weights were loaded
+
+
+def _opset9_mlp() -> onnx.ModelProto:
+    model = models.matmul_heavy(hidden=64, layers=2)
+    model.opset_import[0].version = 9
+    return model
+
+
+PRE_FIXES = {
+    FixableCause.OLD_OPSET: (_opset9_mlp, "x", (3, 64), np.float32),
+    FixableCause.COMPUTED_WEIGHTS: (models.computed_conv_weights, "x", (1, 4, 16, 16), np.float32),
+    FixableCause.HALF_PRECISION: (lambda: models.half_mlp(64, 2), "x", (3, 64), np.float16),
+}
+
+
+@pytest.mark.parametrize("cause", list(PRE_FIXES), ids=lambda c: c.value)
+def test_a_large_models_pre_fix_keeps_its_data_on_disk(tmp_path: Path, cause: FixableCause) -> None:
+    """Each pre-fix's copy of a large model: its weights in its own data file, the same outputs
+    as the copy made in memory, the source untouched."""
+    build, name, shape, dtype = PRE_FIXES[cause]
+    source = tmp_path / "s" / "m.onnx"
+    source.parent.mkdir()
+    onnx.save_model(build(), str(source), save_as_external_data=True, location="m.onnx.data")
+    before = {f.name: file_sha256(f) for f in model_files(source)}
+    (tmp_path / "large").mkdir()
+    (tmp_path / "small").mkdir()
+    large = repair(cause, source, tmp_path / "large", ort_version=ORT, large=True)
+    small = repair(cause, source, tmp_path / "small", ort_version=ORT)
+    assert data_files_of(large.path) == {large.path.name + ".data"}
+    assert (large.fix, large.label) == (small.fix, small.label)
+    feed = {name: np.random.default_rng(0).standard_normal(shape).astype(dtype)}
+
+    def run(path: Path) -> list[np.ndarray]:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+
+    for got, expected in zip(run(large.path), run(small.path), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert {f.name: file_sha256(f) for f in model_files(source)} == before

@@ -32,6 +32,8 @@ DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
 
 def write_model(path: Path, layers: int, width: int) -> int:
     """The model at ``path`` with its weights in ``<name>.data``; its total size in bytes."""
+    for old in path.parent.iterdir():  # onnx appends to an existing data file
+        old.unlink()
     save_with_external_data(matmul_heavy(hidden=width, layers=layers), path)
     return sum(f.stat().st_size for f in path.parent.iterdir())
 
