@@ -137,11 +137,14 @@ class Workbench:
         )
 
     def reference_outputs(self) -> list[Outputs]:
-        """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault."""
-        session = self.fp32_session()
+        """FP32's outputs on every input set; a failure here is the model's (or the inputs') fault.
+
+        Kept once computed: a released FP32 session (see :meth:`release_fp32_session`) is not reopened.
+        """
         results = []
         for index, inputs in enumerate(self.input_sets):
             if index not in self._references:
+                session = self.fp32_session()
                 try:
                     self._references[index] = [session.run(None, feed) for feed in inputs.feeds]
                 except Exception as exc:

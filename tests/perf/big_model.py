@@ -38,19 +38,20 @@ def write_model(path: Path, layers: int, width: int) -> int:
     return sum(f.stat().st_size for f in path.parent.iterdir())
 
 
-def tree_memory(root: psutil.Process) -> tuple[int, int]:
-    """(sum of PSS, largest RSS) over ``root`` and its descendants (the fork server's children are
-    the fork server's: it is started by the dqd process, so it is a descendant too)."""
-    total, largest = 0, 0
+def tree_memory(root: psutil.Process) -> tuple[int, int, list[str]]:
+    """(sum of PSS, largest RSS, each process's share) over ``root`` and its descendants (the
+    engine child and its forked leaves are all descendants of the dqd process)."""
+    total, largest, shares = 0, 0, []
     try:
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0, 0
+        return 0, 0, []
     for proc in processes:
         rollup = _smaps_rollup(proc.pid)
         total += rollup.get("Pss", 0)
         largest = max(largest, rollup.get("Rss", 0))
-    return total, largest
+        shares.append(f"pid {proc.pid} {rollup.get('Pss', 0) / 2**30:.2f}")
+    return total, largest, shares
 
 
 def _smaps_rollup(pid: int) -> dict[str, int]:
@@ -96,17 +97,18 @@ def main() -> None:
     )
     peak_pss, peak_rss = 0, 0
     step = "start"
-    steps: dict[str, tuple[int, int]] = {}  # step -> (peak tree PSS, largest RSS) while it ran
+    steps: dict[str, tuple[int, int, list[str]]] = {}  # step -> peak tree PSS, largest RSS, shares
     done = threading.Event()
 
     def watch() -> None:
         nonlocal peak_pss, peak_rss
         root = psutil.Process(process.pid)
         while not done.is_set():
-            pss, rss = tree_memory(root)
+            pss, rss, shares = tree_memory(root)
             peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
-            seen = steps.get(step, (0, 0))
-            steps[step] = (max(seen[0], pss), max(seen[1], rss))
+            seen = steps.get(step, (0, 0, []))
+            if pss > seen[0]:
+                steps[step] = (pss, max(seen[1], rss), shares)
             time.sleep(1.0)  # the kernel walks every page table per sample: not too often
 
     def follow() -> None:
@@ -140,8 +142,9 @@ def main() -> None:
         f"(target 2.5 x S + 300 MB = {target / 2**30:.2f} GiB); largest single RSS {peak_rss / 2**30:.2f} GiB"
     )
     print("peak per step (tree PSS / largest RSS, GiB):")
-    for name, (pss, rss) in steps.items():
+    for name, (pss, rss, shares) in steps.items():
         print(f"  {pss / 2**30:5.2f} / {rss / 2**30:5.2f}  {name}")
+        print(f"                 PSS by process: {', '.join(shares)}")
     print(f"disk: outputs {out_bytes / 2**30:.2f} GiB under {work / 'out'}")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
