@@ -8,6 +8,7 @@ not counted twice; also the largest single RSS), the peak of each step ``dqd pro
 on stderr (so a regression names the step that grew), and the disk the outputs took.
 
     .venv/bin/python -m tests.perf.big_model [--layers 35] [--width 4096] [--keep DIR]
+    .venv/bin/python -m tests.perf.big_model --model ../shared/corpus/minilm-l6.onnx --threads 1
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from dqd.modelfile import own_data_file
 from tests.models import matmul_heavy, save_with_external_data
 
 DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
@@ -32,8 +34,7 @@ DQD = [sys.executable, "-c", "from dqd.cli import main; main()"]
 
 def write_model(path: Path, layers: int, width: int) -> int:
     """The model at ``path`` with its weights in ``<name>.data``; its total size in bytes."""
-    for old in path.parent.iterdir():  # onnx appends to an existing data file
-        old.unlink()
+    own_data_file(path).unlink(missing_ok=True)  # onnx appends to an existing data file
     save_with_external_data(matmul_heavy(hidden=width, layers=layers), path)
     return sum(f.stat().st_size for f in path.parent.iterdir())
 
@@ -73,19 +74,32 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=35)
     parser.add_argument("--width", type=int, default=4096)
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary folder)")
+    parser.add_argument("--model", type=Path, help="measure this model (copied with its data) instead")
+    parser.add_argument("--threads", type=int, help="benchmark.threads (default: dqd's)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dqd-big-"))
     models = work / "models"
     models.mkdir(parents=True, exist_ok=True)
-    model = models / "big.onnx"
-    size = write_model(model, args.layers, args.width)
-    print(f"model: {args.layers} MatMuls of {args.width}x{args.width}, {size / 2**30:.2f} GiB with its data")
+    if args.model:
+        model = models / args.model.name
+        for file in args.model.parent.glob(args.model.name + "*"):  # the model, its data, its samples
+            shutil.copy(file, models / file.name)
+        for file in args.model.parent.glob(args.model.stem + ".samples*"):
+            shutil.copy(file, models / file.name)
+        size = sum(f.stat().st_size for f in models.glob(args.model.name + "*"))
+        print(f"model: {args.model}, {size / 2**20:.0f} MiB with its data")
+    else:
+        model = models / "big.onnx"
+        size = write_model(model, args.layers, args.width)
+        shape = f"{args.layers} MatMuls of {args.width}x{args.width}"
+        print(f"model: {shape}, {size / 2**30:.2f} GiB with its data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DQD_")}
     env.update(
         DQD_DATABASE_URL=f"sqlite:///{work / 'dqd.db'}",
         DQD_WATCH_DIR=str(models),
         DQD_OUTPUT_DIR=str(work / "out"),
         DQD_HOST_LOCK=str(work / "host.lock"),
+        **({"DQD_BENCHMARK__THREADS": str(args.threads)} if args.threads else {}),
     )
     started = time.monotonic()
     process = subprocess.Popen(
