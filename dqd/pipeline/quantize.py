@@ -137,29 +137,31 @@ def _quantize(prepared: Path, out: Path, spec: VariantSpec, *, large: bool) -> l
 
     weight = QuantType.QUInt8 if spec.weight_type is WeightType.U8U8 else QuantType.QInt8
 
+    # A large model's weights are read from its folder, made the cwd (dqd.pipeline.ondisk).
+    prepared, out = prepared.resolve(), out.resolve()
+
     def run(extra: dict[str, Any]) -> None:
-        quantize_dynamic(
-            str(prepared),
-            str(out),
-            op_types_to_quantize=list(spec.op_types) or None,
-            per_channel=spec.per_channel,
-            reduce_range=spec.reduce_range,
-            weight_type=weight,
-            nodes_to_exclude=list(spec.nodes_to_exclude) or None,
-            use_external_data_format=large,
-            extra_options=extra,  # a copy: quantize_dynamic adds keys to the dict it is given
-        )
+        with weights_on_disk(prepared.parent) if large else contextlib.nullcontext():
+            quantize_dynamic(
+                str(prepared),
+                str(out),
+                op_types_to_quantize=list(spec.op_types) or None,
+                per_channel=spec.per_channel,
+                reduce_range=spec.reduce_range,
+                weight_type=weight,
+                nodes_to_exclude=list(spec.nodes_to_exclude) or None,
+                use_external_data_format=large,
+                extra_options=extra,  # a copy: quantize_dynamic adds keys to the dict it is given
+            )
 
     try:
-        with weights_on_disk(prepared.parent) if large else contextlib.nullcontext():
-            run(dict(spec.extra_options))
+        run(dict(spec.extra_options))
         return []
     except Exception as exc:
         if _MISSING_TYPE not in str(exc) or "DefaultTensorType" in spec.extra_options:
             raise
     # Shape inference left some weight untyped; onnxruntime's documented workaround.
-    with weights_on_disk(prepared.parent) if large else contextlib.nullcontext():
-        run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    run({**spec.extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT})
     return [
         "retried with extra_options DefaultTensorType=FLOAT after 'Unable to find data type for weight_name'"
     ]

@@ -395,3 +395,22 @@ def test_a_large_models_fp32_session_is_not_reopened_once_released(tmp_path: Pat
     measured = bench.measure(VariantSpec(WeightType.U8U8), step="u8u8")
     assert measured.measurement is not None and measured.measurement.gate_passed
     assert measured.benchmarks and bench._fp32_session is None
+
+
+def test_relative_paths_survive_the_change_of_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """output_dir defaults to ./dqd-out: the quantizer runs in the prepared model's folder, so
+    a relative path given to it would point elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    source = models.save_with_external_data(models.matmul_heavy(hidden=64, layers=2), Path("s/m.onnx"))
+    prepared = prepare_model(source, Path("dqd-out/work"), large=True)
+    assert not prepared.path.is_absolute()
+    variant = build_variant(
+        prepared.path,
+        VariantSpec(WeightType.U8U8),
+        Path("dqd-out/m"),
+        ort_version=ORT,
+        provenance={},
+        large=True,
+    )
+    assert variant.error is None and variant.output_path is not None
+    assert (tmp_path / variant.output_path).is_file() and data_files_of(tmp_path / variant.output_path)

@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary folder)")
     parser.add_argument("--model", type=Path, help="measure this model (copied with its data) instead")
     parser.add_argument("--threads", type=int, help="benchmark.threads (default: dqd's)")
+    parser.add_argument("--search", choices=["design", "thorough"], default="design")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dqd-big-"))
     models = work / "models"
@@ -103,7 +104,7 @@ def main() -> None:
     )
     started = time.monotonic()
     process = subprocess.Popen(
-        [*DQD, "process", str(model), "--json"],
+        [*DQD, "process", str(model), "--json", "--search", args.search],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
