@@ -198,8 +198,12 @@ def test_forced_polling_observer(
     import onnx
 
     (host_class,) = {job.host_class for job in catalog.list_jobs()}
-    for index in range(3):
-        onnx.checker.check_model(str(publish / host_class / "p" / f"m{index}.onnx"))
+    published = [publish / host_class / "p" / f"m{index}.onnx" for index in range(3)]
+    # Published after the job's decision commits; its provenance file is written after the copy.
+    provenance = [path.with_name(path.name + ".dqd.json") for path in published]
+    wait_for("published", lambda: all(path.exists() for path in provenance) or None, 30)
+    for path in published:
+        onnx.checker.check_model(str(path))
     # Deleting a model marks its path removed; its history stays.
     (daemon.watch / "moved.onnx").unlink()
     wait_for("removal noticed", lambda: "moved.onnx" not in catalog.known_paths() or None, 10)
