@@ -5,13 +5,21 @@ exports it). Without it Postgres tests skip on a developer's machine and
 *fail* on CI (``CI=true``), so a broken CI set-up cannot pass silently.
 A template database is migrated once per session; each test gets a fresh
 ``CREATE DATABASE ... TEMPLATE`` copy.
+
+The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml). A
+test marked ``serial`` (one that measures the host's load, or whose pick
+rests on close timings) runs with no other test beside it: every test holds
+a run-wide reader/writer lock, shared, and a serial one holds it exclusively.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +35,37 @@ POSTGRES_ENV = "DQD_TEST_POSTGRES_URL"
 # check (benchmark.max_foreign_load) is off unless a test sets it (tests/acceptance/test_busy_host.py).
 BUSY_CHECK_OFF = {"DQD_BENCHMARK__MAX_FOREIGN_LOAD": "1"}
 os.environ.update(BUSY_CHECK_OFF)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Setup, call and teardown (a module fixture's too) under the run's lock: see the module doc."""
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:  # one process: nothing runs beside a test
+        yield
+        return
+    # Each worker's --basetemp is a folder of the run's own (pytest keeps the last three runs').
+    basetemp = item.config.option.basetemp
+    folder = Path(basetemp).parent if basetemp else Path(tempfile.gettempdir())
+    stem = folder / f"dqd-tests-{workerinput['testrunuid']}"
+    with _run_lock(stem, exclusive=item.get_closest_marker("serial") is not None):
+        yield
+
+
+@contextmanager
+def _run_lock(stem: Path, *, exclusive: bool) -> Iterator[None]:
+    """A reader/writer flock shared by this run's workers. The gate is held while waiting, so a
+    serial test waiting for the other worker's test is not overtaken by that worker's next one."""
+    with open(f"{stem}.gate", "a") as gate, open(f"{stem}.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def corpus_path(name: str) -> Path:

@@ -22,7 +22,7 @@ from dqd.settings import usable_cores
 from tests.acceptance.harness import Daemon, wait_for
 from tests.acceptance.tiny import write_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # it measures the host's load
 
 MAX_FOREIGN_LOAD = 0.3
 RETRY_SECONDS = 5

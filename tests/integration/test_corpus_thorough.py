@@ -25,7 +25,7 @@ from dqd.settings import Settings
 from tests.conftest import CORPUS_DIR, corpus_path
 from tests.fast import fast_settings
 
-pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+pytestmark = [pytest.mark.corpus, pytest.mark.slow, pytest.mark.serial]  # picks on close timings
 BUSY_LIMIT, BUSY_TRIES, BUSY_WAIT_SECONDS = 0.25, 5, 5
 MODELS = ("minilm-l6", "silero-vad", "ppocr-cls")
 
