@@ -27,10 +27,12 @@ import onnx
 from onnx import ModelProto
 
 from dqd.pipeline.external import inline_small_tensors, save_streaming
+from dqd.pipeline.inspect import AI_ONNX_DOMAINS
 
 logger = logging.getLogger(__name__)
 
-# Where quantize_dynamic loads its model and where its quantizer reloads it (onnxruntime 1.17 to 1.32).
+# Where quantize_dynamic loads its model and where its quantizer reloads it (onnxruntime 1.32;
+# tests/integration/test_ondisk.py fails on an onnxruntime that moved them).
 _QUANTIZER_LOADERS = (
     ("onnxruntime.quantization.quantize", "load_model_with_shape_infer"),
     ("onnxruntime.quantization.onnx_quantizer", "save_and_reload_model_with_shape_infer"),
@@ -45,7 +47,7 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 
     model = onnx.load(str(source), load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = next((o.version for o in model.opset_import if o.domain in AI_ONNX_DOMAINS), 0)
     if opset <= 10:  # quant_pre_process would rewrite Upsample and convert the whole model
         raise ValueError(f"a large model at opset {opset} (<= 10) is not pre-processed on disk")
     # Shape inference reads shape-carrying constants by value (onnxruntime's refuses a Reshape
