@@ -208,6 +208,11 @@ def render_model(catalog: Catalog, path_id: int) -> str:
         f"<h1>{escape(title)}</h1>",
         f"<p><code>sha256 {escape(detail.sha256)}</code>"
         + (f"<br>also at: {escape(', '.join(detail.other_paths))}" if detail.other_paths else "")
+        + "".join(
+            f"<br><strong>frozen</strong> on {escape(f.host_class)}: decision #{f.decision_id} ships "
+            f"whatever is decided later ({escape(f.reason)})"
+            for f in detail.freezes
+        )
         + "</p>",
         "<h2>Latency per variant</h2>",
         *(_latency_plots(detail) or ["<p>No benchmarks yet.</p>"]),

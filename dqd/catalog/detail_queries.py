@@ -34,6 +34,7 @@ from dqd.catalog.views import (
     BenchmarkView,
     DecisionPage,
     DecisionView,
+    FreezeView,
     ModelDetail,
     PathVersion,
     decode_cursor,
@@ -157,6 +158,12 @@ class DetailQueries:
                     select(DecisionRow).where(DecisionRow.sha256 == sha).order_by(DecisionRow.id.desc()),
                     names,
                 ),
+                freezes=[
+                    FreezeView(row.host_class, row.decision_id, row.reason, row.created_at)
+                    for row in session.scalars(
+                        select(FreezeRow).where(FreezeRow.sha256 == sha).order_by(FreezeRow.host_class)
+                    )
+                ],
             )
 
     @staticmethod

@@ -108,6 +108,16 @@ class DecisionView:
 
 
 @dataclass(frozen=True)
+class FreezeView:
+    """``dqd freeze`` or ``rollback``: ``host_class`` ships ``decision_id``'s file, whatever comes later."""
+
+    host_class: str
+    decision_id: int
+    reason: str  # freeze | rollback
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class PathVersion:
     sha256: str
     seen_at: datetime
@@ -126,6 +136,7 @@ class ModelDetail:
     accuracy: list[AccuracyView]
     benchmarks: list[BenchmarkView]
     decisions: list[DecisionView]  # newest first
+    freezes: list[FreezeView]  # per host class, what ships there instead of the latest decision
 
 
 @dataclass(frozen=True)

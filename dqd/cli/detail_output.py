@@ -6,7 +6,7 @@ from operator import itemgetter
 
 import typer
 
-from dqd.catalog.views import AccuracyView, BenchmarkView, DecisionView, ModelDetail, PathVersion
+from dqd.catalog.views import AccuracyView, BenchmarkView, DecisionView, FreezeView, ModelDetail, PathVersion
 from dqd.cli.output import Column, format_table, human_cell
 from dqd.domain import VariantRecord
 from dqd.text import human_size
@@ -70,15 +70,17 @@ def _accuracy_rows(rows: list[AccuracyView]) -> str:
     return format_table(lines, columns)
 
 
-def _decisions(rows: list[DecisionView]) -> list[str]:
+def _decisions(rows: list[DecisionView], freezes: list[FreezeView]) -> list[str]:
+    frozen = {f.decision_id: f for f in freezes}
     lines = []
     for view in rows:
         d = view.decision
         speed = f" {d.speedup:.2f}x {_ci(d.speedup_ci)}" if d.speedup else ""
+        held = f"  [{frozen[d.id].reason.upper()}: ships on {d.host_class}]" if d.id in frozen else ""
         lines.append(
             f"#{d.id} {human_cell(d.created_at)}  {d.host_class}  onnxruntime {d.ort_version}  "
             f"{d.search_mode}/policy {d.policy_version}: {d.outcome.label(d.source_precision)}"
-            f"{' → ' + view.variant if view.variant else ''}{speed}"
+            f"{' → ' + view.variant if view.variant else ''}{speed}{held}"
         )
         lines.extend(f"    - {human_cell(reason)}" for reason in d.reasons)
         if d.error:
@@ -97,6 +99,11 @@ def print_detail(detail: ModelDetail) -> None:
         echo(f"also at  {', '.join(human_cell(p) for p in detail.other_paths)}")
     if len(detail.history) > 1 or any(h.superseded_at for h in detail.history):
         echo("history  " + ", ".join(_version(h) for h in detail.history))
+    for freeze in detail.freezes:
+        echo(
+            f"frozen   {freeze.host_class} ships decision #{freeze.decision_id} whatever is decided later "
+            f"({freeze.reason}, {human_cell(freeze.created_at)}; dqd unfreeze to follow new decisions)"
+        )
     sections: list[tuple[str, list[VariantRecord] | list[AccuracyView] | list[BenchmarkView], str]] = [
         (
             "Variants",
@@ -114,4 +121,4 @@ def print_detail(detail: ModelDetail) -> None:
         echo(f"\n{title}:")
         echo(text.rstrip("\n") if rows else "  (none)")
     echo("\nDecisions (newest first):")
-    echo("\n".join(_decisions(detail.decisions)) if detail.decisions else "  (none yet)")
+    echo("\n".join(_decisions(detail.decisions, detail.freezes)) if detail.decisions else "  (none yet)")

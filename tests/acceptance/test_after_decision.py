@@ -103,12 +103,22 @@ def test_notified_once_through_an_outage_frozen_across_a_requeue_and_unfrozen(
         assert json.loads(best.stdout)["decision_id"] == first.id
         wait_for("the provenance says frozen", lambda: _provenance(published).get("frozen") is True, 10)
         assert len(receiver.received) == 1
+        # dqd show says which decision ships, and that a later one does not.
+        shown = daemon.cli("show", "m.onnx").stdout
+        assert f"frozen   {host_class} ships decision #{first.id} whatever" in shown, shown
+        (marked,) = [line for line in shown.splitlines() if f"[FREEZE: ships on {host_class}]" in line]
+        assert marked.startswith(f"#{first.id} ")
+        freezes = json.loads(daemon.cli("show", "m.onnx", "--json").stdout)["freezes"]
+        assert [(f["host_class"], f["decision_id"], f["reason"]) for f in freezes] == [
+            (host_class, first.id, "freeze")
+        ]
 
         unfrozen = daemon.cli("unfreeze", "m.onnx")
         assert unfrozen.returncode == 0 and "1 notification" in unfrozen.stdout, (
             unfrozen.stdout + unfrozen.stderr
         )
         assert digest(published) == sha  # published by the command itself
+        assert json.loads(daemon.cli("show", "m.onnx", "--json").stdout)["freezes"] == []
         wait_for("the second delivery", lambda: len(receiver.received) == 2 or None, 15)
         second = receiver.bodies()[1]
         assert (second["cause"], second["is_original"], second["decision_id"]) == (

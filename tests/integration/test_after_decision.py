@@ -126,6 +126,8 @@ def test_freeze_holds_the_file_across_later_decisions_and_rollback_goes_to_the_p
     best = catalog.best_choice("team/model.onnx", CLASS, "1.32.0")
     assert (best.decision_id, best.frozen, best.variant) == (quantized, True, U8U8.name)
     assert best.note and "frozen" in best.note
+    (held,) = catalog.model_detail("model.onnx").freezes
+    assert (held.host_class, held.decision_id, held.reason) == (CLASS, quantized, "rollback")
 
     # A nightly requantization still records, but what ships does not move and nobody is told.
     before = len(catalog.notifications())
@@ -137,6 +139,7 @@ def test_freeze_holds_the_file_across_later_decisions_and_rollback_goes_to_the_p
 
     back = catalog.unfreeze("model.onnx", CLASS)
     assert (back.decision_id, back.frozen, back.notified) == (nightly, False, 2)
+    assert catalog.model_detail("model.onnx").freezes == []
     assert catalog.best_choice("team/model.onnx", CLASS, "1.32.0").decision_id == nightly
     with pytest.raises(UsageError, match="not frozen"):
         catalog.unfreeze("model.onnx", CLASS)

@@ -92,3 +92,14 @@ def test_a_refused_path_reads_as_refused_with_its_reason(catalog: Catalog) -> No
 
     assert "<td>refused</td>" in page and "symlink resolves outside the watched root" in page
     assert "<td>pending</td>" not in page
+
+
+def test_a_frozen_model_page_says_which_decision_ships(catalog: Catalog) -> None:
+    decision_id = add_model(catalog, "held.onnx", now=START, outcome=Outcome.KEPT_FP32)  # ships the original
+    path_id = catalog.list_models().items[0].path_id
+    assert "frozen" not in render_model(catalog, path_id)
+
+    catalog.freeze("held.onnx", host().host_class)
+
+    page = render_model(catalog, path_id)
+    assert f"decision #{decision_id} ships whatever is decided later (freeze)" in page
