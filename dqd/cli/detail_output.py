@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from operator import itemgetter
+from pathlib import Path
 
 import typer
 
@@ -31,8 +32,16 @@ VARIANT_COLUMNS = (
     Column("PREPROCESS", lambda v: v.spec.preprocess or None),
     Column("ORT", lambda v: v.ort_version),
     Column("SIZE", lambda v: v.size_bytes, lambda s: human_size(s)),
-    Column("OUTPUT / ERROR", lambda v: v.error or v.output_path),
+    Column("OUTPUT / ERROR", lambda v: v.error or _output(v.output_path)),
 )
+
+
+def _output(path: str | None) -> str | None:
+    """The variant's file, and whether this host sees it (``dqd gc`` removes files nothing ships)."""
+    if path is None or Path(path).exists():
+        return path
+    return f"{path} (missing here: removed by dqd gc, or the output volume is not mounted)"
+
 
 BENCH_COLUMNS = (
     Column("DECISION", lambda b: b.decision_id),

@@ -118,3 +118,8 @@ def test_three_requantizations_then_gc_keeps_what_ships(tmp_path: Path, url: str
     latest = {(d["variant"] or {}).get("output_path") for d in last.values()}
     assert after_files == {p for p in {*latest, frozen_file} if p and p.startswith(str(out))}
     assert {n: hashlib.sha256((daemon.watch / n).read_bytes()).hexdigest() for n in names} == sources
+    # dqd show still lists a removed file's variant, and says its file is gone.
+    removed = next(p for p in listed if p.endswith(".onnx"))
+    owner = next(n for n in names if f"/{Path(n).stem}/" in removed)
+    (line,) = [row for row in daemon.cli("show", owner).stdout.splitlines() if removed in row]
+    assert line.rstrip().endswith("(missing here: removed by dqd gc, or the output volume is not mounted)")
