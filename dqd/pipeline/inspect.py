@@ -86,10 +86,23 @@ def preflight(path: Path, *, reach_subgraphs: bool = False) -> Preflight:
         # The path form reads external data itself and copes with > 2 GB models.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as exc:
-        reason = f"onnx.checker rejected the model: {first_line(exc, limit=None)}"
+        why = first_line(exc, limit=None)
+        reason = f"onnx.checker rejected the model: {why}{_link_advice(why)}"
         return Preflight(summary, Outcome.ERROR, (reason,), precision=precision)
     fold = FixableCause.COMPUTED_WEIGHTS if computed_weight_ops(model) else None
     return Preflight(summary, None, notes, fold, precision)
+
+
+def _link_advice(why: str) -> str:
+    """onnx refuses external data behind a link (its guard against link attacks), which a `cp -l`,
+    an rsync --link-dest snapshot or a symlinked data folder makes: say how to give it a file."""
+    if "hard link" in why:
+        fix = "give the data file a single link (copy it, e.g. cp without -l)"
+    elif "symbolic link" in why:
+        fix = "replace the symbolic link with the file it points to"
+    else:
+        return ""
+    return f"; {fix}, then `dqd jobs retry ID` (the content is unchanged, so it is not re-queued by itself)"
 
 
 class _Refused(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,25 @@ def test_constant_node_weights_count_as_quantizable(tmp_path: Path) -> None:
     assert result.outcome is None and result.summary is not None
     assert result.summary.quantizable_top_level == {"MatMul": 2}
     assert result.summary.constant_node_weights == 2
+
+
+def test_external_data_behind_a_link_is_an_error_that_says_how_to_fix_it(tmp_path: Path) -> None:
+    """onnx's checker refuses a data file with several hard links (a `cp -l` copy) or a symlink."""
+    model = models.save_with_external_data(
+        models.matmul_heavy(hidden=16, layers=1), tmp_path / "a" / "m.onnx"
+    )
+    data = model.with_name("m.onnx.data")
+    os.link(data, tmp_path / "snapshot.data")
+    linked = preflight(model)
+    assert linked.outcome is Outcome.ERROR
+    assert "hard link" in linked.reasons[0] and "give the data file a single link" in linked.reasons[0]
+    assert "dqd jobs retry" in linked.reasons[0]
+
+    other = models.save_with_external_data(
+        models.matmul_heavy(hidden=16, layers=1), tmp_path / "b" / "m.onnx"
+    )
+    target = other.with_name("m.onnx.data")
+    target.rename(other.with_name("real.data"))  # inside the folder: only the link is wrong
+    target.symlink_to("real.data")
+    symlinked = preflight(other)
+    assert symlinked.outcome is Outcome.ERROR and "replace the symbolic link" in symlinked.reasons[0]
