@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -230,6 +230,14 @@ class Job:
     stage: str | None = None  # what the running attempt is doing now
     stage_started_at: datetime | None = None
     lost_leases: int = 0  # times the dqd process running it died or hung (not counted as attempts)
+    waiting: str | None = None  # set by listings: why a queued job cannot start (see waiting_reason)
+
+
+def waiting_reason(job: Job, live_classes: Collection[str]) -> str | None:
+    """A queued job of a class with no live host waits for one: said, so it is not taken for stuck."""
+    if job.state is JobState.QUEUED and job.host_class not in live_classes:
+        return f"waiting: no host of class {job.host_class} has a heartbeat within worker.host_ttl_seconds"
+    return None
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,12 @@ def create_app(catalog: Catalog, settings: Settings) -> FastAPI:
         return HTMLResponse(render_model(catalog, int(stem)))
 
     app.include_router(
-        build_router(catalog, threads=settings.benchmark.threads, host_class=settings.host_class),
+        build_router(
+            catalog,
+            threads=settings.benchmark.threads,
+            host_class=settings.host_class,
+            host_ttl_seconds=settings.worker.host_ttl_seconds,
+        ),
         prefix="/api/v1",
     )
     return app

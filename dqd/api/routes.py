@@ -61,9 +61,16 @@ def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
     return json_body(adapter, value)
 
 
-def build_router(catalog: Catalog, *, threads: int | None = None, host_class: str | None = None) -> APIRouter:
+def build_router(
+    catalog: Catalog,
+    *,
+    threads: int | None = None,
+    host_class: str | None = None,
+    host_ttl_seconds: float | None = None,
+) -> APIRouter:
     """``threads``: the configured ``benchmark.threads``, which ``/best`` prefers decisions timed at;
-    ``host_class``: this server's class for ``/best`` (default: detected)."""
+    ``host_class``: this server's class for ``/best`` (default: detected); ``host_ttl_seconds``:
+    ``worker.host_ttl_seconds``, for ``/jobs`` to say which queued jobs wait for a live host."""
     server_class = host_class
     router = APIRouter(responses=ERRORS)
     configured_threads = threads
@@ -145,7 +152,12 @@ def build_router(catalog: Catalog, *, threads: int | None = None, host_class: st
     ) -> Response:
         """Jobs, newest first."""
         page = catalog.jobs_page(
-            states=state or [], host_class=host_class, limit=limit, cursor=cursor, offset=offset
+            states=state or [],
+            host_class=host_class,
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+            live_within=host_ttl_seconds,
         )
         return _json(jobs_out, page)
 

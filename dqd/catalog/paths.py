@@ -70,9 +70,7 @@ class PathStore:
 
     def live_host_classes(self, ttl_seconds: float, *, now: datetime | None = None) -> list[str]:
         with self.tx.read() as session:
-            cutoff = (now or database_now(session)) - timedelta(seconds=ttl_seconds)
-            stmt = select(HostRow.host_class).where(HostRow.last_heartbeat_at >= cutoff).distinct()
-            return sorted(session.scalars(stmt))
+            return live_classes(session, ttl_seconds, now=now)
 
     def list_hosts(self) -> list[tuple[HostInfo, datetime, datetime]]:
         """Every host with its first-seen and last-heartbeat times."""
@@ -201,3 +199,10 @@ def _supersede_if_undecided(session: Session, path_id: int, sha256: str, now: da
     )
     if version is not None and version.superseded_at is None:
         version.superseded_at = now
+
+
+def live_classes(session: Session, ttl_seconds: float, *, now: datetime | None = None) -> list[str]:
+    """Host classes with a heartbeat within ``ttl_seconds``, in the caller's transaction."""
+    cutoff = (now or database_now(session)) - timedelta(seconds=ttl_seconds)
+    stmt = select(HostRow.host_class).where(HostRow.last_heartbeat_at >= cutoff).distinct()
+    return sorted(session.scalars(stmt))

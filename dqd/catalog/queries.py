@@ -10,6 +10,7 @@ columns (reasons, details) are only read where a person asked for one model.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from dqd.catalog.db import Transactions, as_utc
 from dqd.catalog.detail_queries import DetailQueries
+from dqd.catalog.paths import live_classes
 from dqd.catalog.report_queries import ReportQueries
 from dqd.catalog.rows import job_from_row, latest_decision_from_columns, listing_from_columns
 from dqd.catalog.tables import AccuracyRow, DecisionRow, JobRow, ModelPathRow, VariantRow
@@ -28,7 +30,7 @@ from dqd.catalog.views import (
     decode_cursor,
     encode_cursor,
 )
-from dqd.domain import JobState, Outcome
+from dqd.domain import JobState, Outcome, waiting_reason
 from dqd.errors import UsageError
 
 MODEL_SORTS: tuple[str, ...] = ("path", "-path", "seen", "-seen")
@@ -175,8 +177,10 @@ class QueryStore(DetailQueries, ReportQueries):
         limit: int | None = None,
         cursor: str | None = None,
         offset: int = 0,
+        live_within: float | None = None,
     ) -> JobPage:
-        """Jobs, newest first; keyset on the id."""
+        """Jobs, newest first; keyset on the id. ``live_within``: a host's heartbeat age (seconds) that
+        counts as live; each queued job of a class without one says it is waiting for one."""
         stmt = select(JobRow).order_by(JobRow.id.desc())
         wanted = [state.value for state in states]
         if wanted:
@@ -194,6 +198,9 @@ class QueryStore(DetailQueries, ReportQueries):
             rows = list(session.scalars(stmt))
             more = limit is not None and len(rows) > limit
             jobs = [job_from_row(row) for row in (rows[:limit] if limit is not None else rows)]
+            if live_within is not None:
+                live = set(live_classes(session, live_within))
+                jobs = [replace(job, waiting=waiting_reason(job, live)) for job in jobs]
         return JobPage(items=jobs, next_cursor=encode_cursor(jobs[-1].id) if more and jobs else None)
 
     # --- metrics ---

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -188,32 +187,17 @@ def best_cmd(
 # --- jobs and hosts ---
 
 
-@dataclass(frozen=True)
-class JobListing:
-    """A job as listed: the job, and why it waits when no host can run it."""
-
-    job: Job
-    waiting: str | None
-
-
-def waiting_reason(job: Job, live_classes: Collection[str]) -> str | None:
-    """A queued job of a class with no live host waits for one: said, so it is not taken for stuck."""
-    if job.state is JobState.QUEUED and job.host_class not in live_classes:
-        return f"waiting: no host of class {job.host_class} has a heartbeat within worker.host_ttl_seconds"
-    return None
-
-
 JOB_COLUMNS = (
-    Column("ID", lambda j: j.job.id),
-    Column("STATE", lambda j: j.job.state),
-    Column("KIND", lambda j: j.job.kind),
-    Column("HOST CLASS", lambda j: j.job.host_class),
-    Column("PATH", lambda j: j.job.source_path),
-    Column("SHA256", lambda j: j.job.sha256, lambda v: v[:12]),
-    Column("ATTEMPTS", lambda j: f"{j.job.attempts}/{j.job.max_attempts}"),
-    Column("STAGE", lambda j: j.job.stage if j.job.state is JobState.RUNNING else None),
-    Column("UPDATED", lambda j: j.job.updated_at),
-    Column("NOTE", lambda j: j.waiting or j.job.last_error, lambda v: (v or "-")[:100]),
+    Column("ID", lambda j: j.id),
+    Column("STATE", lambda j: j.state),
+    Column("KIND", lambda j: j.kind),
+    Column("HOST CLASS", lambda j: j.host_class),
+    Column("PATH", lambda j: j.source_path),
+    Column("SHA256", lambda j: j.sha256, lambda v: v[:12]),
+    Column("ATTEMPTS", lambda j: f"{j.attempts}/{j.max_attempts}"),
+    Column("STAGE", lambda j: j.stage if j.state is JobState.RUNNING else None),
+    Column("UPDATED", lambda j: j.updated_at),
+    Column("NOTE", lambda j: j.waiting or j.last_error, lambda v: (v or "-")[:100]),
 )
 
 
@@ -227,13 +211,10 @@ def _list_jobs(
 ) -> None:
     fmt = choose_format(as_json, as_csv)
     with _catalog(ctx) as (catalog, settings):
-        jobs: list[Job] = catalog.jobs_page(states=states, host_class=host_class, limit=limit).items
-        live = set(catalog.live_host_classes(settings.worker.host_ttl_seconds))
-    listed = [JobListing(job, waiting_reason(job, live)) for job in jobs]
-    if fmt == "json":
-        emit([jsonable(j.job) | {"waiting": j.waiting} for j in listed], JOB_COLUMNS, fmt)
-    else:
-        emit(listed, JOB_COLUMNS, fmt)
+        jobs: list[Job] = catalog.jobs_page(
+            states=states, host_class=host_class, limit=limit, live_within=settings.worker.host_ttl_seconds
+        ).items
+    emit([jsonable(job) for job in jobs] if fmt == "json" else jobs, JOB_COLUMNS, fmt)
 
 
 StatesOpt = Annotated[

@@ -276,3 +276,12 @@ def test_requests_are_bounded_and_only_the_login_form_posts(filled: Catalog) -> 
         assert client.get("/api/v1/models?limit=5", headers=bearer).status_code == 200
     with client_for(filled) as open_api:  # no token: nothing to log in to
         assert open_api.get("/login", follow_redirects=False).headers["location"] == "/report/"
+
+
+def test_a_queued_job_with_no_live_host_of_its_class_says_it_waits(filled: Catalog) -> None:
+    filled.enqueue(sha_of("queued"), "aarch64-neon", source_path="queued/model.onnx")
+    with client_for(filled) as api:
+        queued = api.get("/api/v1/jobs", params={"state": "queued"}).json()["items"]
+    waiting = {j["host_class"]: j["waiting"] for j in queued}
+    assert waiting["x86_64-avx2"] is None  # its host's heartbeat is fresh
+    assert waiting["aarch64-neon"].startswith("waiting: no host of class aarch64-neon has a heartbeat")
