@@ -24,6 +24,19 @@ from dqd.onnxgraph import all_tensors
 
 INLINE_LIMIT = 1024  # bytes: smaller tensors stay in the graph (onnx's own size_threshold)
 _CHUNK = 16 * 2**20
+_ANY_TENSOR_LIMIT = 4096
+_INTEGER_LIMIT = 2**20
+_INTEGER_TYPES = {
+    TensorProto.INT64,
+    TensorProto.INT32,
+    TensorProto.INT16,
+    TensorProto.INT8,
+    TensorProto.UINT64,
+    TensorProto.UINT32,
+    TensorProto.UINT16,
+    TensorProto.UINT8,
+    TensorProto.BOOL,
+}
 
 
 def save_streaming(model: ModelProto, path: Path, folders: Sequence[Path]) -> None:
@@ -52,11 +65,15 @@ def save_streaming(model: ModelProto, path: Path, folders: Sequence[Path]) -> No
     onnx.save_model(model, str(path))
 
 
-def inline_small_tensors(model: ModelProto, folder: Path, limit: int = 2**20) -> None:
-    """Load the external tensors under ``limit`` bytes into the graph (shape inference reads
-    shape-carrying constants by value; the weights stay on disk). ``folder``: the model's."""
+def inline_small_tensors(model: ModelProto, folder: Path) -> None:
+    """Load into the graph the external tensors shape inference reads by value: integer tensors
+    under 1 MiB (shapes, axes, indices) and any tensor under 4 KiB (a Resize's scales); float
+    weights stay on disk. ``folder``: the model's."""
     for tensor in all_tensors(model):
-        if uses_external_data(tensor) and _stored_length(tensor, folder) < limit:
+        if not uses_external_data(tensor):
+            continue
+        size = _stored_length(tensor, folder)
+        if size < _ANY_TENSOR_LIMIT or (tensor.data_type in _INTEGER_TYPES and size < _INTEGER_LIMIT):
             load_external_data_for_tensor(tensor, str(folder))
 
 

@@ -22,10 +22,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
-from onnx import ModelProto
+from onnx import ModelProto, TensorProto, numpy_helper
 
+from dqd.onnxgraph import walk_graphs
 from dqd.pipeline.external import inline_small_tensors, save_streaming
 from dqd.pipeline.inspect import AI_ONNX_DOMAINS
 
@@ -54,7 +56,7 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     # whose target is external): bring the small tensors into the graph, leave the weights.
     inline_small_tensors(model, source.parent)
     if not skip_symbolic_shape:
-        model = _symbolic_shapes(model, work)
+        model = _symbolic_shapes(model, source.parent, work)
     optimized = work / "optimized.onnx"
     optimize_on_disk(model, source.parent, optimized)
     inferred = work / "inferred.onnx"
@@ -64,17 +66,40 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     save_streaming(model, target, [work])
 
 
-def _symbolic_shapes(model: ModelProto, work: Path) -> ModelProto:
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+def _symbolic_shapes(model: ModelProto, folder: Path, work: Path) -> ModelProto:
+    """Symbolic shape inference of the graph; the tensors it reads by value (every input of an Add,
+    a Mul, ... and every Constant, whatever its size) are read from ``folder``.
 
-    # It saves "sym_shape_infer_temp.onnx" into the cwd when it gives up, and reads any
-    # weight it needs by value relative to the cwd: there is none in `work`, so such a
-    # model fails here and is pre-processed without symbolic shapes.
-    with contextlib.chdir(work):
-        inferred = SymbolicShapeInference.infer_shapes(model)
+    The cwd is ``work``: it saves "sym_shape_infer_temp.onnx" there when it gives up (never
+    beside the user's model, where the watcher would take it for a new one).
+    """
+    from onnxruntime.tools import symbolic_shape_infer
+
+    reader = getattr(symbolic_shape_infer, "numpy_helper", None)
+    if reader is not None:
+        symbolic_shape_infer.numpy_helper = _ReadingFrom(folder)
+    try:
+        with contextlib.chdir(work):
+            inferred = symbolic_shape_infer.SymbolicShapeInference.infer_shapes(model)
+    finally:
+        if reader is not None:
+            symbolic_shape_infer.numpy_helper = reader
     if inferred is None:
         raise ValueError("symbolic shape inference supports opset 7 and above")
     return inferred
+
+
+class _ReadingFrom:
+    """onnx's numpy_helper, reading an external tensor from ``folder`` rather than the cwd."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = str(folder)
+
+    def to_array(self, tensor: TensorProto, base_dir: str = "") -> Any:
+        return numpy_helper.to_array(tensor, base_dir or self._folder)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(numpy_helper, name)
 
 
 def optimize_on_disk(model: ModelProto, folder: Path, optimized: Path) -> None:
@@ -145,10 +170,42 @@ def _load_without_weights(model_path: Path) -> ModelProto:
 
 
 def _infer_in_memory(model: ModelProto) -> ModelProto:
-    """onnxruntime's ``save_and_reload_model_with_shape_infer`` for a graph whose weights are on disk:
-    it saves to a file only because a loaded model may pass protobuf's 2 GB."""
+    """onnxruntime's ``save_and_reload_model_with_shape_infer`` for a graph whose weights are on disk
+    (it saves to a file only because a loaded model may pass protobuf's 2 GB).
+
+    The graph may still hold weights: the quantizer writes a transposed copy of each Gemm's
+    ``transB`` weight into it just before. Shape inference reads types and dims, so it runs on
+    a copy whose main-graph initializers carry no data, and each graph's inferred value_info
+    is written back into ``model``, which is returned (protobuf does not give a cleared field's
+    memory back while its message lives: moving the bytes would not free them).
+    """
     from onnxruntime.quantization.quant_utils import add_infer_metadata
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    add_infer_metadata(inferred)
-    return inferred
+    inferred = onnx.shape_inference.infer_shapes(_without_weights(model))
+    for (graph, _), (typed, _) in zip(walk_graphs(model.graph), walk_graphs(inferred.graph), strict=True):
+        del graph.value_info[:]
+        graph.value_info.extend(typed.value_info)
+    add_infer_metadata(model)
+    return model
+
+
+def _without_weights(model: ModelProto) -> ModelProto:
+    """``model`` with its main graph's initializers reduced to name, type and dims (bodies and
+    Constant nodes are copied whole: they hold no large weights a quantizer writes)."""
+    skeleton = ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(skeleton, field, getattr(model, field))
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    graph, source = skeleton.graph, model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    graph.sparse_initializer.extend(source.sparse_initializer)
+    for tensor in source.initializer:
+        stub = graph.initializer.add()
+        stub.name, stub.data_type = tensor.name, tensor.data_type
+        stub.dims.extend(tensor.dims)
+    return skeleton

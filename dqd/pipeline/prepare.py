@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 from onnx import GraphProto, ModelProto
 
+from dqd.modelfile import files_stat, model_files
 from dqd.onnxgraph import walk_graphs
 from dqd.pipeline.external import save_streaming
 from dqd.pipeline.ondisk import pre_process_on_disk
@@ -47,8 +48,8 @@ class PreparedModel:
 
 
 def is_large(path: Path, threshold_bytes: int | None = None) -> bool:
-    data_files = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p != path)
-    return path.stat().st_size + data_files > (threshold_bytes or LARGE_MODEL_BYTES)
+    """The model and every data file it references weigh more than the threshold."""
+    return files_stat(model_files(path))[0] > (threshold_bytes or LARGE_MODEL_BYTES)
 
 
 def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) -> PreparedModel:
