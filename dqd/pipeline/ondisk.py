@@ -49,12 +49,12 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 
     model = onnx.load(str(source), load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in AI_ONNX_DOMAINS), 0)
-    if opset <= 10:  # quant_pre_process would rewrite Upsample and convert the whole model
-        raise ValueError(f"a large model at opset {opset} (<= 10) is not pre-processed on disk")
     # Shape inference reads shape-carrying constants by value (onnxruntime's refuses a Reshape
     # whose target is external): bring the small tensors into the graph, leave the weights.
     inline_small_tensors(model, source.parent)
+    opset = next((o.version for o in model.opset_import if o.domain in AI_ONNX_DOMAINS), 0)
+    if opset <= 10:
+        model = _to_opset_11(model, opset)
     if not skip_symbolic_shape:
         model = _symbolic_shapes(model, source.parent, work)
     optimized = work / "optimized.onnx"
@@ -64,6 +64,16 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
     model = onnx.load(str(inferred), load_external_data=False)
     add_pre_process_metadata(model)
     save_streaming(model, target, [work])
+
+
+def _to_opset_11(model: ModelProto, opset: int) -> ModelProto:
+    """As quant_pre_process does below opset 11 (the quantizer upgrades the model to 11, where
+    Upsample is gone): Upsample rewritten to Resize, the graph converted, its shapes inferred."""
+    from onnxruntime.quantization.fusions import ReplaceUpsampleWithResize
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    ReplaceUpsampleWithResize(ONNXModel(model), opset).apply()
+    return _infer_in_memory(onnx.version_converter.convert_version(model, 11))
 
 
 def _symbolic_shapes(model: ModelProto, folder: Path, work: Path) -> ModelProto:

@@ -477,3 +477,26 @@ def test_a_model_is_large_by_every_data_file_it_references(tmp_path: Path) -> No
     onnx.save_model(model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
     assert is_large(path, threshold_bytes=30_000)  # 32 KiB of weights, none in a file named m.onnx*
     assert not is_large(path, threshold_bytes=40_000)
+
+
+@pytest.mark.parametrize("opset", [10, 9])
+def test_an_old_opset_large_model_is_pre_processed_like_quant_pre_process_does(
+    tmp_path: Path, opset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below opset 11 quant_pre_process converts the model to 11 (the quantizer's fused
+    DynamicQuantizeLinear needs it): the on-disk path does too, on the graph alone."""
+    monkeypatch.chdir(tmp_path)
+    model = models.matmul_heavy(hidden=64, layers=2)
+    model.opset_import[0].version = opset
+    source = models.save_with_external_data(model, tmp_path / "s" / "m.onnx")
+    expected = _quant_pre_process(source, tmp_path / "expected.onnx", skip_symbolic_shape=False)
+    work, made = tmp_path / "work", tmp_path / "p.onnx"
+    work.mkdir()
+    pre_process_on_disk(source, made, work, skip_symbolic_shape=False)
+    assert_same(onnx.load(str(made)), expected)
+    variant = build_variant(
+        made, VariantSpec(WeightType.U8U8), tmp_path / "v", ort_version=ORT, provenance={}, large=True
+    )
+    assert variant.output_path is not None
+    ops = {n.op_type for n in onnx.load(variant.output_path).graph.node}
+    assert "DynamicQuantizeLinear" in ops, ops
