@@ -10,10 +10,11 @@ the tensors the graph itself holds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import onnx
 from onnx import ModelProto, TensorProto
@@ -39,28 +40,43 @@ _INTEGER_TYPES = {
 }
 
 
-def save_streaming(model: ModelProto, path: Path, folders: Sequence[Path]) -> None:
-    """Save ``model`` at ``path``, every tensor of :data:`INLINE_LIMIT` bytes or more in ``<name>.data``.
+def save_streaming(
+    model: ModelProto, path: Path, folders: Sequence[Path], *, name_by_content: bool = False
+) -> None:
+    """Save ``model`` at ``path``, every tensor of :data:`INLINE_LIMIT` bytes or more in one data file.
 
     A tensor that is already external is copied from the first of ``folders``
     holding its file (the folder of the model it was loaded from, for instance);
     one the graph holds is written out and dropped from the graph. ``model`` is
-    changed to describe what was saved. The data file is written under another
-    name first: a folder's old data file may be one of the sources.
+    changed to describe what was saved. The data file is ``<name>.data``, or with
+    ``name_by_content`` ``<stem>.<digest of its bytes>.data``: a published new
+    version's data then never lands on the name an older published model still
+    reads (its ``.onnx`` is replaced last, atomically, so a reader sees the old
+    pair or the new pair). It is written under another name first: a folder's old
+    data file may be one of the sources.
     """
-    data = own_data_file(path)
-    partial = data.with_name(data.name + ".partial")
+    partial = path.with_name(own_data_file(path).name + ".partial")
+    digest = hashlib.sha256()
+    written: list[tuple[TensorProto, int, int]] = []
     with open(partial, "wb") as out:
         for tensor in all_tensors(model):
             offset = out.tell()
             if uses_external_data(tensor):
-                length = _copy_external(tensor, folders, out)
+                length = _copy_external(tensor, folders, out, digest)
             elif tensor.HasField("raw_data") and len(tensor.raw_data) >= INLINE_LIMIT:
                 length = out.write(tensor.raw_data)
+                digest.update(tensor.raw_data)
                 tensor.ClearField("raw_data")
             else:
                 continue
-            _point_at(tensor, data.name, offset, length)
+            written.append((tensor, offset, length))
+    data = (
+        path.with_name(f"{path.stem}.{digest.hexdigest()[:16]}.data")
+        if name_by_content
+        else own_data_file(path)
+    )
+    for tensor, offset, length in written:
+        _point_at(tensor, data.name, offset, length)
     os.replace(partial, data)
     onnx.save_model(model, str(path))
 
@@ -77,8 +93,8 @@ def inline_small_tensors(model: ModelProto, folder: Path) -> None:
             load_external_data_for_tensor(tensor, str(folder))
 
 
-def _copy_external(tensor: TensorProto, folders: Sequence[Path], out: BinaryIO) -> int:
-    """Append ``tensor``'s stored bytes to ``out``; return how many."""
+def _copy_external(tensor: TensorProto, folders: Sequence[Path], out: BinaryIO, digest: Any) -> int:
+    """Append ``tensor``'s stored bytes to ``out`` and ``digest``; return how many."""
     entries = _entries(tensor)
     source = _find(entries["location"], folders, tensor.name)
     offset = int(entries.get("offset", 0))
@@ -91,6 +107,7 @@ def _copy_external(tensor: TensorProto, folders: Sequence[Path], out: BinaryIO) 
             if not chunk:
                 raise ValueError(f"tensor {tensor.name!r}: {source.name} ends before its data does")
             out.write(chunk)
+            digest.update(chunk)
             remaining -= len(chunk)
             copied += len(chunk)
     return copied

@@ -102,16 +102,16 @@ def fold_computed_weights(
 
     computed = computed_weight_ops(onnx.load(str(source), load_external_data=False))
     target_path = work_dir / FOLDED_NAME
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(target_path)
-    options.log_severity_level = 3
     try:
         if large:  # the graph alone is loaded; onnxruntime reads the weights from the source's folder
             graph = onnx.load(str(source), load_external_data=False)
             inline_small_tensors(graph, source.parent)
             optimize_on_disk(graph, source.parent, target_path)
         else:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(target_path)
+            options.log_severity_level = 3
             ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         why = without_ort_noise(first_line(exc))

@@ -24,8 +24,7 @@ import onnx
 from dqd.domain import BLOCKWISE_BITS, VariantResult, VariantSpec, WeightType
 from dqd.errors import EnvironmentFailure
 from dqd.fileperms import make_shared
-from dqd.modelfile import content_sha256, file_sha256, model_files, own_data_file, unit_stat
-from dqd.onnxgraph import all_tensors
+from dqd.modelfile import content_sha256, model_files, unit_stat
 from dqd.pathtext import for_display, for_tools
 from dqd.pipeline.external import save_streaming
 from dqd.pipeline.ondisk import weights_on_disk
@@ -114,8 +113,7 @@ def build_variant(
         stamp_provenance(model, spec, provenance)
         staged = scratch / target.name
         if large:  # its tensors are in the quantizer's data file or, left FP32, in the prepared model's
-            save_streaming(model, staged, [scratch, prepared.parent])
-            _name_data_by_content(staged)
+            save_streaming(model, staged, [scratch, prepared.parent], name_by_content=True)
         else:
             onnx.save_model(model, str(staged))
         _publish(staged, target)
@@ -202,25 +200,6 @@ def provenance_for(
         "onnxruntime_version": ort_version,
         "dqd_version": dqd_version,
     }
-
-
-def _name_data_by_content(model_path: Path) -> None:
-    """Rename the model's one data file to ``<stem>.<content digest>.data`` and point its tensors there.
-
-    Published copies keep these names: a new version's data then never lands on
-    the name an older published model still reads (its ``.onnx`` is replaced
-    last, atomically, so a reader sees the old pair or the new pair).
-    """
-    data = own_data_file(model_path)
-    named = model_path.with_name(f"{model_path.stem}.{file_sha256(data)[:16]}.data")
-    model = onnx.load(str(model_path), load_external_data=False)
-    for tensor in all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = named.name
-    os.replace(data, named)
-    onnx.save_model(model, str(model_path))
 
 
 def _publish(staged: Path, target: Path) -> None:
