@@ -30,6 +30,7 @@ from onnx import ModelProto, TensorProto, numpy_helper
 from dqd.onnxgraph import walk_graphs
 from dqd.pipeline.external import inline_small_tensors, save_streaming
 from dqd.pipeline.inspect import AI_ONNX_DOMAINS
+from dqd.text import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,17 @@ _QUANTIZER_LOADERS = (
 )
 
 
-def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic_shape: bool) -> None:
+OPTIMIZER_FAILED = "onnxruntime's optimizer failed, pre-processed without it"
+
+
+def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic_shape: bool) -> str | None:
     """What ``quant_pre_process`` makes of ``source`` (symbolic shape inference unless skipped,
     onnxruntime's basic optimizations, onnx shape inference, the pre-processed mark), written
-    to ``target`` with its data beside it. ``work``: an empty scratch folder."""
+    to ``target`` with its data beside it. ``work``: an empty scratch folder.
+
+    As ``quant_pre_process`` does, a graph onnxruntime cannot optimize (an operator it does not
+    implement, say) is pre-processed without the optimizations; returns why, else None.
+    """
     from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 
     model = onnx.load(str(source), load_external_data=False)
@@ -57,13 +65,20 @@ def pre_process_on_disk(source: Path, target: Path, work: Path, *, skip_symbolic
         model = _to_opset_11(model, opset)
     if not skip_symbolic_shape:
         model = _symbolic_shapes(model, source.parent, work)
-    optimized = work / "optimized.onnx"
-    optimize_on_disk(model, source.parent, optimized)
-    inferred = work / "inferred.onnx"
-    onnx.shape_inference.infer_shapes_path(str(optimized), str(inferred))
-    model = onnx.load(str(inferred), load_external_data=False)
+    optimized, weights, unoptimized = work / "optimized.onnx", work, None
+    try:
+        optimize_on_disk(model, source.parent, optimized)
+    except Exception as exc:  # onnxruntime's Fail, InvalidGraph, NotImplemented, ...
+        unoptimized = f"{OPTIMIZER_FAILED}: {first_line(exc, with_type=True)}"
+        logger.warning("%s: %s", source, unoptimized)
+        model, weights = _infer_in_memory(model), source.parent
+    else:
+        inferred = work / "inferred.onnx"
+        onnx.shape_inference.infer_shapes_path(str(optimized), str(inferred))
+        model = onnx.load(str(inferred), load_external_data=False)
     add_pre_process_metadata(model)
-    save_streaming(model, target, [work])
+    save_streaming(model, target, [weights])
+    return unoptimized
 
 
 def _to_opset_11(model: ModelProto, opset: int) -> ModelProto:

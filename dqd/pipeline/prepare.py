@@ -21,7 +21,7 @@ from onnx import GraphProto, ModelProto
 from dqd.modelfile import files_stat, model_files
 from dqd.onnxgraph import walk_graphs
 from dqd.pipeline.external import save_streaming
-from dqd.pipeline.ondisk import pre_process_on_disk
+from dqd.pipeline.ondisk import OPTIMIZER_FAILED, pre_process_on_disk
 from dqd.scratchnames import PREPARE_PREFIX
 from dqd.text import first_line
 
@@ -44,7 +44,7 @@ class PreparedModel:
     )
     large: bool  # written (and to be written) with external data
     folded_constants: int
-    notes: tuple[str, ...]  # why earlier paths failed
+    notes: tuple[str, ...]  # why earlier paths failed, or a step of this one was skipped
 
 
 def is_large(path: Path, threshold_bytes: int | None = None) -> bool:
@@ -62,7 +62,8 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
     label = PREPROCESS_RAW
     for name, skip_symbolic in attempts:
         try:
-            _pre_process(source, target, skip_symbolic_shape=skip_symbolic, large=large)
+            unoptimized = _pre_process(source, target, skip_symbolic_shape=skip_symbolic, large=large)
+            notes.extend([unoptimized] if unoptimized else [])
             label = name
             break
         except Exception as exc:  # the pre-processor raises anything from AssertionError to KeyError
@@ -80,7 +81,8 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
     return PreparedModel(target, label, large, folded, tuple(notes))
 
 
-def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large: bool) -> None:
+def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large: bool) -> str | None:
+    """Pre-process ``source`` into ``target``; why onnxruntime's optimizer was skipped, if it was."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source, target = source.resolve(), target.resolve()  # the cwd changes below
@@ -93,16 +95,52 @@ def _pre_process(source: Path, target: Path, *, skip_symbolic_shape: bool, large
         contextlib.chdir(scratch),
     ):
         if large:  # the weights stay on disk (dqd.pipeline.ondisk)
-            pre_process_on_disk(source, target, Path(scratch), skip_symbolic_shape=skip_symbolic_shape)
-            return
+            return pre_process_on_disk(source, target, Path(scratch), skip_symbolic_shape=skip_symbolic_shape)
         out = Path(scratch) / target.name
-        quant_pre_process(
-            str(source),
-            str(out),
-            skip_symbolic_shape=skip_symbolic_shape,
-        )
+        with _OptimizerFailure() as failure:
+            quant_pre_process(
+                str(source),
+                str(out),
+                skip_symbolic_shape=skip_symbolic_shape,
+            )
         model = onnx.load(str(out))
         onnx.save_model(model, str(target))
+        return failure.note
+
+
+class _OptimizerFailure(logging.Handler):
+    """quant_pre_process logs its optimizer's failure, then the traceback, and goes on without
+    the optimizations; within, its errors come here alone (dqd.pipeline.quiet keeps them out of
+    the logs otherwise) so the failure is recorded as the on-disk path records it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._logger = logging.getLogger("onnxruntime.quantization.shape_inference")
+        self._saved = (self._logger.level, self._logger.propagate)
+        self._records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record.getMessage())
+
+    @property
+    def note(self) -> str | None:
+        failed = next((i for i, text in enumerate(self._records) if "Optimization Failed" in text), None)
+        if failed is None:
+            return None
+        cause = self._records[failed + 1].strip().splitlines()[-1] if failed + 1 < len(self._records) else "?"
+        return f"{OPTIMIZER_FAILED}: {cause.removeprefix('onnxruntime.capi.onnxruntime_pybind11_state.')}"
+
+    def __enter__(self) -> _OptimizerFailure:
+        self._saved = (self._logger.level, self._logger.propagate)
+        self._logger.setLevel(logging.ERROR)
+        self._logger.propagate = False
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
 
 
 def fold_constant_weights(model: ModelProto) -> int:

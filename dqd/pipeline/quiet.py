@@ -20,8 +20,8 @@ def quiet_onnxruntime_logging() -> None:
     Importing ``matmul_nbits_quantizer`` (the fork server preloads it) runs
     ``logging.basicConfig(level=INFO)``, so the quantizer's per-tensor INFO lines
     reached the daemon's stderr unformatted, and ``quant_pre_process`` logs a
-    traceback at ERROR when its optimization fails, which dqd handles by
-    pre-processing less (dqd.pipeline.prepare records it).
+    traceback at ERROR when its optimization fails and goes on without it
+    (dqd.pipeline.prepare catches that line and records it).
     """
     root = logging.getLogger()
     root.setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ Small models stand in for large ones (``large=True``: the path a model over
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from dqd.pipeline.accuracy import GateThresholds
 from dqd.pipeline.external import INLINE_LIMIT
 from dqd.pipeline.inputs import InputSet
 from dqd.pipeline.inspect import FixableCause
-from dqd.pipeline.ondisk import pre_process_on_disk, weights_on_disk
+from dqd.pipeline.ondisk import OPTIMIZER_FAILED, pre_process_on_disk, weights_on_disk
 from dqd.pipeline.prefix import repair
 from dqd.pipeline.prepare import PREPROCESS_FULL, PREPROCESS_RAW, is_large, prepare_model
 from dqd.pipeline.quantize import build_variant
@@ -500,3 +501,32 @@ def test_an_old_opset_large_model_is_pre_processed_like_quant_pre_process_does(
     assert variant.output_path is not None
     ops = {n.op_type for n in onnx.load(variant.output_path).graph.node}
     assert "DynamicQuantizeLinear" in ops, ops
+
+
+def test_a_graph_onnxruntime_cannot_optimize_is_pre_processed_without_it_as_quant_pre_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quant_pre_process logs its optimizer's failure and goes on: a large model must not be
+    taken raw where a small one is pre-processed; the prepared record says what was skipped."""
+    monkeypatch.chdir(tmp_path)
+    model = models.matmul_heavy(hidden=64, layers=2)
+    last = model.graph.node[-1].output[0]
+    model.graph.node.append(helper.make_node("Foo", [last], ["foo"], domain="com.example"))
+    model.graph.output[0].name = "foo"
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    source = models.save_with_external_data(model, tmp_path / "s" / "m.onnx")
+    expected = _quant_pre_process(source, tmp_path / "expected.onnx", skip_symbolic_shape=True)
+    prepared = prepare_model(source, tmp_path / "prepared", large=True)
+    assert prepared.preprocess == prepare.PREPROCESS_NO_SYMBOLIC
+    assert prepared.notes[-1].startswith(OPTIMIZER_FAILED) and "com.example:Foo" in prepared.notes[-1]
+    assert data_files_of(prepared.path) == {"prepared.onnx.data"}
+    assert_same(onnx.load(str(prepared.path)), expected)
+    quantization_logs = logging.getLogger("onnxruntime.quantization")
+    level = quantization_logs.level
+    quantization_logs.setLevel(logging.CRITICAL)  # as dqd.pipeline.quiet leaves it in the engine child
+    try:
+        small = prepare_model(source, tmp_path / "prepared-small", large=False)
+    finally:
+        quantization_logs.setLevel(level)
+    assert small.preprocess == prepared.preprocess
+    assert small.notes[-1].startswith(OPTIMIZER_FAILED) and "com.example:Foo" in small.notes[-1]
