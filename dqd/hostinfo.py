@@ -17,9 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from dqd import __version__
+from dqd.cores import usable_cores
 from dqd.domain import HostInfo
 from dqd.errors import EnvironmentFailure
-from dqd.settings import Settings, usable_cores
+from dqd.settings import Settings
 
 # x86 flags (as /proc/cpuinfo names them) that matter for INT8 kernels, and
 # the arm64 equivalents ("asimddp" is the dot-product extension).

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import onnx
 from onnx import ModelProto, TensorProto
@@ -93,7 +93,7 @@ def inline_small_tensors(model: ModelProto, folder: Path) -> None:
             load_external_data_for_tensor(tensor, str(folder))
 
 
-def _copy_external(tensor: TensorProto, folders: Sequence[Path], out: BinaryIO, digest: Any) -> int:
+def _copy_external(tensor: TensorProto, folders: Sequence[Path], out: BinaryIO, digest: hashlib._Hash) -> int:
     """Append ``tensor``'s stored bytes to ``out`` and ``digest``; return how many."""
     entries = _entries(tensor)
     source = _find(entries["location"], folders, tensor.name)

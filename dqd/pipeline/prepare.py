@@ -63,7 +63,8 @@ def prepare_model(source: Path, work_dir: Path, *, large: bool | None = None) ->
     for name, skip_symbolic in attempts:
         try:
             unoptimized = _pre_process(source, target, skip_symbolic_shape=skip_symbolic, large=large)
-            notes.extend([unoptimized] if unoptimized else [])
+            if unoptimized:
+                notes.append(unoptimized)
             label = name
             break
         except Exception as exc:  # the pre-processor raises anything from AssertionError to KeyError
@@ -116,7 +117,7 @@ class _OptimizerFailure(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self._logger = logging.getLogger("onnxruntime.quantization.shape_inference")
-        self._saved = (self._logger.level, self._logger.propagate)
+        self._saved: tuple[int, bool] = (logging.NOTSET, True)  # the logger's level and propagate, within
         self._records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -26,7 +26,6 @@ from dqd.settings.schema import (
     WatchSettings,
     WorkerSettings,
     redact_url,
-    usable_cores,
 )
 
 __all__ = [
@@ -47,5 +46,4 @@ __all__ = [
     "WorkerSettings",
     "load",
     "redact_url",
-    "usable_cores",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dqd.cores import usable_cores
 from dqd.domain import VariantSpec
 from dqd.errors import ConfigError
 from dqd.hostlock import default_lock_path
@@ -26,35 +26,6 @@ from dqd.scratchnames import default_exclude_globs
 
 ENV_PREFIX = "DQD_"
 DEFAULT_DATABASE_URL = "sqlite:///./dqd.db"
-
-
-def usable_cores() -> int:
-    """Cores this process may actually use: CPU affinity, capped by a cgroup v2/v1 quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cores = min(cores, max(1, int(quota + 0.999)))
-    return max(1, cores)
-
-
-def _cgroup_cpu_quota() -> float | None:
-    try:
-        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if text and text[0] != "max":
-            return int(text[0]) / int(text[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        if quota > 0 and period > 0:
-            return quota / period
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 class _Section(BaseModel):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from dqd.catalog import Catalog
-from dqd.settings import usable_cores
+from dqd.cores import usable_cores
 from tests.acceptance.harness import Daemon, wait_for
 from tests.acceptance.tiny import write_model
 

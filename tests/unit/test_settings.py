@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dqd.cores import usable_cores
 from dqd.errors import ConfigError
-from dqd.settings import load, redact_url, usable_cores
+from dqd.settings import load, redact_url
 
 
 @pytest.fixture(autouse=True)
